@@ -1,0 +1,295 @@
+"""The full benchmark: every score variant × dataset × model, the ensembles, and cleanlab's filters.
+
+Outputs (long form):
+
+* ``benchmark.csv``: dataset, model, method, adjust_pred_probs, auroc, auprc, lift_at_100,
+  lift_at_num_errors. Ensembles appear with model ``ensemble:<scheme>``.
+* ``filters.csv``: dataset, model, filter_by, precision, recall, f1, num_flagged.
+* ``summary.json``: per method variant, the mean over dataset × model pairs of each metric
+  min-max normalised within the pair (the paper's summary; 1 = best variant on every pair).
+
+Fast path: each score vector is computed once (adjusted pred_probs shared between methods,
+per-model scores reused by the ``avg_scores*`` ensembles, log losses computed once per model),
+every metric comes from one sort, and (dataset, model) tasks run on a process pool.
+:func:`reference_benchmark` is the straightforward computation the tests compare against.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
+
+from .ensembles import ENSEMBLE_SCHEMES, ensemble_scores, ensemble_weights, weighted_pred_probs
+from .io import load_dataset
+from .metrics import filter_metrics, ranking_metrics, reference_metrics
+from .scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores, label_quality_scores
+
+FILTER_BY = (
+    "prune_by_class",
+    "prune_by_noise_rate",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_normalized_margin",
+    "low_self_confidence",
+)
+BENCHMARK_COLUMNS = ["dataset", "model", "method", "adjust_pred_probs", "auroc", "auprc"]
+FILTER_COLUMNS = ["dataset", "model", "filter_by", "precision", "recall", "f1", "num_flagged"]
+ENSEMBLE_PREFIX = "ensemble:"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: a single model's variants and filters, or one dataset's ensembles."""
+
+    root: str
+    dataset: str
+    models: tuple[str, ...]
+    kind: str  # "model" | "ensembles"
+    lift_k: tuple[int, ...]
+    ensembles: tuple[str, ...] = ()
+    filters: bool = True
+
+
+def _metric_row(dataset, model, method, adjust, metrics):
+    return {"dataset": dataset, "model": model, "method": method, "adjust_pred_probs": adjust, **metrics}
+
+
+def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
+    data = load_dataset(task.root, task.dataset, models=list(task.models))
+    labels, is_error = data.given_labels, data.label_errors
+    rows, filter_rows = [], []
+    if task.kind == "model":
+        (model,) = task.models
+        pred_probs = data.pred_probs[model]
+        for (method, adjust), scores in all_variant_scores(labels=labels, pred_probs=pred_probs).items():
+            metrics = ranking_metrics(is_error=is_error, scores=scores, lift_k=task.lift_k)
+            rows.append(_metric_row(task.dataset, model, method, adjust, metrics))
+        if task.filters:
+            for filter_by in FILTER_BY:
+                flagged = _find_label_issues(labels, pred_probs, filter_by)
+                filter_rows.append(
+                    {"dataset": task.dataset, "model": model, "filter_by": filter_by,
+                     **filter_metrics(is_error=is_error, flagged=flagged)}
+                )
+        return rows, filter_rows
+    pred_probs_list = [data.pred_probs[m] for m in task.models]
+    member_scores = [
+        all_variant_scores(labels=labels, pred_probs=p, variants=CLEANLAB_VARIANTS) for p in pred_probs_list
+    ]
+    weights_by_weighting: dict[str, np.ndarray] = {}
+    for scheme in task.ensembles:
+        averaged, weighting = ENSEMBLE_SCHEMES[scheme]
+        if weighting not in weights_by_weighting:
+            weights_by_weighting[weighting] = ensemble_weights(
+                scheme, labels=labels, pred_probs_list=pred_probs_list
+            )
+        weights = weights_by_weighting[weighting]
+        if averaged == "pred_probs":
+            variant_scores = all_variant_scores(
+                labels=labels, pred_probs=weighted_pred_probs(weights, pred_probs_list),
+                variants=CLEANLAB_VARIANTS,
+            )
+        else:
+            variant_scores = {
+                variant: ensemble_scores(
+                    scheme, labels=labels, pred_probs_list=pred_probs_list, method=variant[0],
+                    adjust_pred_probs=variant[1], weights=weights,
+                    member_scores=[s[variant] for s in member_scores],
+                )
+                for variant in CLEANLAB_VARIANTS
+            }
+        for (method, adjust), scores in variant_scores.items():
+            metrics = ranking_metrics(is_error=is_error, scores=scores, lift_k=task.lift_k)
+            rows.append(_metric_row(task.dataset, ENSEMBLE_PREFIX + scheme, method, adjust, metrics))
+    return rows, filter_rows
+
+
+def _find_label_issues(labels, pred_probs, filter_by):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; not ours to show
+        return find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
+
+
+def make_tasks(
+    datasets: dict[str, tuple[str, Sequence[str]]],
+    *,
+    lift_k: Iterable[int] = (100,),
+    ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
+    filters: bool = True,
+) -> list[Task]:
+    """``datasets``: name -> (data root, models). Ensemble tasks first: they are the longest."""
+    lift_k, ensembles = tuple(int(k) for k in lift_k), tuple(ensembles)
+    tasks = []
+    for name, (root, models) in datasets.items():
+        if ensembles and len(models) > 1:
+            tasks.append(Task(str(root), name, tuple(models), "ensembles", lift_k, ensembles))
+    for name, (root, models) in datasets.items():
+        for model in models:
+            tasks.append(Task(str(root), name, (model,), "model", lift_k, filters=filters))
+    return tasks
+
+
+def run_benchmark(
+    datasets: dict[str, tuple[str, Sequence[str]]],
+    *,
+    lift_k: Iterable[int] = (100,),
+    ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
+    filters: bool = True,
+    workers: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every task; returns (benchmark table, filter table) in a stable order."""
+    tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters)
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            results = pool.map(_run_task, tasks, chunksize=1)
+    else:
+        results = [_run_task(t) for t in tasks]
+    rows = [r for result in results for r in result[0]]
+    filter_rows = [r for result in results for r in result[1]]
+    lift_columns = [f"lift_at_{int(k)}" for k in lift_k] + ["lift_at_num_errors"]
+    table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS + lift_columns)
+    return _sorted(table, datasets, ["method", "adjust_pred_probs"]), _sorted(
+        pd.DataFrame(filter_rows, columns=FILTER_COLUMNS), datasets, ["filter_by"]
+    )
+
+
+def _sorted(frame: pd.DataFrame, datasets, keys) -> pd.DataFrame:
+    """Datasets in params order, single models before ensembles, then the given keys."""
+    if frame.empty:
+        return frame
+    order = {name: i for i, name in enumerate(datasets)}
+    frame = frame.assign(
+        _d=frame["dataset"].map(order), _e=frame["model"].str.startswith(ENSEMBLE_PREFIX)
+    )
+    return frame.sort_values(["_d", "_e", "model", *keys], kind="stable").drop(columns=["_d", "_e"]).reset_index(drop=True)
+
+
+def variant_label(method: str, adjust_pred_probs: bool) -> str:
+    """>>> variant_label("self_confidence", True)
+    'self_confidence+adjust_pred_probs'
+    """
+    return f"{method}+adjust_pred_probs" if adjust_pred_probs else method
+
+
+def summarize(table: pd.DataFrame, *, metrics=("auroc", "auprc", "lift_at_100", "lift_at_num_errors")) -> dict:
+    """Per method variant: mean over single-model (dataset, model) pairs of each metric, min-max
+    normalised across the variants within the pair (a pair where all variants tie counts 0.5).
+
+    Ensembles are left out: they cover the five cleanlab variants only, so normalising them
+    against the seven single-model variants would not compare like with like.
+    """
+    single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)].copy()
+    single["variant"] = [variant_label(m, a) for m, a in zip(single["method"], single["adjust_pred_probs"])]
+    metrics = [m for m in metrics if m in single.columns]
+    normalised = single[["dataset", "model", "variant"]].copy()
+    for metric in metrics:
+        group = single.groupby(["dataset", "model"])[metric]
+        low, high = group.transform("min"), group.transform("max")
+        span = high - low
+        normalised[metric] = np.where(span > 0, (single[metric] - low) / span.where(span > 0, 1), 0.5)
+    means = normalised.groupby("variant", sort=False)[metrics].mean()
+    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in means.index]
+    return {
+        "num_pairs": int(single.groupby(["dataset", "model"]).ngroups),
+        "methods": {v: {m: float(means.loc[v, m]) for m in metrics} for v in order},
+    }
+
+
+# --- the straightforward computation (reference for tests and the speed benchmark) -----------
+
+_CLEANLAB_ENSEMBLE_WEIGHTING = {"uniform": "uniform", "accuracy": "accuracy", "inv_log_loss": "log_loss_search"}
+
+
+def reference_benchmark(
+    datasets: dict[str, tuple[str, Sequence[str]]],
+    *,
+    lift_k: Iterable[int] = (100,),
+    ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
+) -> pd.DataFrame:
+    """For each dataset × model × method: cleanlab score, then scikit-learn AUROC / AP and the
+    authors' lift; ensembles through cleanlab's ``get_label_quality_ensemble_scores`` (avg_scores*)
+    or a plain ``np.average`` of pred_probs (avg_pred_probs*). One process, nothing shared."""
+    lift_k = tuple(int(k) for k in lift_k)
+    rows = []
+    for name, (root, models) in datasets.items():
+        data = load_dataset(root, name, models=list(models))
+        labels, is_error = data.given_labels, data.label_errors
+        for model in models:
+            for method, adjust in ALL_VARIANTS:
+                if method in ("entropy", "least_confidence"):
+                    scores = label_quality_scores(labels=labels, pred_probs=data.pred_probs[model], method=method)
+                else:
+                    scores = get_label_quality_scores(labels, data.pred_probs[model], method=method, adjust_pred_probs=adjust)
+                rows.append(_metric_row(name, model, method, adjust, reference_metrics(is_error=is_error, scores=scores, lift_k=lift_k)))
+        pred_probs_list = [data.pred_probs[m] for m in models]
+        for scheme in ensembles:
+            averaged, weighting = ENSEMBLE_SCHEMES[scheme]
+            for method, adjust in CLEANLAB_VARIANTS:
+                if averaged == "scores":
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
+                        scores = get_label_quality_ensemble_scores(
+                            labels, pred_probs_list, method=method, adjust_pred_probs=adjust,
+                            weight_ensemble_members_by=_CLEANLAB_ENSEMBLE_WEIGHTING[weighting], verbose=False,
+                        )
+                else:
+                    weights = _reference_weights(weighting, labels, pred_probs_list)
+                    avg = np.average(np.stack(pred_probs_list), axis=0, weights=weights)
+                    scores = get_label_quality_scores(labels, avg, method=method, adjust_pred_probs=adjust)
+                rows.append(_metric_row(name, ENSEMBLE_PREFIX + scheme, method, adjust,
+                                        reference_metrics(is_error=is_error, scores=scores, lift_k=lift_k)))
+    return pd.DataFrame(rows)
+
+
+def _reference_weights(weighting, labels, pred_probs_list):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
+        return _reference_weights_inner(weighting, labels, pred_probs_list)
+
+
+def _reference_weights_inner(weighting, labels, pred_probs_list):
+    if weighting == "uniform":
+        return None
+    if weighting == "accuracy":
+        return [(p.argmax(axis=1) == labels).mean() for p in pred_probs_list]
+    # inv_log_loss: the naive search, recomputing every model's log loss for every t
+    from sklearn.metrics import log_loss
+    from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
+
+    from .ensembles import LOG_LOSS_SEARCH_T
+
+    best, best_weights = float("inf"), None
+    for t in LOG_LOSS_SEARCH_T:
+        raw = []
+        for p in pred_probs_list:
+            clipped = np.clip(p, CLIPPING_LOWER_BOUND, None)
+            clipped = clipped / clipped.sum(axis=1, keepdims=True)
+            raw.append(np.exp(-t * log_loss(labels, clipped)))
+        weights = np.array(raw) / np.sum(raw)
+        loss = log_loss(labels, np.average(np.stack(pred_probs_list), axis=0, weights=weights))
+        if loss < best:
+            best, best_weights = loss, weights
+    return best_weights
+
+
+def datasets_from_params(params) -> dict[str, tuple[str, list[str]]]:
+    return {name: (str(params.dataset_root(name)), params.models_for(name)) for name in params.datasets}
+
+
+def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path) -> None:
+    from .io import write_csv, write_json
+
+    write_csv(out_dir / "benchmark.csv", table)
+    write_csv(out_dir / "filters.csv", filters)
+    write_json(out_dir / "summary.json", summarize(table))

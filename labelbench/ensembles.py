@@ -1,0 +1,153 @@
+"""Ensembles of several models' pred_probs into one label quality score.
+
+Two ways to combine M models, each with three weightings, give the six schemes:
+
+* ``avg_pred_probs*``: average the (N, K) pred_probs with weights, then score once.
+* ``avg_scores*``: score each model, then average the (N,) scores with weights. These are
+  cleanlab's ``get_label_quality_ensemble_scores`` with ``weight_ensemble_members_by`` =
+  ``uniform``, ``accuracy`` and ``log_loss_search``.
+
+Weights: ``uniform`` 1/M; ``accuracy`` proportional to each model's accuracy against the given
+labels; ``inv_log_loss`` proportional to ``exp(-t * logloss(model))`` with the t from
+``LOG_LOSS_SEARCH_T`` whose weighted average of pred_probs has the lowest log loss (cleanlab's search).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
+from sklearn.metrics import log_loss
+
+from .scores import label_quality_scores
+
+LOG_LOSS_SEARCH_T = (1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 200)
+
+
+def uniform_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
+    """Equal weights, shape (M,)."""
+    del labels
+    return np.full(len(pred_probs_list), 1 / len(pred_probs_list))
+
+
+def accuracy_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
+    """Weights (M,) proportional to each model's accuracy on the given labels (N,)."""
+    accuracy = np.array([(p.argmax(axis=1) == labels).mean() for p in pred_probs_list])
+    return accuracy / sum(accuracy)
+
+
+def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
+    """Weights (M,) ∝ exp(-t·logloss), t searched as in cleanlab's ``log_loss_search``.
+
+    Each model's log loss does not depend on t, so it is computed once (cleanlab recomputes it
+    per t; the values are identical).
+    """
+    with warnings.catch_warnings():
+        # published float64 rows sum to 1 within 2.4e-7; scikit-learn warns about that, harmlessly
+        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
+        return _inv_log_loss_search(labels, pred_probs_list)
+
+
+def _inv_log_loss_search(labels, pred_probs_list):
+    losses = []
+    for pred_probs in pred_probs_list:
+        clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)
+        clipped /= clipped.sum(axis=1)[:, np.newaxis]
+        losses.append(log_loss(labels, clipped))
+    best_loss, best_weights = float("inf"), None
+    for t in LOG_LOSS_SEARCH_T:
+        unnormalised = [np.exp(-t * loss) for loss in losses]
+        weights = np.array(unnormalised) / sum(unnormalised)
+        averaged = sum(weights[i] * p for i, p in enumerate(pred_probs_list))
+        loss = log_loss(labels, averaged)
+        if best_loss > loss:
+            best_loss, best_weights = loss, weights.copy()
+    return best_weights
+
+
+WEIGHTINGS: dict[str, Callable[..., np.ndarray]] = {
+    "uniform": uniform_weights,
+    "accuracy": accuracy_weights,
+    "inv_log_loss": inv_log_loss_weights,
+}
+
+#: scheme name -> (what is averaged, weighting)
+ENSEMBLE_SCHEMES: dict[str, tuple[str, str]] = {
+    "avg_pred_probs": ("pred_probs", "uniform"),
+    "avg_pred_probs_weighted_by_accuracy": ("pred_probs", "accuracy"),
+    "avg_pred_probs_weighted_by_inv_log_loss": ("pred_probs", "inv_log_loss"),
+    "avg_scores": ("scores", "uniform"),
+    "avg_scores_weighted_by_accuracy": ("scores", "accuracy"),
+    "avg_scores_weighted_by_inv_log_loss": ("scores", "inv_log_loss"),
+}
+
+
+def check_scheme(name: str) -> str:
+    """>>> check_scheme("avg_scores")
+    'avg_scores'
+    """
+    if name not in ENSEMBLE_SCHEMES:
+        raise ValueError(f"unknown ensemble scheme {name!r}; valid: {', '.join(ENSEMBLE_SCHEMES)}")
+    return name
+
+
+def ensemble_weights(
+    scheme: str, *, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The (M,) member weights that ``scheme`` uses."""
+    _, weighting = ENSEMBLE_SCHEMES[check_scheme(scheme)]
+    return WEIGHTINGS[weighting](labels=labels, pred_probs_list=pred_probs_list)
+
+
+def weighted_pred_probs(weights: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
+    """``sum_i w_i * P_i``: shape (N, K)."""
+    return sum(weights[i] * p for i, p in enumerate(pred_probs_list))
+
+
+def weighted_scores(weights: np.ndarray, scores_list: Sequence[np.ndarray]) -> np.ndarray:
+    """``sum_i w_i * s_i``: shape (N,)."""
+    return (np.vstack(scores_list).T * weights).sum(axis=1)
+
+
+def ensemble_scores(
+    scheme: str,
+    *,
+    labels: np.ndarray,
+    pred_probs_list: Sequence[np.ndarray],
+    method: str,
+    adjust_pred_probs: bool = False,
+    weights: np.ndarray | None = None,
+    member_scores: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Ensemble label quality scores (N,) from M models' pred_probs (each (N, K)).
+
+    ``weights`` and ``member_scores`` may be passed in when already computed (the benchmark
+    reuses them across methods); they are computed here otherwise.
+
+    >>> p1 = np.array([[0.9, 0.1], [0.4, 0.6]]); p2 = np.array([[0.7, 0.3], [0.2, 0.8]])
+    >>> ensemble_scores("avg_scores", labels=np.array([0, 0]), pred_probs_list=[p1, p2],
+    ...                 method="self_confidence")
+    array([0.8, 0.3])
+    """
+    averaged, _ = ENSEMBLE_SCHEMES[check_scheme(scheme)]
+    if weights is None:
+        weights = ensemble_weights(scheme, labels=labels, pred_probs_list=pred_probs_list)
+    if averaged == "pred_probs":
+        return label_quality_scores(
+            labels=labels,
+            pred_probs=weighted_pred_probs(weights, pred_probs_list),
+            method=method,
+            adjust_pred_probs=adjust_pred_probs,
+        )
+    if member_scores is None:
+        member_scores = [
+            label_quality_scores(
+                labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust_pred_probs
+            )
+            for p in pred_probs_list
+        ]
+    if ENSEMBLE_SCHEMES[scheme][1] == "uniform":
+        return np.vstack(member_scores).T.mean(axis=1)  # cleanlab's "uniform" is a plain mean
+    return weighted_scores(weights, member_scores)

@@ -1,0 +1,242 @@
+"""Validated reading of the pred_probs data contract, and atomic writing of outputs.
+
+Layout read here (one dataset; see DESIGN.md)::
+
+    <root>/<dataset>/
+      given_labels.npy        int   (N,)     labels the models were trained on
+      true_labels.npy         int   (N,)     optional (CIFAR, synthetic noise)
+      label_errors.npy        bool  (N,)     ground truth: is the given label wrong
+      image_ids.txt           N lines        relative image path of row i
+      pred_probs/<model>.npy  float (N, K)   out-of-sample predicted probabilities
+
+Every reader raises :class:`DataError` with the file's path and the problem; nothing is
+loaded with pickles enabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+ROW_SUM_TOLERANCE = 1e-4
+
+
+class DataError(ValueError):
+    """A file on disk does not satisfy the data contract."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def load_npy(path: os.PathLike | str) -> np.ndarray:
+    """Load a ``.npy`` file without ever unpickling; name the file in every failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode=None)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
+            raise DataError(path, "holds pickled Python objects; refusing to load it") from None
+        raise DataError(path, f"not a readable .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(path, f"not a readable .npy array ({exc})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(path, "is an .npz archive, expected a single .npy array")
+    return array
+
+
+def check_labels(labels: np.ndarray, path, *, num_classes: int | None = None) -> np.ndarray:
+    """Labels must be a non-empty 1-D integer array in ``[0, num_classes)``."""
+    if labels.ndim != 1:
+        raise DataError(path, f"expected a 1-D label array, got shape {labels.shape}")
+    if labels.size == 0:
+        raise DataError(path, "is empty")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(path, f"labels must be integers, got dtype {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        bound = f"[0, {num_classes})" if num_classes is not None else "[0, K)"
+        raise DataError(path, f"labels outside {bound}: min {low}, max {high}")
+    return labels.astype(np.int64, copy=False)
+
+
+def check_pred_probs(pred_probs: np.ndarray, path) -> np.ndarray:
+    """pred_probs must be a finite (N, K) float array, entries in [0, 1], rows summing to 1."""
+    if pred_probs.ndim != 2:
+        raise DataError(path, f"expected a 2-D (N, K) array, got shape {pred_probs.shape}")
+    if pred_probs.shape[0] == 0 or pred_probs.shape[1] < 2:
+        raise DataError(path, f"empty or fewer than 2 classes: shape {pred_probs.shape}")
+    if not np.issubdtype(pred_probs.dtype, np.floating):
+        raise DataError(path, f"probabilities must be floats, got dtype {pred_probs.dtype}")
+    if not np.isfinite(pred_probs).all():
+        bad = int((~np.isfinite(pred_probs)).any(axis=1).sum())
+        raise DataError(path, f"{bad} rows hold NaN or inf")
+    if pred_probs.min() < 0 or pred_probs.max() > 1:
+        raise DataError(
+            path, f"probabilities outside [0, 1]: min {pred_probs.min()}, max {pred_probs.max()}"
+        )
+    deviation = np.abs(pred_probs.sum(axis=1) - 1)
+    if deviation.max() > ROW_SUM_TOLERANCE:
+        row = int(deviation.argmax())
+        raise DataError(
+            path,
+            f"{int((deviation > ROW_SUM_TOLERANCE).sum())} rows do not sum to 1 within "
+            f"{ROW_SUM_TOLERANCE} (row {row} sums to {pred_probs[row].sum()!r})",
+        )
+    return pred_probs.astype(np.float64, copy=False)
+
+
+def read_image_ids(path: os.PathLike | str) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    ids = text.splitlines()
+    if not ids:
+        raise DataError(path, "is empty")
+    if any(not i.strip() for i in ids):
+        raise DataError(path, "contains blank lines")
+    return ids
+
+
+@dataclass
+class Dataset:
+    """One dataset of the contract, validated.
+
+    Attributes: ``given_labels`` (N,) int64, ``label_errors`` (N,) bool, ``true_labels`` (N,)
+    int64 or None, ``image_ids`` N strings, ``pred_probs`` model name -> (N, K) float64.
+    """
+
+    name: str
+    root: Path
+    given_labels: np.ndarray
+    label_errors: np.ndarray
+    image_ids: list[str]
+    true_labels: np.ndarray | None = None
+    pred_probs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return next(iter(self.pred_probs.values())).shape[1]
+
+    @property
+    def num_errors(self) -> int:
+        return int(self.label_errors.sum())
+
+
+def list_models(root: os.PathLike | str, dataset: str) -> list[str]:
+    folder = Path(root) / dataset / "pred_probs"
+    return sorted(p.stem for p in folder.glob("*.npy"))
+
+
+def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None) -> Dataset:
+    """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``."""
+    folder = Path(root) / name
+    if not folder.is_dir():
+        raise DataError(folder, "dataset folder not found")
+    labels_path = folder / "given_labels.npy"
+    given = load_npy(labels_path)
+    check_labels(given, labels_path)
+    n = given.shape[0]
+
+    errors_path = folder / "label_errors.npy"
+    errors = load_npy(errors_path)
+    if errors.dtype != np.bool_:
+        raise DataError(errors_path, f"expected dtype bool, got {errors.dtype}")
+    _check_length(errors, n, errors_path, labels_path)
+
+    ids_path = folder / "image_ids.txt"
+    image_ids = read_image_ids(ids_path)
+    if len(image_ids) != n:
+        raise DataError(ids_path, f"has {len(image_ids)} lines but {labels_path.name} has {n} labels")
+
+    models = list_models(root, name) if models is None else list(models)
+    if not models:
+        raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")
+    pred_probs = {}
+    for model in models:
+        path = folder / "pred_probs" / f"{model}.npy"
+        probs = check_pred_probs(load_npy(path), path)
+        _check_length(probs, n, path, labels_path)
+        pred_probs[model] = probs
+    k = {p.shape[1] for p in pred_probs.values()}
+    if len(k) != 1:
+        raise DataError(folder / "pred_probs", f"models disagree on the number of classes: {sorted(k)}")
+    num_classes = k.pop()
+    check_labels(given, labels_path, num_classes=num_classes)
+
+    true = None
+    true_path = folder / "true_labels.npy"
+    if true_path.exists():
+        true = check_labels(load_npy(true_path), true_path, num_classes=num_classes)
+        _check_length(true, n, true_path, labels_path)
+        if not np.array_equal(true != given, errors):
+            raise DataError(errors_path, "disagrees with given_labels != true_labels")
+    return Dataset(
+        name=name,
+        root=Path(root),
+        given_labels=given.astype(np.int64, copy=False),
+        label_errors=errors,
+        image_ids=image_ids,
+        true_labels=true,
+        pred_probs=pred_probs,
+    )
+
+
+def _check_length(array: np.ndarray, n: int, path, reference) -> None:
+    if array.ndim < 1 or array.shape[0] != n:
+        raise DataError(
+            path, f"has {array.shape[0] if array.ndim else 0} rows but {Path(reference).name} has {n}"
+        )
+
+
+# --- atomic writing -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_npy(path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def write_csv(path, frame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.17g")

@@ -1,0 +1,198 @@
+"""Synthetic label noise, exactly as the authors made CIFAR-10S.
+
+The recipe (cleanlab's noise generation; ``K`` classes, ``a`` = noise_amount, ``s`` = sparsity)::
+
+    noise_matrix = generate_noise_matrix_from_trace(
+        K, trace=int(K * (1 - a)), frac_zero_noise_rates=s, valid_noise_matrix=False, seed=seed)
+    np.random.seed(seed)
+    noisy = generate_noisy_labels(true_labels, noise_matrix)
+
+applied to the true labels **in ImageFolder order** (sorted by folder, then file name; see
+:func:`labelbench.dedupe.image_id_sort_key`). With ``seed=0`` and ``a=0.2, s=0.4`` this
+reproduces the published CIFAR-10S labels on all 50,000 rows. Note that ``int()`` truncates
+the trace, so the expected noise rate is ``(K - int(K * (1 - a))) / K`` for balanced classes.
+
+The global numpy RNG state is saved before and restored after, so callers see no change.
+
+>>> true = np.repeat(np.arange(4), 250)
+>>> noisy, matrix = add_noise(true_labels=true, noise_amount=0.5, sparsity=0.0, seed=0)
+>>> noisy.shape, matrix.shape, round(float((noisy != true).mean()), 1)
+((1000,), (4, 4), 0.5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from cleanlab.benchmarking.noise_generation import (
+    generate_noise_matrix_from_trace,
+    generate_noisy_labels,
+)
+
+from labelbench.dedupe import sorted_order
+from labelbench.io import DataError
+
+
+@contextlib.contextmanager
+def preserved_numpy_rng() -> Iterator[None]:
+    """Restore the legacy global ``np.random`` state on exit (cleanlab seeds it)."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def check_noise_params(*, noise_amount: float, sparsity: float, num_classes: int) -> int:
+    """Validate the parameters and return the trace ``int(K * (1 - noise_amount))``.
+
+    Raises ValueError stating the valid range: noise_amount in [0, 1) with a trace >= 1,
+    sparsity in [0, 1], K >= 2.
+    """
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if not _is_real(noise_amount) or not 0 <= noise_amount < 1:
+        raise ValueError(f"noise_amount must be in [0, 1), got {noise_amount!r}")
+    if not _is_real(sparsity) or not 0 <= sparsity <= 1:
+        raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
+    trace = int(num_classes * (1 - noise_amount))
+    if trace < 1:
+        raise ValueError(
+            f"noise_amount={noise_amount!r} gives trace int({num_classes} * (1 - {noise_amount!r})) = "
+            f"{trace}; valid noise_amount is in [0, 1) with int(K * (1 - noise_amount)) >= 1 "
+            f"(K = {num_classes}: below {1 - 1 / num_classes:g})"
+        )
+    return trace
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def make_noise_matrix(*, num_classes: int, noise_amount: float, sparsity: float, seed: int = 0) -> np.ndarray:
+    """cleanlab's noise matrix ``P(given=i | true=j)``, shape (K, K), columns summing to 1."""
+    trace = check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=num_classes)
+    with preserved_numpy_rng():
+        matrix = generate_noise_matrix_from_trace(
+            int(num_classes),
+            trace=trace,
+            frac_zero_noise_rates=sparsity,
+            valid_noise_matrix=False,
+            seed=seed,
+        )
+    if matrix is None:
+        raise ValueError(f"cleanlab found no noise matrix for K={num_classes}, trace={trace}")
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def add_noise(
+    *,
+    true_labels: np.ndarray,
+    noise_amount: float,
+    sparsity: float,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy labels (N,) int64 and the noise matrix (K, K) float64 for true labels (N,) int.
+
+    ``num_classes`` defaults to ``max(true_labels) + 1``; every class 0..K-1 must occur
+    (cleanlab's generator needs it). Rows are used in the order given: pass them in
+    ImageFolder order to reproduce the authors. ``noise_amount == 0`` returns the labels
+    unchanged with an identity matrix.
+    """
+    true_labels = np.asarray(true_labels)
+    if true_labels.ndim != 1 or true_labels.size == 0:
+        raise ValueError(f"true_labels must be a non-empty 1-D array, got shape {true_labels.shape}")
+    if not np.issubdtype(true_labels.dtype, np.integer):
+        raise ValueError(f"true_labels must be integers, got dtype {true_labels.dtype}")
+    if true_labels.min() < 0:
+        raise ValueError(f"true_labels must be >= 0, got min {true_labels.min()}")
+    k = int(true_labels.max()) + 1 if num_classes is None else num_classes
+    check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=k)
+    if true_labels.max() >= k:
+        raise ValueError(f"true_labels must be < num_classes={k}, got max {true_labels.max()}")
+    absent = np.flatnonzero(np.bincount(true_labels, minlength=k) == 0)
+    if absent.size:
+        raise ValueError(f"every class 0..{k - 1} must occur in true_labels; class(es) {absent.tolist()} do not")
+    true_labels = true_labels.astype(np.int64, copy=False)
+    if noise_amount == 0:
+        return true_labels.copy(), np.eye(k)
+    matrix = make_noise_matrix(num_classes=k, noise_amount=noise_amount, sparsity=sparsity, seed=seed)
+    with preserved_numpy_rng():
+        np.random.seed(seed)
+        noisy = generate_noisy_labels(true_labels, matrix)
+    return np.asarray(noisy, dtype=np.int64), matrix
+
+
+def noisy_labels_table(
+    *,
+    labels: pd.DataFrame,
+    noise_amount: float,
+    sparsity: float,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Apply the recipe to a validated labels.csv frame (see :func:`labelbench.dedupe.read_labels_csv`).
+
+    True labels are ``true_label``, or ``given_label`` where ``true_label`` is empty. Noise
+    is drawn in ImageFolder order of ``image_id``; the returned frame keeps the input order
+    and columns with ``given_label`` = noisy, ``true_label`` = true, ``label_error`` =
+    ``given != true`` (0/1). With ``noise_amount == 0`` the frame is returned unchanged (real
+    human labels pass through). The dict is the ``noise.json`` record: noise_amount,
+    sparsity, seed, num_classes, num_examples, num_changed, realised_noise_rate and
+    noise_matrix (K lists of K floats, ``[i][j] = P(given=i | true=j)``; null when passed through).
+    """
+    true = labels["true_label"].fillna(labels["given_label"]).to_numpy(dtype=np.int64)
+    k = int(true.max()) + 1 if num_classes is None else int(num_classes)
+    check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=k)
+    record = {
+        "noise_amount": noise_amount,
+        "sparsity": sparsity,
+        "seed": seed,
+        "num_classes": k,
+        "num_examples": int(len(labels)),
+    }
+    if noise_amount == 0:
+        return labels.copy(), {**record, "num_changed": 0, "realised_noise_rate": 0.0, "noise_matrix": None}
+    order = sorted_order(labels["image_id"].tolist())
+    noisy_sorted, matrix = add_noise(
+        true_labels=true[order], noise_amount=noise_amount, sparsity=sparsity, seed=seed, num_classes=k
+    )
+    noisy = np.empty_like(true)
+    noisy[order] = noisy_sorted
+    out = labels.copy()
+    out["given_label"] = noisy
+    out["true_label"] = pd.array(true, dtype="Int64")
+    out["label_error"] = pd.array((noisy != true).astype(np.int64), dtype="Int64")
+    changed = int((noisy != true).sum())
+    return out, {
+        **record,
+        "num_changed": changed,
+        "realised_noise_rate": changed / len(true),
+        "noise_matrix": matrix.tolist(),
+    }
+
+
+def read_classes(path) -> list[str]:
+    """Class names (K,) from a ``classes.txt``: one per line, non-empty, unique, K >= 2."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        names = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    if not names:
+        raise DataError(path, "is empty")
+    if any(not n.strip() for n in names):
+        raise DataError(path, "contains blank lines")
+    if len(set(names)) != len(names):
+        raise DataError(path, "repeats a class name")
+    if len(names) < 2:
+        raise DataError(path, f"needs at least 2 classes, has {len(names)}")
+    return names

@@ -1,0 +1,243 @@
+"""The `report` stage and the terminal headline table.
+
+``reports/benchmark.md``: per dataset, method variants × models for AUROC, AUPRC and lift@#errors
+(best per column in bold), the ensembles, cleanlab's filters, the paper's normalised summary, and
+the examples ranked most likely mislabeled. PNG figures under ``plots/``: the paper's dot plot of
+AUROC per dataset × model per method, and precision-recall curves per dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .benchmark import ENSEMBLE_PREFIX, variant_label
+from .ensembles import ensemble_scores
+from .io import atomic_path, load_dataset, write_text
+from .metrics import Ranking
+from .scores import ALL_VARIANTS, label_quality_scores
+
+METRIC_TITLES = {
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "lift_at_100": "lift@100",
+    "lift_at_num_errors": "lift@#errors",
+}
+
+
+def _fmt(value: float, best: bool) -> str:
+    text = f"{value:.4f}"
+    return f"**{text}**" if best else text
+
+
+def _markdown_table(frame: pd.DataFrame, *, bold_max_by_column: bool = True) -> str:
+    """Render a numeric frame (index = row labels) with the best value of each column in bold."""
+    header = "| " + " | ".join([frame.index.name or ""] + [str(c) for c in frame.columns]) + " |"
+    rule = "|" + "---|" * (len(frame.columns) + 1)
+    lines = [header, rule]
+    best = frame.max(axis=0) if bold_max_by_column else None
+    for label, row in frame.iterrows():
+        cells = []
+        for column, value in row.items():
+            if isinstance(value, (float, np.floating)) and np.isfinite(value):
+                cells.append(_fmt(float(value), bold_max_by_column and np.isclose(value, best[column], rtol=0, atol=1e-12)))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join([str(label)] + cells) + " |")
+    return "\n".join(lines)
+
+
+def _short_model(model: str) -> str:
+    return model.replace("swin_base_patch4_window7_224", "swin_base").replace(ENSEMBLE_PREFIX, "")
+
+
+def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    """Rows: method variants; columns: single models. Values: ``metric``."""
+    rows = benchmark[(benchmark["dataset"] == dataset) & ~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
+    rows = rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
+    table = rows.pivot(index="variant", columns="model", values=metric)
+    models = list(dict.fromkeys(rows["model"]))
+    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in table.index]
+    table = table.loc[order, models]
+    table.columns = [_short_model(m) for m in table.columns]
+    table.index.name = "method"
+    return table
+
+
+def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
+    rows = benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
+    rows = rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
+    table = rows.pivot(index="model", columns="variant", values=metric)
+    table = table.loc[list(dict.fromkeys(rows["model"])), list(dict.fromkeys(rows["variant"]))]
+    table.index = [_short_model(m) for m in table.index]
+    table.index.name = "ensemble scheme"
+    return table
+
+
+def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.DataFrame:
+    rows = filters[filters["dataset"] == dataset]
+    table = rows.pivot(index="filter_by", columns="model", values=metric)
+    table = table.loc[list(dict.fromkeys(rows["filter_by"])), list(dict.fromkeys(rows["model"]))]
+    table.columns = [_short_model(m) for m in table.columns]
+    table.index.name = "filter_by"
+    return table
+
+
+def top_ranked(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str, top_n: int) -> pd.DataFrame:
+    """The ``top_n`` examples per dataset ranked most likely mislabeled by the ensemble of ``method``."""
+    frames = []
+    for name, (root, models) in datasets.items():
+        data = load_dataset(root, name, models=models)
+        if len(models) > 1:
+            scores = ensemble_scores(ensemble, labels=data.given_labels,
+                                     pred_probs_list=[data.pred_probs[m] for m in models], method=method)
+        else:
+            scores = label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[models[0]], method=method)
+        top = np.argsort(1 - scores)[::-1][:top_n]
+        frames.append(pd.DataFrame({
+            "dataset": name,
+            "rank": np.arange(1, len(top) + 1),
+            "image_id": [data.image_ids[i] for i in top],
+            "given_label": data.given_labels[top],
+            "true_label": data.true_labels[top] if data.true_labels is not None else "",
+            "is_label_error": data.label_errors[top],
+            "score": scores[top],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame, summary: dict,
+                   top: pd.DataFrame, figures: list[str]) -> None:
+    parts = [
+        "# Label error detection benchmark",
+        "",
+        "Generated by `dvc repro` (stage `report`) from `metrics/benchmark.csv`, `metrics/filters.csv`",
+        "and `metrics/summary.json`. Scores: low = likely mislabeled; metrics rank by error-ness "
+        "`1 - score`. Best value per column in **bold**.",
+        "",
+        "## Summary over all dataset × model pairs",
+        "",
+        f"Mean of each metric min-max normalised across the method variants within each of the "
+        f"{summary['num_pairs']} (dataset, model) pairs (1 = best variant on every pair).",
+        "",
+    ]
+    summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=METRIC_TITLES)
+    summary_frame.index.name = "method"
+    parts += [_markdown_table(summary_frame), ""]
+    for figure in figures:
+        parts += [f"![{Path(figure).stem}](../{figure})", ""]
+    for dataset in dict.fromkeys(benchmark["dataset"]):
+        sub = benchmark[benchmark["dataset"] == dataset]
+        parts += [f"## {dataset}", ""]
+        for metric in ("auroc", "auprc", "lift_at_num_errors"):
+            if metric in sub.columns:
+                parts += [f"### {METRIC_TITLES[metric]}", "", _markdown_table(variant_tables(benchmark, dataset, metric)), ""]
+        if sub["model"].str.startswith(ENSEMBLE_PREFIX).any():
+            parts += ["### Ensembles (AUROC)", "", _markdown_table(ensemble_table(benchmark, dataset, "auroc")), ""]
+        if (filters["dataset"] == dataset).any():
+            parts += ["### cleanlab `find_label_issues` filters (F1)", "", _markdown_table(filter_table(filters, dataset)), ""]
+        rows = top[top["dataset"] == dataset]
+        if not rows.empty:
+            parts += [f"### {len(rows)} examples ranked most likely mislabeled", "",
+                      "| rank | image_id | given | true | real error | score |", "|---|---|---|---|---|---|"]
+            for r in rows.itertuples():
+                parts.append(f"| {r.rank} | `{r.image_id}` | {r.given_label} | {r.true_label} | "
+                             f"{'yes' if r.is_label_error else 'no'} | {r.score:.4f} |")
+            parts.append("")
+    write_text(path, "\n".join(parts))
+
+
+def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None:
+    """The paper's figure: one row per dataset × model, one dot per method variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
+    pairs = list(dict.fromkeys(zip(single["dataset"], single["model"])))
+    variants = [(m, a) for m, a in ALL_VARIANTS if ((single["method"] == m) & (single["adjust_pred_probs"] == a)).any()]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(pairs) + 1.6))
+    markers = "oosDDv^"
+    for i, (method, adjust) in enumerate(variants):
+        rows = single[(single["method"] == method) & (single["adjust_pred_probs"] == adjust)]
+        lookup = {(d, m): v for d, m, v in zip(rows["dataset"], rows["model"], rows[metric])}
+        ys = np.arange(len(pairs))
+        xs = [lookup.get(p, np.nan) for p in pairs]
+        ax.scatter(xs, ys, label=variant_label(method, adjust), marker=markers[i % len(markers)],
+                   facecolors="none" if adjust else None, s=36, zorder=3)
+    ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(METRIC_TITLES.get(metric, metric))
+    ax.set_title(f"{METRIC_TITLES.get(metric, metric)} of label quality scores per dataset × model")
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.04), ncol=4, frameon=False)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def pr_curves(datasets: dict[str, tuple[str, list[str]]], path: Path, *, method: str, ensemble: str) -> None:
+    """Precision-recall curves of ``method`` per model and the ensemble, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4), squeeze=False)
+    for ax, (name, (root, models)) in zip(axes[0], datasets.items()):
+        data = load_dataset(root, name, models=models)
+        curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
+                  for m in models}
+        if len(models) > 1:
+            curves[ENSEMBLE_PREFIX + ensemble] = ensemble_scores(
+                ensemble, labels=data.given_labels, pred_probs_list=[data.pred_probs[m] for m in models],
+                method=method, member_scores=list(curves.values()))
+        for label, scores in curves.items():
+            precision, recall = Ranking.from_scores(is_error=data.label_errors, scores=scores).pr_curve()
+            ax.plot(recall, precision, label=_short_model(label), lw=2 if label.startswith(ENSEMBLE_PREFIX) else 1)
+        ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
+        ax.set_title(f"{name} ({data.num_errors} errors)")
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    axes[0][0].set_ylabel(f"precision ({method})")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def headline(metrics_dir: Path, datasets: list[str], *, title: str) -> "rich.table.Table":  # noqa: F821
+    """A rich table of metrics/<dataset>.json: one row per dataset × model."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("dataset", "model", "AUROC", "AUPRC", "lift@100", "lift@#errors", "CV acc."):
+        table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
+    for name in datasets:
+        path = metrics_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        models = data["models"]
+        best = max(v["auroc"] for v in models.values())
+        for i, (model, values) in enumerate(models.items()):
+            auroc = f"{values['auroc']:.4f}"
+            table.add_row(
+                name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
+                f"[bold]{auroc}[/bold]" if values["auroc"] == best else auroc,
+                f"{values['auprc']:.4f}", f"{values.get('lift_at_100', float('nan')):.3f}",
+                f"{values['lift_at_num_errors']:.3f}", f"{values.get('cv_accuracy', float('nan')):.4f}",
+                end_section=i == len(models) - 1,
+            )
+    return table

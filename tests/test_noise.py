@@ -1,0 +1,197 @@
+"""Synthetic label noise: the published CIFAR-10S labels, rates, determinism, validation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from labelbench.dedupe import read_labels_csv
+from labelbench.noise import add_noise, make_noise_matrix, noisy_labels_table, read_classes
+from labelbench.io import DataError
+
+PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
+STAGE = Path(__file__).resolve().parents[1] / "stages" / "noise.py"
+
+
+def load_stage():
+    spec = importlib.util.spec_from_file_location("stage_noise", STAGE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cifar_10s():
+    folder = PUBLISHED / "cifar-10s"
+    needed = [folder / n for n in ("true_labels.npy", "given_labels.npy", "image_ids.txt")]
+    if not all(p.is_file() for p in needed):
+        pytest.skip(f"published reference data not found under {folder}")
+    return (
+        np.load(needed[0], allow_pickle=False),
+        np.load(needed[1], allow_pickle=False),
+        needed[2].read_text().splitlines(),
+    )
+
+
+def test_reproduces_published_cifar_10s(tmp_path):
+    """The stage, fed the true labels, returns the published given labels on all 50,000 rows.
+
+    The published arrays are NOT in sorted-path order; the stage sorts by image_id
+    (ImageFolder order) before drawing the noise, as the authors' torchvision loader did.
+    """
+    true, given, ids = cifar_10s()
+    assert len(ids) == true.shape[0] == given.shape[0] == 50_000
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"image_id": ids, "given_label": true, "true_label": true, "label_error": 0}).to_csv(
+        path, index=False
+    )
+    out = tmp_path / "out"
+    assert load_stage().main([
+        "--in", str(path), "--out", str(out), "--noise-amount", "0.2", "--sparsity", "0.4", "--seed", "0",
+    ]) == 0
+    written = read_labels_csv(out / "labels.csv")
+    assert written["image_id"].tolist() == ids
+    np.testing.assert_array_equal(written["given_label"].to_numpy(), given)
+    np.testing.assert_array_equal(written["true_label"].to_numpy(dtype=np.int64), true)
+    np.testing.assert_array_equal(written["label_error"].to_numpy(dtype=np.int64), (given != true).astype(int))
+    errors_path = PUBLISHED / "cifar-10s" / "label_errors.npy"
+    if errors_path.is_file():
+        np.testing.assert_array_equal(written["label_error"].to_numpy(dtype=bool), np.load(errors_path))
+    record = json.loads((out / "noise.json").read_text())
+    assert record["noise_amount"] == 0.2 and record["sparsity"] == 0.4 and record["seed"] == 0
+    assert record["num_changed"] == int((given != true).sum())
+    assert record["realised_noise_rate"] == pytest.approx((given != true).mean())
+    matrix = np.array(record["noise_matrix"])
+    assert matrix.shape == (10, 10)
+    np.testing.assert_allclose(matrix.sum(axis=0), 1)
+    assert np.trace(matrix) == pytest.approx(8)
+
+
+def test_library_in_sorted_order_matches_published():
+    true, given, ids = cifar_10s()
+    order = sorted(range(len(ids)), key=lambda i: tuple(ids[i].split("/")))
+    noisy, _ = add_noise(true_labels=true[order], noise_amount=0.2, sparsity=0.4, seed=0)
+    np.testing.assert_array_equal(noisy, given[order])
+
+
+def test_realised_rate_close_to_amount():
+    true = np.repeat(np.arange(10), 10_000)
+    for amount in (0.1, 0.2, 0.3, 0.5):
+        noisy, matrix = add_noise(true_labels=true, noise_amount=amount, sparsity=0.4, seed=1)
+        assert abs((noisy != true).mean() - amount) < 0.01, amount
+        assert matrix.shape == (10, 10)
+        np.testing.assert_allclose(matrix.sum(axis=0), 1)
+
+
+def test_same_seed_identical_other_seed_differs():
+    true = np.repeat(np.arange(5), 400)
+    a, ma = add_noise(true_labels=true, noise_amount=0.3, sparsity=0.2, seed=7)
+    b, mb = add_noise(true_labels=true, noise_amount=0.3, sparsity=0.2, seed=7)
+    c, _ = add_noise(true_labels=true, noise_amount=0.3, sparsity=0.2, seed=8)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ma, mb)
+    assert not np.array_equal(a, c)
+
+
+def test_global_rng_state_untouched():
+    np.random.seed(123)
+    expected = np.random.rand(3)
+    np.random.seed(123)
+    add_noise(true_labels=np.repeat(np.arange(3), 50), noise_amount=0.4, sparsity=0.0, seed=0)
+    make_noise_matrix(num_classes=4, noise_amount=0.5, sparsity=0.5, seed=3)
+    np.testing.assert_array_equal(np.random.rand(3), expected)
+
+
+def test_zero_amount_is_identity():
+    true = np.array([0, 1, 2, 1])
+    noisy, matrix = add_noise(true_labels=true, noise_amount=0, sparsity=0.4, seed=0)
+    np.testing.assert_array_equal(noisy, true)
+    np.testing.assert_array_equal(matrix, np.eye(3))
+
+
+@pytest.mark.parametrize(
+    "amount, sparsity, match",
+    [
+        (-0.1, 0.4, r"noise_amount must be in \[0, 1\)"),
+        (1.0, 0.4, r"noise_amount must be in \[0, 1\)"),
+        (float("nan"), 0.4, r"noise_amount must be in \[0, 1\)"),
+        (0.95, 0.4, r"int\(K \* \(1 - noise_amount\)\) >= 1"),
+        (0.2, 1.5, r"sparsity must be in \[0, 1\]"),
+        (0.2, -0.1, r"sparsity must be in \[0, 1\]"),
+    ],
+)
+def test_invalid_parameters(amount, sparsity, match):
+    with pytest.raises(ValueError, match=match):
+        add_noise(true_labels=np.repeat(np.arange(10), 3), noise_amount=amount, sparsity=sparsity, seed=0)
+
+
+def test_invalid_labels():
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\]"):
+        add_noise(true_labels=np.array([0, 2, 2]), noise_amount=0.2, sparsity=0.0)
+    with pytest.raises(ValueError, match="integers"):
+        add_noise(true_labels=np.array([0.0, 1.0]), noise_amount=0.2, sparsity=0.0)
+    with pytest.raises(ValueError, match="< num_classes=2"):
+        add_noise(true_labels=np.array([0, 1, 2]), noise_amount=0.2, sparsity=0.0, num_classes=2)
+
+
+def write_labels(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_table_uses_true_label_then_given_and_keeps_input_order(tmp_path):
+    ids = [f"c{k}/{i:03d}.png" for k in range(4) for i in range(200)][::-1]  # reverse order
+    true = np.array([int(i[1]) for i in ids])
+    true_col = pd.array([t if j % 2 else None for j, t in enumerate(true)], dtype="Int64")
+    labels = read_labels_csv(write_labels(tmp_path / "l.csv", pd.DataFrame({
+        "image_id": ids, "given_label": true, "true_label": true_col, "label_error": pd.array([None] * len(ids), dtype="Int64"),
+    })))
+    out, record = noisy_labels_table(labels=labels, noise_amount=0.5, sparsity=0.0, seed=0)
+    assert out["image_id"].tolist() == ids
+    np.testing.assert_array_equal(out["true_label"].to_numpy(dtype=np.int64), true)
+    # noise drawn in sorted order: same as the library on the sorted labels
+    order = np.argsort(ids, kind="stable")
+    expected, _ = add_noise(true_labels=true[order], noise_amount=0.5, sparsity=0.0, seed=0)
+    np.testing.assert_array_equal(out["given_label"].to_numpy()[order], expected)
+    assert record["realised_noise_rate"] == pytest.approx((out["given_label"].to_numpy() != true).mean())
+    assert 0.45 < record["realised_noise_rate"] <= 0.5
+
+
+def test_stage_zero_amount_passes_through(tmp_path):
+    text = "image_id,given_label,true_label,label_error\na/1.png,1,0,1\na/2.png,0,,\nb/1.png,1,1,0\n"
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert load_stage().main(["--in", str(path), "--out", str(out), "--noise-amount", "0", "--sparsity", "0"]) == 0
+    assert (out / "labels.csv").read_text() == text
+    record = json.loads((out / "noise.json").read_text())
+    assert record["realised_noise_rate"] == 0 and record["noise_matrix"] is None
+
+
+def test_stage_rejects_bad_input(tmp_path, capsys):
+    path = tmp_path / "labels.csv"
+    path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\nb/1.png,3,,\n")
+    classes = tmp_path / "classes.txt"
+    classes.write_text("a\nb\nc\n")
+    stage = load_stage()
+    args = ["--in", str(path), "--out", str(tmp_path / "out"), "--sparsity", "0"]
+    assert stage.main(args + ["--noise-amount", "0.2", "--classes", str(classes)]) == 1
+    assert "labels.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        stage.main(args + ["--noise-amount", "1.2"])
+    assert "noise_amount must be in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_read_classes(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_text("cat\ndog\n")
+    assert read_classes(path) == ["cat", "dog"]
+    for text, match in [("", "empty"), ("cat\n\ndog\n", "blank"), ("cat\ncat\n", "repeats"), ("cat\n", "at least 2")]:
+        path.write_text(text)
+        with pytest.raises(DataError, match=match):
+            read_classes(path)
