@@ -18,8 +18,6 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
-from sklearn.metrics import log_loss
 
 from .scores import label_quality_scores
 
@@ -51,6 +49,9 @@ def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.nda
 
 
 def _inv_log_loss_search(labels, pred_probs_list):
+    from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
+    from sklearn.metrics import log_loss  # slow import, only for this weighting
+
     losses = []
     for pred_probs in pred_probs_list:
         clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)

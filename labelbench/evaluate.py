@@ -1,6 +1,6 @@
-"""The `score` and `evaluate` stages: per-example scores of the selected method, then their metrics.
+"""The `evaluate` stage: metrics and curves of a score table (written by :mod:`labelbench.scoring`).
 
-Score table (``data/scores/<dataset>.csv``), one row per example, in the dataset's row order:
+Imports only numpy and pandas, so the stage starts fast. Score table (``data/scores/<dataset>.csv``), one row per example, in the dataset's row order:
 ``image_id, given_label, true_label (if known), is_label_error, <model>..., ensemble:<scheme>, rank``
 where each model column holds label quality scores (low = likely error) and ``rank`` orders the
 ensemble column (1 = most likely a label error).
@@ -13,63 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ensembles import ensemble_scores, ensemble_weights, weighted_pred_probs
-from .io import DataError, Dataset
+from .io import DataError
 from .metrics import Ranking, ranking_metrics
-from .scores import label_quality_scores
-
-ENSEMBLE_PREFIX = "ensemble:"
-
-
-def error_rank(scores: np.ndarray) -> np.ndarray:
-    """Rank (N,) with 1 = most likely mislabeled, using the authors' ``argsort(1 - score)`` order.
-
-    >>> error_rank(np.array([0.9, 0.1, 0.5]))
-    array([3, 1, 2])
-    """
-    order = np.argsort(1 - scores)
-    rank = np.empty(scores.shape[0], dtype=np.int64)
-    rank[order[::-1]] = np.arange(1, scores.shape[0] + 1)
-    return rank
-
-
-def score_table(
-    dataset: Dataset, *, models: list[str], method: str, adjust_pred_probs: bool, ensemble: str
-) -> pd.DataFrame:
-    """Per-example scores of ``method`` for each model and the ``ensemble`` of all of them."""
-    labels = dataset.given_labels
-    table = {"image_id": dataset.image_ids, "given_label": labels}
-    if dataset.true_labels is not None:
-        table["true_label"] = dataset.true_labels
-    table["is_label_error"] = dataset.label_errors.astype(np.int8)
-    member_scores = []
-    for model in models:
-        scores = label_quality_scores(
-            labels=labels, pred_probs=dataset.pred_probs[model], method=method,
-            adjust_pred_probs=adjust_pred_probs,
-        )
-        table[model] = scores
-        member_scores.append(scores)
-    pred_probs_list = [dataset.pred_probs[m] for m in models]
-    combined = ensemble_scores(
-        ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
-        adjust_pred_probs=adjust_pred_probs, member_scores=member_scores,
-    )
-    table[ENSEMBLE_PREFIX + ensemble] = combined
-    table["rank"] = error_rank(combined)
-    return pd.DataFrame(table)
-
-
-def cv_accuracies(dataset: Dataset, *, models: list[str], ensemble: str) -> dict[str, float]:
-    """Accuracy of each model's out-of-sample argmax against the given labels, and the ensemble's
-    (argmax of the pred_probs averaged with the scheme's weights)."""
-    labels = dataset.given_labels
-    out = {m: float((dataset.pred_probs[m].argmax(axis=1) == labels).mean()) for m in models}
-    pred_probs_list = [dataset.pred_probs[m] for m in models]
-    weights = ensemble_weights(ensemble, labels=labels, pred_probs_list=pred_probs_list)
-    averaged = weighted_pred_probs(weights, pred_probs_list)
-    out[ENSEMBLE_PREFIX + ensemble] = float((averaged.argmax(axis=1) == labels).mean())
-    return out
 
 
 def read_score_table(path: str | Path) -> pd.DataFrame:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,8 @@ def reference_lift_at_k(is_error: np.ndarray, errorness: np.ndarray, k: int) -> 
 
 def reference_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k=(100,)) -> dict[str, float]:
     """Same keys as :func:`ranking_metrics`, computed the straightforward way."""
+    from sklearn.metrics import average_precision_score, roc_auc_score  # slow import; references only
+
     errorness = 1 - scores
     out = {
         "auroc": float(roc_auc_score(is_error, errorness)),

@@ -14,11 +14,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from cleanlab.internal.label_quality_utils import (
-    _subtract_confident_thresholds,
-    get_normalized_entropy,
-)
-from cleanlab.rank import get_confidence_weighted_entropy_for_each_label
+
+# cleanlab (and scikit-learn under it) takes ~1 s to import: imported where needed, so stages
+# that only read params or metrics start fast.
 
 
 def self_confidence(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
@@ -37,11 +35,15 @@ def normalized_margin(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarr
 
 def confidence_weighted_entropy(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """cleanlab's rescaled ``entropy(P) / P[k]``. Shapes (N,), (N, K) -> (N,)."""
+    from cleanlab.rank import get_confidence_weighted_entropy_for_each_label
+
     return get_confidence_weighted_entropy_for_each_label(labels, pred_probs)
 
 
 def entropy(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """``1 - H(P) / log K``: certain predictions look clean whatever the label. (N, K) -> (N,)."""
+    from cleanlab.internal.label_quality_utils import get_normalized_entropy
+
     del labels  # label-agnostic baseline
     return 1 - get_normalized_entropy(pred_probs)
 
@@ -115,6 +117,8 @@ def resolve_method(name: str, *, adjust_pred_probs: bool = False) -> str:
 
 def adjusted_pred_probs(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """cleanlab's class-imbalance adjustment: subtract per-class confident thresholds, renormalise."""
+    from cleanlab.internal.label_quality_utils import _subtract_confident_thresholds
+
     return _subtract_confident_thresholds(labels, pred_probs)
 
 

@@ -5,10 +5,12 @@ ensemble) and plots/{pr,roc,lift}/<dataset>.csv (long form, one `model` column).
 """
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-from labelbench.evaluate import curve_tables, cv_accuracies, evaluate_table, read_score_table
-from labelbench.io import DataError, load_dataset, write_csv, write_json
+from labelbench.evaluate import curve_tables, evaluate_table, read_score_table
+from labelbench.io import DataError, write_csv, write_json
 from labelbench.params import ParamsError, load_params
 
 
@@ -19,17 +21,14 @@ def main() -> int:
     args = parser.parse_args()
     name = args.dataset
     try:
-        params = load_params(args.params)
-        section = params.section("evaluate")
+        section = load_params(args.params).section("evaluate")
         frame = read_score_table(f"data/scores/{name}.csv")
-        models = params.models_for(name)
-        data = load_dataset(params.dataset_root(name), name, models=models)
-        if list(frame["image_id"]) != data.image_ids:
-            raise DataError(f"data/scores/{name}.csv", "rows do not match the dataset's image_ids.txt")
-        metrics = evaluate_table(
-            frame, lift_k=section.get("lift_k", [100]),
-            cv_accuracy=cv_accuracies(data, models=models, ensemble=params.ensemble),
-        )
+        info_path = Path(f"data/scores/{name}.json")
+        try:
+            cv_accuracy = json.loads(info_path.read_text())["cv_accuracy"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(info_path, f"unreadable or missing cv_accuracy ({exc})") from None
+        metrics = evaluate_table(frame, lift_k=section.get("lift_k", [100]), cv_accuracy=cv_accuracy)
         curves = curve_tables(frame, points=int(section.get("curve_points", 101)))
     except (DataError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
