@@ -176,7 +176,9 @@ def _sorted(frame: pd.DataFrame, datasets, keys) -> pd.DataFrame:
 
 
 def variant_label(method: str, adjust_pred_probs: bool) -> str:
-    """>>> variant_label("self_confidence", True)
+    """Name of a (method, adjust_pred_probs) variant in tables.
+
+    >>> variant_label("self_confidence", True)
     'self_confidence+adjust_pred_probs'
     """
     return f"{method}+adjust_pred_probs" if adjust_pred_probs else method

@@ -86,7 +86,9 @@ ENSEMBLE_SCHEMES: dict[str, tuple[str, str]] = {
 
 
 def check_scheme(name: str) -> str:
-    """>>> check_scheme("avg_scores")
+    """Return ``name`` if it is a known scheme, else raise a ValueError listing the valid ones.
+
+    >>> check_scheme("avg_scores")
     'avg_scores'
     """
     if name not in ENSEMBLE_SCHEMES:

@@ -23,7 +23,7 @@ def read_score_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        frame = pd.read_csv(path, dtype={"image_id": str})
+        frame = pd.read_csv(path, dtype={"image_id": str}, float_precision="round_trip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable CSV ({exc})") from None
     required = {"image_id", "given_label", "is_label_error", "rank"}

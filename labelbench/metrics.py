@@ -84,7 +84,7 @@ def ranking_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k=(100,)) 
     """AUROC, AUPRC, lift@k for each k and lift@(number of errors), from one sort.
 
     >>> is_error = np.array([True, False, False, True, False, False])
-    >>> scores = np.array([0.1, 0.9, 0.8, 0.3, 0.2, 0.7])
+    >>> scores = np.array([0.1, 0.9, 0.8, 0.2, 0.6, 0.7])
     >>> m = ranking_metrics(is_error=is_error, scores=scores, lift_k=(2,))
     >>> m["auroc"], m["auprc"], m["lift_at_2"], m["lift_at_num_errors"]
     (1.0, 1.0, 3.0, 3.0)

@@ -1,0 +1,47 @@
+# Two commands on a fresh clone (with ../shared beside it):
+#   make reproduce   set-up, dvc pull, dvc repro, headline table
+#   make test        set-up, the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup reproduce test test-fast benchmark plots-template check-remote pull clean-venv
+
+setup: $(STAMP) .dvc/plots_template.html
+
+# Exact versions from requirements.lock; the package itself is installed editable without deps.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+# Offline page for `dvc plots show/diff` (Vega inlined from the npm registry); optional.
+.dvc/plots_template.html: labelbench/plots_template.py | $(STAMP)
+	@$(BIN)/python -m labelbench.plots_template --out $@ \
+	  || echo "warning: could not build the offline plots template (npm missing?); dvc plots will need network" >&2
+
+check-remote:
+	@$(BIN)/python -m labelbench.remote_check
+
+pull: setup check-remote
+	dvc pull data/published.dvc
+
+reproduce: pull
+	dvc repro
+	@$(BIN)/python stages/show.py
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+benchmark: pull
+	$(BIN)/python benchmarks/bench_benchmark_stage.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,137 @@
+"""The raw-data stage: one converter per source, all writing the common raw layout
+(:mod:`labelbench.raw.layout`): ``images/<image_id>`` PNGs, ``labels.csv``, ``classes.txt``.
+
+===================  ==========================================  ===============================
+dataset              sources (file names under the sources dir)  labels.csv row order
+===================  ==========================================  ===============================
+cifar-10             cifar-10-python.tar.gz (fetched, md5)       index i (torchvision order)
+cifar-10n-agg/worst  raw cifar-10 folder + cifar-10n_human_      index i
+                     labels.npz
+cifar-10s            raw cifar-10 folder + cifar-10s_noisy_      ImageFolder (class, number)
+                     labels_noise_amount_0.2_sparsity_0.4.csv
+roman-numeral        roman-numeral.zip + roman-numeral_manual_   ImageFolder (split, class, name)
+                     review.xlsx
+food-101n            Food-101N_release.zip                       ImageFolder (split, class, name)
+digits               none (scikit-learn)                         ImageFolder (digit, index)
+===================  ==========================================  ===============================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelbench.io import DataError
+from labelbench.raw.cifar import (
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    RestrictedUnpickler,
+    cifar10n_labels,
+    cifar10s_labels,
+    cifar2png_ids,
+    convert_cifar10,
+    convert_cifar10n,
+    convert_cifar10s,
+    load_cifar10_train,
+)
+from labelbench.raw.digits import convert_digits
+from labelbench.raw.food import FOOD101N_URL, convert_food101n
+from labelbench.raw.layout import LABEL_COLUMNS, RawTable, atomic_dir, read_raw
+from labelbench.raw.roman import ROMAN_BUNDLE_URL, ROMAN_CLASSES, convert_roman, roman_review_labels
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source file: its name under the sources folder, and where it comes from."""
+
+    name: str
+    url: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    note: str = ""
+
+
+CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
+CIFAR10N_NPZ = Source(
+    "cifar-10n_human_labels.npz",
+    note="CIFAR-10N human labels (clean_label, aggre_label, worse_label, ...) as .npz",
+)
+CIFAR10S_CSV = Source(
+    "cifar-10s_noisy_labels_noise_amount_0.2_sparsity_0.4.csv",
+    note="CIFAR-10S noisy labels (columns image,label) from the confident-learning authors",
+)
+ROMAN_ZIP = Source("roman-numeral.zip", note=f"the Data-Centric AI competition bundle {ROMAN_BUNDLE_URL} as a zip")
+ROMAN_XLSX = Source("roman-numeral_manual_review.xlsx", note="the manual label review of the roman-numeral data")
+FOOD101N_ZIP = Source("Food-101N_release.zip", FOOD101N_URL)
+
+DATASETS = ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral", "food-101n", "digits")
+
+
+def source_path(source: Source, sources_dir: os.PathLike | str, *, download: bool) -> Path:
+    """Path of ``source`` under ``sources_dir``, checked against its hash when one is known.
+
+    A missing or unverified file is fetched when ``download`` is set and a URL is known;
+    otherwise it is a DataError that says where to put it."""
+    path = Path(sources_dir) / source.name
+    if path.is_file():
+        if not (source.md5 or source.sha256):
+            return path
+        from labelbench.download import verify
+
+        problem = verify(path, md5=source.md5, sha256=source.sha256)
+        if problem is None:
+            return path
+        if not (download and source.url):
+            raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
+    if download and source.url:
+        from labelbench.download import fetch
+
+        return fetch(source.url, path, md5=source.md5, sha256=source.sha256)
+    where = f" from {source.url}" if source.url else ""
+    hint = f" ({source.note})" if source.note else ""
+    raise DataError(path, f"source file not found; place it there{where}{hint}")
+
+
+def build(
+    dataset: str,
+    *,
+    out: os.PathLike | str,
+    sources_dir: os.PathLike | str,
+    cifar10_raw: os.PathLike | str | None = None,
+    download: bool = False,
+) -> RawTable:
+    """Write raw ``dataset`` (one of :data:`DATASETS`) into ``out`` from ``sources_dir``.
+
+    ``cifar10_raw`` is the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse.
+    """
+    def src(source: Source) -> Path:
+        return source_path(source, sources_dir, download=download)
+
+    def base() -> Path:
+        if cifar10_raw is None:
+            raise ValueError(f"{dataset} needs cifar10_raw, the raw cifar-10 folder")
+        return Path(cifar10_raw)
+
+    if dataset == "cifar-10":
+        return convert_cifar10(archive=src(CIFAR10_TAR), out=out)
+    if dataset in ("cifar-10n-agg", "cifar-10n-worst"):
+        variant = dataset.rsplit("-", 1)[1]
+        return convert_cifar10n(cifar10_raw=base(), human_labels=src(CIFAR10N_NPZ), variant=variant, out=out)
+    if dataset == "cifar-10s":
+        return convert_cifar10s(cifar10_raw=base(), noisy_csv=src(CIFAR10S_CSV), out=out)
+    if dataset == "roman-numeral":
+        return convert_roman(bundle=src(ROMAN_ZIP), review=src(ROMAN_XLSX), out=out)
+    if dataset == "food-101n":
+        return convert_food101n(archive=src(FOOD101N_ZIP), out=out)
+    if dataset == "digits":
+        return convert_digits(out=out)
+    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+__all__ = [
+    "DATASETS", "LABEL_COLUMNS", "ROMAN_CLASSES", "DataError", "RawTable", "RestrictedUnpickler", "Source",
+    "atomic_dir", "build", "cifar10n_labels", "cifar10s_labels", "cifar2png_ids", "convert_cifar10",
+    "convert_cifar10n", "convert_cifar10s", "convert_digits", "convert_food101n", "convert_roman",
+    "load_cifar10_train", "read_raw", "roman_review_labels", "source_path",
+]

@@ -1,0 +1,311 @@
+"""The common raw layout every converter writes, and its reader.
+
+One dataset, written into ``<out>/``::
+
+    images/<image_id>   image files (PNG); image_id a relative POSIX path, e.g. ``train/i/<uuid>.png``
+    labels.csv          image_id, given_label (int), true_label (int or empty), label_error (0/1 or empty)
+    classes.txt         class names, one per line: line i names class i
+
+A column of ``labels.csv`` is either filled on every row or empty on every row (unknown for
+the whole dataset). Where both are known, ``label_error == (given_label != true_label)``.
+
+The folder is built in a temporary sibling ``.<name>.*.tmp`` and renamed into place only
+when everything is written, so a crash never leaves a half-written ``<out>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import re
+import shutil
+import tempfile
+import uuid
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from labelbench.io import DataError
+
+LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
+_SHOWN = 5
+MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
+# PNG can hold these modes as they are; anything else (CMYK, YCbCr, F, ...) is stored as RGB.
+_PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
+
+
+def folder_order_key(image_id: str) -> tuple[tuple[str, ...], str]:
+    """torchvision ``ImageFolder`` order: by folder components, then file name."""
+    parts = PurePosixPath(image_id).parts
+    return tuple(parts[:-1]), parts[-1]
+
+
+def check_image_id(image_id: str, source) -> str:
+    """An image id must be a relative POSIX path of plain components (no ``..``, no hidden files)."""
+    parts = image_id.split("/")
+    if not image_id or not all(_COMPONENT.fullmatch(p) for p in parts) or any(p in (".", "..") for p in parts):
+        raise DataError(source, f"unsafe or malformed image path {image_id!r}")
+    return image_id
+
+
+@dataclass
+class RawTable:
+    """The label table of one raw dataset (row i describes ``image_ids[i]``).
+
+    ``given_labels`` (N,) int64 in ``[0, len(classes))``; ``true_labels`` (N,) int64 or None
+    (unknown); ``label_errors`` (N,) bool or None (unknown).
+    """
+
+    image_ids: list[str]
+    given_labels: np.ndarray
+    classes: list[str]
+    true_labels: np.ndarray | None = None
+    label_errors: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def check(self, source) -> "RawTable":
+        """Validate shapes, ranges, uniqueness and consistency; DataError naming ``source``."""
+        n = len(self.image_ids)
+        if n == 0:
+            raise DataError(source, "no examples")
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise DataError(source, f"class names must be non-empty and unique, got {self.classes[:10]}")
+        if any(not c or "\n" in c or "\r" in c for c in self.classes):
+            raise DataError(source, "class names must be non-empty single-line strings")
+        for i in self.image_ids:
+            check_image_id(i, source)
+        if len(set(self.image_ids)) != n:
+            seen, dup = set(), []
+            for i in self.image_ids:
+                if i in seen:
+                    dup.append(i)
+                seen.add(i)
+            raise DataError(source, f"{len(dup)} repeated image id(s), e.g. {dup[:_SHOWN]}")
+        k = len(self.classes)
+        self.given_labels = _labels(self.given_labels, n, k, source, "given labels")
+        if self.true_labels is not None:
+            self.true_labels = _labels(self.true_labels, n, k, source, "true labels")
+        if self.label_errors is not None:
+            errors = np.asarray(self.label_errors)
+            if errors.shape != (n,):
+                raise DataError(source, f"{errors.shape[0] if errors.ndim else 0} label-error flags for {n} images")
+            if errors.dtype != np.bool_:
+                if not np.isin(errors, (0, 1)).all():
+                    raise DataError(source, "label-error flags must be 0/1 or bool")
+                errors = errors.astype(bool)
+            self.label_errors = errors
+            if self.true_labels is not None:
+                wrong = (self.given_labels != self.true_labels) != errors
+                if wrong.any():
+                    row = int(np.flatnonzero(wrong)[0])
+                    raise DataError(
+                        source, f"label_error disagrees with given != true on {int(wrong.sum())} row(s), "
+                        f"first {self.image_ids[row]!r}"
+                    )
+        return self
+
+    def take(self, order: Sequence[int] | np.ndarray) -> "RawTable":
+        """Rows ``order`` (a permutation or a subset), as a new table."""
+        order = np.asarray(order, dtype=np.int64)
+        return RawTable(
+            image_ids=[self.image_ids[i] for i in order],
+            given_labels=self.given_labels[order],
+            classes=list(self.classes),
+            true_labels=None if self.true_labels is None else self.true_labels[order],
+            label_errors=None if self.label_errors is None else self.label_errors[order],
+        )
+
+    def folder_sorted(self) -> "RawTable":
+        """This table in ImageFolder order of image_id (see :func:`folder_order_key`)."""
+        order = sorted(range(len(self)), key=lambda i: folder_order_key(self.image_ids[i]))
+        return self.take(order)
+
+    def labels_csv(self) -> str:
+        """The ``labels.csv`` text of this table."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(LABEL_COLUMNS)
+        true = self.true_labels
+        errors = self.label_errors
+        for row, image_id in enumerate(self.image_ids):
+            writer.writerow([
+                image_id,
+                int(self.given_labels[row]),
+                "" if true is None else int(true[row]),
+                "" if errors is None else int(errors[row]),
+            ])
+        return buf.getvalue()
+
+
+def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.shape != (n,):
+        raise DataError(source, f"{values.shape[0] if values.ndim else 0} {what} for {n} images")
+    if not np.issubdtype(values.dtype, np.integer):
+        raise DataError(source, f"{what} must be integers, got dtype {values.dtype}")
+    if n and (values.min() < 0 or values.max() >= k):
+        raise DataError(source, f"{what} outside [0, {k}): min {values.min()}, max {values.max()}")
+    return values.astype(np.int64, copy=False)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_dir(out: os.PathLike | str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; on success it replaces ``out``.
+
+    On any exception the temporary folder is removed and ``out`` is left as it was.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        yield tmp
+        old = None
+        if out.exists() or out.is_symlink():
+            old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
+            os.rename(out, old)
+        os.rename(tmp, out)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ImageWriter:
+    """Writes ``images/<image_id>`` under a raw folder being built."""
+
+    def __init__(self, root: Path):
+        self.images = Path(root) / "images"
+        self._dirs: set[Path] = set()
+
+    def path(self, image_id: str) -> Path:
+        path = self.images / check_image_id(image_id, self.images)
+        if path.parent not in self._dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path.parent)
+        return path
+
+    def save(self, image_id: str, image: Image.Image) -> None:
+        """Encode ``image`` as PNG (modes PNG cannot hold are converted to RGB)."""
+        if image.mode not in _PNG_MODES:
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        image.save(self.path(image_id), format="PNG")
+
+    def save_png_bytes(self, image_id: str, data: bytes) -> None:
+        """Store an already-verified PNG file byte for byte (keeps exact-duplicate checks exact)."""
+        self.path(image_id).write_bytes(data)
+
+    def copy(self, image_id: str, source: Path) -> None:
+        shutil.copyfile(source, self.path(image_id))
+
+
+def write_metadata(root: Path, table: RawTable) -> None:
+    """Write ``labels.csv`` and ``classes.txt`` of ``table`` into ``root``."""
+    (root / "labels.csv").write_text(table.labels_csv(), encoding="utf-8")
+    (root / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
+
+
+def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Image:
+    """Decode image bytes fully with Pillow; DataError naming ``source`` when unreadable.
+
+    ``expect`` (e.g. ``"PNG"``) also requires that file format.
+    """
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DataError(source, f"image of {len(data)} bytes exceeds {MAX_IMAGE_BYTES}")
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(source, f"not a readable image ({exc})") from None
+    if expect is not None and image.format != expect:
+        raise DataError(source, f"expected a {expect} image, got {image.format}")
+    return image
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    """Open a zip archive; DataError naming it when missing, corrupt or truncated."""
+    if not archive.is_file():
+        raise DataError(archive, "file not found")
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise DataError(archive, f"corrupt or truncated zip archive ({exc})") from None
+
+
+def read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive, *, limit: int = MAX_IMAGE_BYTES) -> bytes:
+    """Bytes of one member, at most ``limit`` of them; DataError naming ``archive::member``."""
+    where = f"{archive}::{info.filename}"
+    if info.file_size > limit:
+        raise DataError(where, f"{info.file_size} bytes exceeds the limit of {limit}")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        raise DataError(where, f"unreadable zip member ({exc})") from None
+    if len(data) > limit:
+        raise DataError(where, f"inflates beyond the limit of {limit} bytes")
+    return data
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_raw(root: os.PathLike | str) -> RawTable:
+    """Read ``labels.csv`` and ``classes.txt`` of a raw folder (images are not opened)."""
+    root = Path(root)
+    classes_path = root / "classes.txt"
+    labels_path = root / "labels.csv"
+    for p in (classes_path, labels_path):
+        if not p.is_file():
+            raise DataError(p, "file not found")
+    try:
+        classes = classes_path.read_text(encoding="utf-8").splitlines()
+        text = labels_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(labels_path, f"not UTF-8 text ({exc})") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or tuple(rows[0]) != LABEL_COLUMNS:
+        raise DataError(labels_path, f"header must be {','.join(LABEL_COLUMNS)}")
+    rows = rows[1:]
+    if any(len(r) != len(LABEL_COLUMNS) for r in rows):
+        raise DataError(labels_path, f"every row needs {len(LABEL_COLUMNS)} fields")
+    columns = list(zip(*rows)) if rows else [(), (), (), ()]
+    ids = list(columns[0])
+    given = _int_field(columns[1], labels_path, "given_label", optional=False)
+    true = _int_field(columns[2], labels_path, "true_label", optional=True)
+    errors = _int_field(columns[3], labels_path, "label_error", optional=True)
+    if errors is not None and not np.isin(errors, (0, 1)).all():
+        raise DataError(labels_path, "label_error must be 0, 1 or empty")
+    return RawTable(
+        image_ids=ids, given_labels=given, classes=classes, true_labels=true,
+        label_errors=None if errors is None else errors.astype(bool),
+    ).check(labels_path)
+
+
+def _int_field(values: Sequence[str], path, name: str, *, optional: bool) -> np.ndarray | None:
+    empty = [v.strip() == "" for v in values]
+    if optional and values and all(empty):
+        return None
+    if any(empty):
+        raise DataError(path, f"{name} is empty on {sum(empty)} row(s) (empty must mean: empty on every row)")
+    try:
+        return np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        raise DataError(path, f"{name} must hold integers") from None

@@ -1,0 +1,61 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+PUBLISHED = SHARED / "published"
+DVC_REMOTE = SHARED / "dvc-remote"
+DATASETS = ["roman-numeral", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s"]
+MODELS = ["resnet18", "resnet50d", "efficientnet_b1", "twins_pcpvt_base", "swin_base_patch4_window7_224"]
+
+
+@pytest.fixture(scope="session")
+def published() -> Path:
+    if not (PUBLISHED / "roman-numeral" / "given_labels.npy").is_file():
+        pytest.skip(f"published artifacts not found at {PUBLISHED}")
+    return PUBLISHED
+
+
+def venv_env() -> dict:
+    """Environment whose PATH starts with this interpreter's bin (dvc, python of the venv)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("DVC_SITE_CACHE_DIR", None)
+    return env
+
+
+def run(cmd, cwd, check=True, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=kwargs.pop("env", venv_env()), text=True,
+                            capture_output=True, shell=isinstance(cmd, str), **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def clone_repo(dest: Path) -> Path:
+    """A temp git repo holding this checkout's tracked and untracked-but-not-ignored files,
+    committed, with the published remote pointed at the absolute shared path."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    template = REPO_ROOT / ".dvc" / "plots_template.html"
+    if template.is_file():
+        shutil.copy2(template, dest / ".dvc" / "plots_template.html")
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "test@example.com"], dest)
+    run(["git", "config", "user.name", "test"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "clone"], dest)
+    run(["dvc", "remote", "modify", "--local", "published", "url", str(DVC_REMOTE)], dest)
+    return dest

@@ -1,0 +1,148 @@
+"""The benchmark table reproduces the authors' numbers and the straightforward computation to 1e-9."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from cleanlab.filter import find_label_issues
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+from conftest import DATASETS, MODELS, REPO_ROOT
+from labelbench.benchmark import FILTER_BY, reference_benchmark, run_benchmark, summarize
+from labelbench.io import load_dataset
+
+SWIN = "swin_base_patch4_window7_224"
+KEY = ["dataset", "model", "method", "adjust_pred_probs"]
+METRICS = ["auroc", "auprc", "lift_at_100", "lift_at_num_errors"]
+
+# From the authors' notebook outputs (printed to 6 decimals) on their pred_probs.
+AUTHORS = [
+    ("roman-numeral", SWIN, "self_confidence", False, "auroc", 0.834956),
+    ("roman-numeral", SWIN, "self_confidence", False, "lift_at_num_errors", 4.050598),
+    ("roman-numeral", SWIN, "self_confidence", False, "lift_at_100", 5.783763),
+    ("roman-numeral", SWIN, "self_confidence", True, "auroc", 0.837348),
+    ("roman-numeral", SWIN, "self_confidence", True, "lift_at_num_errors", 4.111971),
+    ("roman-numeral", SWIN, "self_confidence", True, "lift_at_100", 6.240376),
+    ("roman-numeral", SWIN, "normalized_margin", False, "auroc", 0.824684),
+    ("roman-numeral", SWIN, "normalized_margin", False, "lift_at_num_errors", 3.886938),
+    ("roman-numeral", SWIN, "normalized_margin", True, "auroc", 0.821768),
+    ("roman-numeral", SWIN, "normalized_margin", True, "lift_at_100", 4.337823),
+    ("roman-numeral", SWIN, "confidence_weighted_entropy", False, "auroc", 0.836609),
+    ("roman-numeral", SWIN, "confidence_weighted_entropy", False, "lift_at_num_errors", 4.173344),
+    ("roman-numeral", SWIN, "confidence_weighted_entropy", False, "lift_at_100", 6.164274),
+    ("cifar-10n-worst", "resnet18", "self_confidence", False, "auroc", 0.963435),
+    ("cifar-10n-worst", "resnet18", "self_confidence", True, "auroc", 0.956146),
+    ("cifar-10n-worst", "resnet18", "normalized_margin", False, "auroc", 0.966803),
+    ("cifar-10n-worst", "resnet18", "normalized_margin", True, "auroc", 0.966067),
+]
+AUTHORS_FILTERS = [
+    ("cifar-10n-worst", SWIN, "prune_by_class", "precision", 0.983322),
+    ("cifar-10n-worst", SWIN, "prune_by_class", "recall", 0.897384),
+    ("cifar-10n-worst", SWIN, "prune_by_class", "f1", 0.938389),
+    ("cifar-10n-worst", SWIN, "predicted_neq_given", "f1", 0.952723),
+    ("cifar-10s", SWIN, "both", "f1", 0.987163),
+]
+
+
+@pytest.fixture(scope="module")
+def tables(published):
+    datasets = {name: (str(published), MODELS) for name in DATASETS}
+    return run_benchmark(datasets, workers=2)
+
+
+def test_shape_and_columns(tables):
+    table, filters = tables
+    assert list(table.columns) == ["dataset", "model", "method", "adjust_pred_probs", "auroc", "auprc",
+                                   "lift_at_100", "lift_at_num_errors"]
+    # 4 datasets x (5 models x 7 variants + 6 ensembles x 5 cleanlab variants)
+    assert len(table) == 4 * (5 * 7 + 6 * 5)
+    assert not table.duplicated(KEY).any()
+    assert list(filters.columns) == ["dataset", "model", "filter_by", "precision", "recall", "f1", "num_flagged"]
+    assert len(filters) == 4 * 5 * len(FILTER_BY)
+
+
+@pytest.mark.parametrize("dataset, model, method, adjust, metric, expected", AUTHORS)
+def test_authors_numbers(tables, dataset, model, method, adjust, metric, expected):
+    table, _ = tables
+    row = table[(table.dataset == dataset) & (table.model == model) & (table.method == method)
+                & (table.adjust_pred_probs == adjust)]
+    assert len(row) == 1
+    assert row[metric].item() == pytest.approx(expected, abs=5e-7)
+
+
+@pytest.mark.parametrize("dataset, model, filter_by, metric, expected", AUTHORS_FILTERS)
+def test_authors_filter_numbers(tables, dataset, model, filter_by, metric, expected):
+    _, filters = tables
+    row = filters[(filters.dataset == dataset) & (filters.model == model) & (filters.filter_by == filter_by)]
+    assert row[metric].item() == pytest.approx(expected, abs=5e-7)
+
+
+def test_every_row_matches_the_straightforward_computation(tables, published):
+    table, _ = tables
+    reference = reference_benchmark({name: (str(published), MODELS) for name in DATASETS})
+    merged = table.merge(reference, on=KEY, suffixes=("", "_ref"), validate="one_to_one")
+    assert len(merged) == len(table) == len(reference)
+    for metric in METRICS:
+        worst = (merged[metric] - merged[f"{metric}_ref"]).abs().max()
+        assert worst <= 1e-9, (metric, worst)
+
+
+def test_filters_match_sklearn_on_a_sample(tables, published):
+    _, filters = tables
+    data = load_dataset(published, "roman-numeral", models=["resnet18"])
+    for filter_by in FILTER_BY:
+        flagged = find_label_issues(data.given_labels, data.pred_probs["resnet18"], filter_by=filter_by, n_jobs=1)
+        row = filters[(filters.dataset == "roman-numeral") & (filters.model == "resnet18") & (filters.filter_by == filter_by)]
+        assert row["num_flagged"].item() == flagged.sum()
+        assert row["precision"].item() == pytest.approx(precision_score(data.label_errors, flagged), abs=1e-12)
+        assert row["recall"].item() == pytest.approx(recall_score(data.label_errors, flagged), abs=1e-12)
+        assert row["f1"].item() == pytest.approx(f1_score(data.label_errors, flagged), abs=1e-12)
+
+
+def test_committed_tables_are_what_the_code_computes(tables):
+    """metrics/benchmark.csv and filters.csv in the repository are reproducible to 1e-9."""
+    table, filters = tables
+    path = REPO_ROOT / "metrics" / "benchmark.csv"
+    if not path.is_file():
+        pytest.skip("metrics/benchmark.csv not generated yet")
+    committed = pd.read_csv(path, float_precision="round_trip")
+    committed = committed[committed.dataset.isin(DATASETS)]
+    merged = table.merge(committed, on=KEY, suffixes=("", "_file"), validate="one_to_one")
+    assert len(merged) == len(table)
+    for metric in METRICS:
+        assert (merged[metric] - merged[f"{metric}_file"]).abs().max() <= 1e-9
+    committed_filters = pd.read_csv(REPO_ROOT / "metrics" / "filters.csv", float_precision="round_trip")
+    committed_filters = committed_filters[committed_filters.dataset.isin(DATASETS)]
+    merged = filters.merge(committed_filters, on=["dataset", "model", "filter_by"], suffixes=("", "_file"))
+    assert len(merged) == len(filters)
+    assert (merged["f1"] - merged["f1_file"]).abs().max() <= 1e-12
+
+
+def test_summary_normalisation(tables):
+    table, _ = tables
+    summary = summarize(table)
+    assert summary["num_pairs"] == 20
+    methods = summary["methods"]
+    assert len(methods) == 7
+    for values in methods.values():
+        assert all(0 <= v <= 1 for v in values.values())
+    # Label-aware scores beat the label-agnostic baselines on real label errors (the paper's finding).
+    assert methods["self_confidence"]["auroc"] > methods["entropy"]["auroc"]
+    assert methods["self_confidence"]["auroc"] > methods["least_confidence"]["auroc"]
+    # Recompute one entry by hand.
+    single = table[~table.model.str.startswith("ensemble:")]
+    values = []
+    for _, pair in single.groupby(["dataset", "model"]):
+        low, high = pair.auroc.min(), pair.auroc.max()
+        row = pair[(pair.method == "normalized_margin") & ~pair.adjust_pred_probs]
+        values.append((row.auroc.item() - low) / (high - low))
+    assert methods["normalized_margin"]["auroc"] == pytest.approx(np.mean(values), abs=1e-12)
+
+
+def test_parallel_equals_serial(published):
+    datasets = {"roman-numeral": (str(published), MODELS)}
+    a = run_benchmark(datasets, workers=1)
+    b = run_benchmark(datasets, workers=2)
+    pd.testing.assert_frame_equal(a[0], b[0])
+    pd.testing.assert_frame_equal(a[1], b[1])

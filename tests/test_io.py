@@ -1,0 +1,178 @@
+"""Bad input is refused on load with one error naming the file and the problem."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from labelbench.io import DataError, atomic_path, load_dataset, load_npy, write_csv, write_json
+
+N, K = 12, 3
+
+
+def make_dataset(root, name="toy", *, n=N, k=K, models=("m1", "m2"), true_labels=True):
+    rng = np.random.default_rng(0)
+    folder = root / name
+    (folder / "pred_probs").mkdir(parents=True)
+    true = np.arange(n) % k
+    given = true.copy()
+    given[:3] = (given[:3] + 1) % k
+    np.save(folder / "given_labels.npy", given.astype(np.int64))
+    if true_labels:
+        np.save(folder / "true_labels.npy", true.astype(np.int64))
+    np.save(folder / "label_errors.npy", given != true)
+    (folder / "image_ids.txt").write_text("".join(f"img/{i}.png\n" for i in range(n)))
+    for model in models:
+        p = rng.random((n, k))
+        np.save(folder / "pred_probs" / f"{model}.npy", p / p.sum(axis=1, keepdims=True))
+    return folder
+
+
+def test_valid_dataset_loads(tmp_path):
+    make_dataset(tmp_path)
+    data = load_dataset(tmp_path, "toy")
+    assert data.num_classes == K and data.num_errors == 3
+    assert sorted(data.pred_probs) == ["m1", "m2"]
+    assert data.given_labels.dtype == np.int64
+
+
+def expect_error(tmp_path, match, path_part):
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset(tmp_path, "toy")
+    assert path_part in str(info.value), str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda p: p.__setitem__((0, 0), np.nan), "NaN or inf"),
+        (lambda p: p.__setitem__((1, 2), np.inf), "NaN or inf"),
+        (lambda p: p.__setitem__((0, 0), 1.5), r"outside \[0, 1\]"),
+        (lambda p: p.__setitem__((0, 0), -0.1), r"outside \[0, 1\]"),
+        (lambda p: p.__setitem__((0, slice(None)), [0.5, 0.2, 0.2]), "do not sum to 1"),
+    ],
+)
+def test_bad_pred_probs_values(tmp_path, corrupt, match):
+    folder = make_dataset(tmp_path)
+    path = folder / "pred_probs" / "m2.npy"
+    p = np.load(path)
+    corrupt(p)
+    np.save(path, p)
+    expect_error(tmp_path, match, "m2.npy")
+
+
+def test_row_sums_within_tolerance_accepted(tmp_path):
+    folder = make_dataset(tmp_path)
+    path = folder / "pred_probs" / "m1.npy"
+    p = np.load(path)
+    p[0, 0] += 2.4e-7  # published rows deviate this much
+    np.save(path, p)
+    load_dataset(tmp_path, "toy")
+
+
+def test_shapes_that_disagree(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "pred_probs" / "m1.npy", np.full((N - 1, K), 1 / K))
+    expect_error(tmp_path, f"has {N - 1} rows but given_labels.npy has {N}", "m1.npy")
+
+
+def test_image_ids_count_disagrees(tmp_path):
+    folder = make_dataset(tmp_path)
+    (folder / "image_ids.txt").write_text("a.png\n")
+    expect_error(tmp_path, "has 1 lines", "image_ids.txt")
+
+
+def test_models_disagree_on_classes(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "pred_probs" / "m2.npy", np.full((N, K + 1), 1 / (K + 1)))
+    expect_error(tmp_path, "disagree on the number of classes", "pred_probs")
+
+
+def test_label_outside_range(tmp_path):
+    folder = make_dataset(tmp_path, true_labels=False)
+    given = np.load(folder / "given_labels.npy")
+    given[4] = K
+    np.save(folder / "given_labels.npy", given)
+    expect_error(tmp_path, rf"labels outside \[0, {K}\)", "given_labels.npy")
+
+
+def test_negative_label(tmp_path):
+    folder = make_dataset(tmp_path, true_labels=False)
+    given = np.load(folder / "given_labels.npy")
+    given[0] = -1
+    np.save(folder / "given_labels.npy", given)
+    expect_error(tmp_path, "labels outside", "given_labels.npy")
+
+
+def test_float_labels_refused(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "given_labels.npy", np.load(folder / "given_labels.npy").astype(float))
+    expect_error(tmp_path, "must be integers", "given_labels.npy")
+
+
+def test_empty_arrays(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "given_labels.npy", np.array([], dtype=np.int64))
+    expect_error(tmp_path, "is empty", "given_labels.npy")
+
+
+def test_pickled_npy_refused(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "pred_probs" / "m1.npy", np.array([{"a": 1}] * N, dtype=object), allow_pickle=True)
+    expect_error(tmp_path, "pickled", "m1.npy")
+
+
+def test_raw_pickle_file_refused(tmp_path):
+    folder = make_dataset(tmp_path)
+    (folder / "label_errors.npy").write_bytes(pickle.dumps(np.zeros(N, bool)))
+    expect_error(tmp_path, "pickle", "label_errors.npy")
+
+
+def test_truncated_file(tmp_path):
+    folder = make_dataset(tmp_path)
+    path = folder / "pred_probs" / "m1.npy"
+    path.write_bytes(path.read_bytes()[:-40])
+    expect_error(tmp_path, "not a readable .npy", "m1.npy")
+
+
+def test_error_mask_must_match_true_labels(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "label_errors.npy", np.zeros(N, bool))
+    expect_error(tmp_path, "disagrees with given_labels != true_labels", "label_errors.npy")
+
+
+def test_error_mask_dtype(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "label_errors.npy", np.zeros(N, np.int64))
+    expect_error(tmp_path, "expected dtype bool", "label_errors.npy")
+
+
+def test_missing_files(tmp_path):
+    folder = make_dataset(tmp_path)
+    (folder / "image_ids.txt").unlink()
+    expect_error(tmp_path, "file not found", "image_ids.txt")
+    with pytest.raises(DataError, match="dataset folder not found"):
+        load_dataset(tmp_path, "nope")
+    with pytest.raises(DataError, match="file not found"):
+        load_npy(tmp_path / "absent.npy")
+
+
+def test_atomic_write_leaves_nothing_on_crash(tmp_path):
+    target = tmp_path / "out" / "table.json"
+    write_json(target, {"a": 1})
+    before = target.read_text()
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.json"]
+
+
+def test_write_csv_round_trips_floats_exactly(tmp_path):
+    import pandas as pd
+
+    values = np.random.default_rng(1).random(1000)
+    write_csv(tmp_path / "x.csv", pd.DataFrame({"v": values}))
+    assert np.array_equal(pd.read_csv(tmp_path / "x.csv", float_precision="round_trip")["v"].to_numpy(), values)

@@ -1,0 +1,144 @@
+"""Scores match cleanlab; one-sort metrics match scikit-learn and the authors' lift; registry errors."""
+
+import numpy as np
+import pytest
+from cleanlab.rank import get_label_quality_scores
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from labelbench.ensembles import ENSEMBLE_SCHEMES, check_scheme, ensemble_scores
+from labelbench.metrics import Ranking, filter_metrics, ranking_metrics, reference_lift_at_k, reference_metrics
+from labelbench.scores import (
+    ALL_VARIANTS,
+    CLEANLAB_VARIANTS,
+    SCORE_METHODS,
+    all_variant_scores,
+    label_quality_scores,
+    resolve_method,
+)
+
+
+def random_problem(seed, n=500, k=4, ties=False):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, k)) * 2
+    if ties:
+        logits = np.round(logits)  # many identical rows -> tied scores
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, k, n)
+    labels[:k] = np.arange(k)
+    is_error = rng.random(n) < 0.2
+    is_error[:2] = [True, False]
+    return labels, p, is_error
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_variants_match_cleanlab(seed):
+    labels, p, _ = random_problem(seed)
+    scores = all_variant_scores(labels=labels, pred_probs=p)
+    for method, adjust in CLEANLAB_VARIANTS:
+        expected = get_label_quality_scores(labels, p, method=method, adjust_pred_probs=adjust)
+        np.testing.assert_allclose(scores[(method, adjust)], expected, rtol=0, atol=1e-12)
+        single = label_quality_scores(labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust)
+        np.testing.assert_array_equal(single, scores[(method, adjust)])
+
+
+def test_baselines_are_label_agnostic_and_in_range():
+    labels, p, _ = random_problem(3)
+    for method in ("entropy", "least_confidence"):
+        a = label_quality_scores(labels=labels, pred_probs=p, method=method)
+        b = label_quality_scores(labels=(labels + 1) % 4, pred_probs=p, method=method)
+        np.testing.assert_array_equal(a, b)
+        assert a.min() >= 0 and a.max() <= 1
+    uniform = np.full((2, 4), 0.25)
+    np.testing.assert_allclose(label_quality_scores(labels=np.array([0, 1]), pred_probs=uniform, method="entropy"), 0, atol=1e-12)
+
+
+def test_aliases_and_unknown_method():
+    assert resolve_method("margin") == "normalized_margin"
+    assert resolve_method("confidence") == "self_confidence"
+    assert resolve_method("cwe") == "confidence_weighted_entropy"
+    with pytest.raises(ValueError) as info:
+        resolve_method("marginal")
+    for name in SCORE_METHODS:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["confidence_weighted_entropy", "cwe", "entropy", "least_confidence"])
+def test_adjust_pred_probs_refused_where_unsupported(method):
+    with pytest.raises(ValueError, match="adjust_pred_probs=True is not supported"):
+        resolve_method(method, adjust_pred_probs=True)
+
+
+def test_unknown_ensemble_scheme_lists_valid():
+    with pytest.raises(ValueError) as info:
+        check_scheme("avg")
+    assert all(s in str(info.value) for s in ENSEMBLE_SCHEMES)
+
+
+@pytest.mark.parametrize("seed, ties", [(0, False), (1, True), (2, True)])
+def test_one_sort_metrics_match_sklearn(seed, ties):
+    labels, p, is_error = random_problem(seed, ties=ties)
+    for method, adjust in ALL_VARIANTS:
+        scores = label_quality_scores(labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust)
+        ours = ranking_metrics(is_error=is_error, scores=scores, lift_k=(10, 50))
+        ref = reference_metrics(is_error=is_error, scores=scores, lift_k=(10, 50))
+        assert ours.keys() == ref.keys()
+        for key in ours:
+            assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
+        assert ours["auroc"] == pytest.approx(roc_auc_score(is_error, 1 - scores), abs=1e-12)
+        assert ours["auprc"] == pytest.approx(average_precision_score(is_error, 1 - scores), abs=1e-12)
+
+
+def test_lift_follows_the_authors_tie_order():
+    # All scores tied: the authors' argsort picks a fixed subset; we must pick the same one.
+    is_error = np.array([True, False, False, True, False, False, False, True])
+    scores = np.full(8, 0.5)
+    ranking = Ranking.from_scores(is_error=is_error, scores=scores)
+    for k in range(1, 9):
+        assert ranking.lift_at_k(k) == reference_lift_at_k(is_error, 1 - scores, k)
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="at least one error and one clean"):
+        ranking_metrics(is_error=np.zeros(5, bool), scores=np.linspace(0, 1, 5))
+    with pytest.raises(ValueError, match="shapes differ"):
+        ranking_metrics(is_error=np.array([True, False]), scores=np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="k must be in"):
+        Ranking.from_scores(is_error=np.array([True, False]), scores=np.array([0.1, 0.2])).lift_at_k(3)
+
+
+def test_filter_metrics_match_sklearn():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    rng = np.random.default_rng(0)
+    is_error, flagged = rng.random(300) < 0.3, rng.random(300) < 0.25
+    m = filter_metrics(is_error=is_error, flagged=flagged)
+    assert m["precision"] == pytest.approx(precision_score(is_error, flagged), abs=1e-15)
+    assert m["recall"] == pytest.approx(recall_score(is_error, flagged), abs=1e-15)
+    assert m["f1"] == pytest.approx(f1_score(is_error, flagged), abs=1e-15)
+    assert filter_metrics(is_error=is_error, flagged=np.zeros(300, bool))["precision"] == 0.0
+
+
+@pytest.mark.parametrize("scheme", list(ENSEMBLE_SCHEMES))
+@pytest.mark.parametrize("method, adjust", CLEANLAB_VARIANTS)
+def test_ensembles_match_cleanlab_or_plain_average(scheme, method, adjust):
+    from cleanlab.rank import get_label_quality_ensemble_scores
+
+    labels, p1, _ = random_problem(0)
+    _, p2, _ = random_problem(1)
+    p2 = (p2 + p1) / 2
+    pred_probs_list = [p1, p2]
+    ours = ensemble_scores(scheme, labels=labels, pred_probs_list=pred_probs_list, method=method, adjust_pred_probs=adjust)
+    averaged, weighting = ENSEMBLE_SCHEMES[scheme]
+    if averaged == "scores":
+        cleanlab_name = {"uniform": "uniform", "accuracy": "accuracy", "inv_log_loss": "log_loss_search"}[weighting]
+        expected = get_label_quality_ensemble_scores(
+            labels, pred_probs_list, method=method, adjust_pred_probs=adjust,
+            weight_ensemble_members_by=cleanlab_name, verbose=False)
+    else:
+        from labelbench.benchmark import _reference_weights
+
+        weights = _reference_weights(weighting, labels, pred_probs_list)
+        avg = np.average(np.stack(pred_probs_list), axis=0, weights=weights)
+        expected = get_label_quality_scores(labels, avg, method=method, adjust_pred_probs=adjust)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
