@@ -14,7 +14,6 @@ labels; ``inv_log_loss`` proportional to ``exp(-t * logloss(model))`` with the t
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Sequence
 
 import numpy as np
@@ -22,6 +21,29 @@ import numpy as np
 from .scores import label_quality_scores
 
 LOG_LOSS_SEARCH_T = (1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 200)
+#: cleanlab.internal.constants.CLIPPING_LOWER_BOUND (a test keeps them equal)
+CLIPPING_LOWER_BOUND = 1e-6
+
+
+def log_loss(labels: np.ndarray, pred_probs: np.ndarray) -> float:
+    """scikit-learn's ``log_loss(labels, pred_probs)`` bit for bit, without importing scikit-learn
+    (a second of start-up per stage): the mean of ``-log(clip(P[i, labels[i]], eps, 1 - eps))``.
+
+    Like scikit-learn without ``labels=``, every class must occur in ``labels`` (N,) so that the
+    columns of ``pred_probs`` (N, K) line up with the classes.
+
+    >>> log_loss(np.array([0, 1]), np.array([[0.5, 0.5], [0.25, 0.75]]))  # doctest: +ELLIPSIS
+    0.490...
+    """
+    present = np.unique(labels)
+    if present.shape[0] != pred_probs.shape[1] or present.shape[0] < 2:
+        raise ValueError(
+            f"log loss needs every one of the {pred_probs.shape[1]} classes among the labels; "
+            f"found {present.shape[0]}"
+        )
+    eps = np.finfo(pred_probs.dtype).eps
+    given = np.clip(pred_probs, eps, 1 - eps)[np.arange(labels.shape[0]), labels]
+    return float(np.average(-np.log(given)))
 
 
 def uniform_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
@@ -42,16 +64,6 @@ def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.nda
     Each model's log loss does not depend on t, so it is computed once (cleanlab recomputes it
     per t; the values are identical).
     """
-    with warnings.catch_warnings():
-        # published float64 rows sum to 1 within 2.4e-7; scikit-learn warns about that, harmlessly
-        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
-        return _inv_log_loss_search(labels, pred_probs_list)
-
-
-def _inv_log_loss_search(labels, pred_probs_list):
-    from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
-    from sklearn.metrics import log_loss  # slow import, only for this weighting
-
     losses = []
     for pred_probs in pred_probs_list:
         clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)

@@ -142,3 +142,26 @@ def test_ensembles_match_cleanlab_or_plain_average(scheme, method, adjust):
         avg = np.average(np.stack(pred_probs_list), axis=0, weights=weights)
         expected = get_label_quality_scores(labels, avg, method=method, adjust_pred_probs=adjust)
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_log_loss_is_sklearns_bit_for_bit(published):
+    import warnings
+
+    from cleanlab.internal.constants import CLIPPING_LOWER_BOUND as cleanlab_bound
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    from labelbench.ensembles import CLIPPING_LOWER_BOUND, log_loss
+    from labelbench.io import load_dataset
+
+    assert CLIPPING_LOWER_BOUND == cleanlab_bound
+    data = load_dataset(published, "cifar-10s")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for p in data.pred_probs.values():
+            assert log_loss(data.given_labels, p) == sklearn_log_loss(data.given_labels, p)
+        labels, p, _ = random_problem(5)
+        p[0] = [1.0, 0.0, 0.0, 0.0]
+        labels[0] = 1  # a zero probability on the given label: clipped, as in scikit-learn
+        assert log_loss(labels, p) == sklearn_log_loss(labels, p)
+    with pytest.raises(ValueError, match="every one of the 4 classes"):
+        log_loss(np.zeros(5, np.int64), np.full((5, 4), 0.25))
