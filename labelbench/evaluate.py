@@ -51,7 +51,11 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
 def evaluate_table(
     frame: pd.DataFrame, *, lift_k=(100,), cv_accuracy: dict[str, float] | None = None
 ) -> dict:
-    """Metrics per score column: AUROC, AUPRC, lift@k, lift@(number of errors), CV accuracy."""
+    """Metrics per score column: AUROC, AUPRC, lift@k, lift@(number of errors), CV accuracy.
+
+    The top-level metrics repeat the headline column's (the ensemble), so that `dvc exp show
+    --drop models` gives one compact column per metric and dataset.
+    """
     is_error = frame["is_label_error"].to_numpy().astype(bool)
     per_model = {}
     for column in score_columns(frame):
@@ -59,9 +63,12 @@ def evaluate_table(
         if cv_accuracy and column in cv_accuracy:
             metrics["cv_accuracy"] = cv_accuracy[column]
         per_model[column] = metrics
+    # Headline: the ensemble column when there is one (the last score column), else the only model.
+    headline = per_model[score_columns(frame)[-1]]
     return {
         "num_examples": int(is_error.shape[0]),
         "num_errors": int(is_error.sum()),
+        **{k: v for k, v in headline.items() if k != "cv_accuracy"},
         "models": per_model,
     }
 

@@ -1,0 +1,161 @@
+"""Assemble per-fold held-out predictions into the pred_probs data contract.
+
+Reads, for each model, the fold folders written by :func:`labelbench.train.train_fold`
+(``heldout_indices.npy`` int (n_fold,), ``heldout_pred_probs.npy`` float (n_fold, K)) and the
+labels table the folds were trained on, and writes ``<out_root>/<dataset>/`` (see
+:mod:`labelbench.io`)::
+
+    given_labels.npy        int64 (N,)
+    true_labels.npy         int64 (N,)   only when every row of labels.csv has a true_label
+    label_errors.npy        bool  (N,)   label_error column, else given != true
+    image_ids.txt           N lines, labels.csv order
+    pred_probs/<model>.npy  float64 (N, K)
+
+Every row must appear in exactly one fold of each model (DataError naming the fold folder
+otherwise). The dataset folder is built in a temporary sibling folder, checked with
+:func:`labelbench.io.load_dataset`, and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from labelbench.dedupe import read_labels_csv
+from labelbench.io import DataError, check_pred_probs, load_dataset, load_npy, write_npy, write_text
+
+_SHOWN = 5
+
+
+def _fold_arrays(fold_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if not fold_dir.is_dir():
+        raise DataError(fold_dir, "fold folder not found (did its crossval stage run?)")
+    idx_path = fold_dir / "heldout_indices.npy"
+    probs_path = fold_dir / "heldout_pred_probs.npy"
+    indices = load_npy(idx_path)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise DataError(idx_path, f"expected a 1-D integer array, got {indices.dtype} {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise DataError(
+            idx_path, f"row indices outside [0, {n}) of the labels table: min {indices.min()}, max {indices.max()}"
+        )
+    probs = check_pred_probs(load_npy(probs_path), probs_path)
+    if probs.shape[0] != indices.shape[0]:
+        raise DataError(probs_path, f"has {probs.shape[0]} rows but {idx_path.name} has {indices.shape[0]}")
+    return indices.astype(np.int64, copy=False), probs
+
+
+def assemble_pred_probs(fold_dirs: Sequence[os.PathLike | str], n: int) -> np.ndarray:
+    """(n, K) float64 from the held-out predictions of ``fold_dirs``: each row exactly once."""
+    if not fold_dirs:
+        raise ValueError("no fold folders given")
+    out: np.ndarray | None = None
+    owner = np.full(n, -1, dtype=np.int64)  # which fold dir filled each row
+    dirs = [Path(d) for d in fold_dirs]
+    for j, fold_dir in enumerate(dirs):
+        indices, probs = _fold_arrays(fold_dir, n)
+        if out is None:
+            out = np.empty((n, probs.shape[1]), dtype=np.float64)
+        elif probs.shape[1] != out.shape[1]:
+            raise DataError(
+                fold_dir / "heldout_pred_probs.npy",
+                f"has {probs.shape[1]} classes but {dirs[0]} has {out.shape[1]}",
+            )
+        unique, counts = np.unique(indices, return_counts=True)
+        if (counts > 1).any():
+            rows = unique[counts > 1]
+            raise DataError(
+                fold_dir / "heldout_indices.npy", f"{rows.size} row(s) repeated within the fold: {rows[:_SHOWN].tolist()}"
+            )
+        taken = owner[indices] >= 0
+        if taken.any():
+            rows = indices[taken]
+            other = dirs[int(owner[rows[0]])]
+            raise DataError(
+                fold_dir, f"{rows.size} held-out row(s) also held out in {other}, e.g. rows "
+                f"{rows[:_SHOWN].tolist()}; every example must appear in exactly one fold"
+            )
+        owner[indices] = j
+        out[indices] = probs
+    missing = np.flatnonzero(owner < 0)
+    if missing.size:
+        raise DataError(
+            dirs[0].parent, f"{missing.size} of {n} row(s) appear in none of the fold folders "
+            f"{[d.name for d in dirs]}, e.g. rows {missing[:_SHOWN].tolist()} (a missing or stale fold?)"
+        )
+    return out
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def assemble(
+    *, labels_csv: os.PathLike | str, fold_dirs: Mapping[str, Sequence[os.PathLike | str]],
+    out_root: os.PathLike | str, dataset: str,
+):
+    """Write ``<out_root>/<dataset>/`` (module docstring) and return its :class:`~labelbench.io.Dataset`."""
+    labels_csv, out_root = Path(labels_csv), Path(out_root)
+    if not fold_dirs:
+        raise ValueError("no models given")
+    if not dataset or "/" in dataset or dataset in (".", ".."):
+        raise ValueError(f"invalid dataset name {dataset!r}")
+    for model in fold_dirs:
+        if not model or "/" in model or model.startswith("."):
+            raise ValueError(f"invalid model name {model!r} (it becomes pred_probs/<model>.npy)")
+    table = read_labels_csv(labels_csv)
+    n = len(table)
+    given = table["given_label"].to_numpy(np.int64)
+    true = None
+    if table["true_label"].notna().all():
+        true = table["true_label"].to_numpy(np.int64)
+    if table["label_error"].notna().all():
+        errors = table["label_error"].to_numpy(np.int64).astype(bool)
+    elif true is not None:
+        errors = given != true
+    else:
+        raise DataError(
+            labels_csv, "needs label_error (or true_label) on every row to build label_errors.npy; "
+            f"{int(table['label_error'].isna().sum())} row(s) have neither"
+        )
+    pred_probs = {model: assemble_pred_probs(dirs, n) for model, dirs in fold_dirs.items()}
+    ks = {m: p.shape[1] for m, p in pred_probs.items()}
+    top = int(max(given.max(), true.max() if true is not None else 0))
+    for model, k in ks.items():
+        if top >= k:
+            raise DataError(
+                Path(fold_dirs[model][0]) / "heldout_pred_probs.npy",
+                f"{k} classes but {labels_csv} holds label {top}",
+            )
+
+    folder = out_root / dataset
+    out_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", suffix=".tmp", dir=out_root))
+    try:
+        write_npy(tmp / "given_labels.npy", given)
+        if true is not None:
+            write_npy(tmp / "true_labels.npy", true)
+        write_npy(tmp / "label_errors.npy", errors)
+        write_text(tmp / "image_ids.txt", "".join(f"{i}\n" for i in table["image_id"]))
+        for model, probs in pred_probs.items():
+            write_npy(tmp / "pred_probs" / f"{model}.npy", probs)
+        load_dataset(tmp.parent, tmp.name)  # check before replacing a previous output
+        _replace_dir(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_dataset(out_root, dataset)

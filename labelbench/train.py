@@ -1,0 +1,658 @@
+"""Cross-validation training of one timm model on one fold: out-of-sample ``pred_probs``.
+
+Inputs (written by upstream stages)::
+
+    <images_root>/<image_id>     PNG files (``image_id`` e.g. ``train/3/0001.png``)
+    <images_root>/../classes.txt optional, one class name per line (K = its line count)
+    labels.csv                   image_id, given_label, true_label, label_error
+    folds.csv                    image_id, fold (0..k-1), rows in labels.csv order
+
+:func:`train_fold` trains on every fold but ``fold`` (on the *given*, possibly noisy labels)
+and predicts the held-out fold. It writes ``out_dir`` atomically (built in a temporary
+sibling folder, then renamed into place)::
+
+    out_dir/
+      model.safetensors          state dict (safetensors; nothing here is ever unpickled)
+      heldout_indices.npy        int64 (n_fold,)    row indices into labels.csv
+      heldout_pred_probs.npy     float64 (n_fold, K) softmax of the held-out rows
+      config.yaml                the training config, timm ``args.yaml`` style, plus provenance
+      dvclive/                   per-epoch train/loss, train/accuracy, lr (metrics.json, plots/)
+
+Images are decoded once into a uint8 tensor (N, 3, S, S): every mode converted to RGB
+(grayscale replicated), resized to ``image_size``; normalisation with the model's mean/std
+happens per batch on the device. On CPU, a fixed seed gives byte-identical outputs (seeded
+model init, seeded shuffle generator, deterministic algorithms, fixed thread count). On CUDA:
+channels_last, pinned memory + non_blocking copies, bf16 autocast, fused AdamW, and no host
+sync inside an epoch (loss and accuracy accumulate on the device, read once per epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+
+from labelbench.dedupe import read_labels_csv
+from labelbench.io import DataError, write_npy, write_text
+
+DEVICES = ("auto", "cpu", "cuda")
+PARAMS_IGNORED = frozenset({"models", "datasets", "fold_ids", "fold_seed"})  # pipeline shape, not training settings
+_SHOWN = 5  # how many offending ids an error message names
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """``pretrained: true`` but the weights cannot be fetched (offline) nor found in the cache."""
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; :meth:`from_params` reads params.yaml's ``crossval:`` block.
+
+    ``threads``: CPU threads for torch (0 = every core this process may use); fixed for the whole run so that CPU
+    results are reproducible on a given machine.
+    """
+
+    model: str = "test_resnet"
+    pretrained: bool = False
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    weight_decay: float = 0.01
+    image_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    workers: int = 0
+    folds: int = 5
+    threads: int = 0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = {"str": str, "bool": bool, "int": int, "float": (int, float)}[f.type]
+            if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
+                raise ValueError(f"crossval.{f.name} must be of type {f.type}, got {value!r}")
+        positive = ("epochs", "batch_size", "image_size", "folds")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"crossval.{name} must be >= 1, got {getattr(self, name)}")
+        if self.folds < 2:
+            raise ValueError(f"crossval.folds must be >= 2, got {self.folds}")
+        if not self.lr > 0:
+            raise ValueError(f"crossval.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"crossval.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.workers < 0 or self.threads < 0 or self.seed < 0:
+            raise ValueError("crossval.workers, crossval.threads and crossval.seed must be >= 0")
+        if self.device not in DEVICES:
+            raise ValueError(f"crossval.device must be one of {DEVICES}, got {self.device!r}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None = None, **overrides) -> "TrainConfig":
+        """Build from a params dict (unknown keys are an error; ``models`` is ignored)."""
+        values = {k: v for k, v in dict(params or {}).items() if k not in PARAMS_IGNORED}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown crossval setting(s) {unknown}; valid: {sorted(known)}")
+        if isinstance(values.get("lr"), int) and not isinstance(values.get("lr"), bool):
+            values["lr"] = float(values["lr"])
+        if isinstance(values.get("weight_decay"), int) and not isinstance(values["weight_decay"], bool):
+            values["weight_decay"] = float(values["weight_decay"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error."""
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("crossval.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_csv=None) -> np.ndarray:
+    """Fold of every row (N,) int64; the ``image_id`` column must match ``image_ids`` in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV file ({exc})") from None
+    missing = [c for c in ("image_id", "fold") if c not in raw.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
+    reference = f" ({labels_csv})" if labels_csv is not None else ""
+    if len(raw) != len(image_ids):
+        raise DataError(path, f"has {len(raw)} rows but the labels table{reference} has {len(image_ids)}")
+    ids = raw["image_id"].str.strip().to_numpy()
+    differ = np.flatnonzero(ids != np.asarray(image_ids, dtype=object))
+    if differ.size:
+        i = int(differ[0])
+        raise DataError(
+            path, f"{differ.size} row(s) differ from the labels table{reference}: row {i + 1} is "
+            f"{ids[i]!r}, expected {image_ids[i]!r} (rows must be in labels.csv order)"
+        )
+    text = raw["fold"].str.strip()
+    bad = ~text.str.fullmatch(r"\d+")
+    if bad.any():
+        raise DataError(path, f"fold must be an integer >= 0; found {list(text[bad].unique()[:_SHOWN])}")
+    return text.astype(np.int64).to_numpy()
+
+
+def read_classes(images_root: os.PathLike | str) -> list[str] | None:
+    """Class names from ``classes.txt`` next to the images folder (or inside it), if present."""
+    images_root = Path(images_root)
+    for path in (images_root.parent / "classes.txt", images_root / "classes.txt"):
+        if path.is_file():
+            try:
+                names = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise DataError(path, f"not UTF-8 text ({exc})") from None
+            if not names or any(not n.strip() for n in names):
+                raise DataError(path, "must hold one non-empty class name per line, no blank lines")
+            if len(set(names)) != len(names):
+                raise DataError(path, "repeats a class name")
+            return names
+    return None
+
+
+def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tuple[int, list[str] | None]:
+    """K from classes.txt when present (checked against the labels), else max label + 1."""
+    classes = read_classes(images_root)
+    top = int(labels["given_label"].max())
+    if labels["true_label"].notna().any():
+        top = max(top, int(labels["true_label"].max()))
+    if classes is None:
+        if top + 1 < 2:
+            raise DataError(labels_csv or "labels.csv", f"needs at least 2 classes, labels hold only {top + 1}")
+        return top + 1, None
+    if top >= len(classes):
+        raise DataError(
+            labels_csv or "labels.csv", f"holds label {top} but classes.txt lists only {len(classes)} classes"
+        )
+    return len(classes), classes
+
+
+def _decode(path: Path, image_size: int) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = image.convert("RGB")  # grayscale (L, I, 1, LA) is replicated over 3 channels
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
+    if rgb.size != (image_size, image_size):
+        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_images(
+    images_root: os.PathLike | str, image_ids: Sequence[str], image_size: int, *,
+    threads: int | None = None, listed_in=None,
+) -> torch.Tensor:
+    """Decode every image once: uint8 tensor (N, 3, image_size, image_size), ``image_ids`` order.
+
+    Missing files and unreadable images raise DataError naming them (``listed_in``: the file
+    that lists the ids, named in the error about missing ones).
+    """
+    images_root = Path(images_root)
+    if not images_root.is_dir():
+        raise DataError(images_root, "images folder not found")
+    paths = [images_root / i for i in image_ids]
+    missing = [i for i, p in zip(image_ids, paths) if not p.is_file()]
+    if missing:
+        where = f" in {listed_in}" if listed_in is not None else ""
+        raise DataError(
+            images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}"
+            + (" ..." if len(missing) > _SHOWN else "")
+        )
+    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    threads = threads or min(8, _usable_cores())
+
+    def work(i: int) -> None:
+        out[i] = _decode(paths[i], image_size)
+
+    if threads > 1 and len(paths) > 256:
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(work, range(len(paths)), chunksize=64):
+                pass
+    else:
+        for i in range(len(paths)):
+            work(i)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+class _InMemory(torch.utils.data.Dataset):
+    """Indexed by a whole batch of row indices at once (one gather per batch, no collate)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        index = torch.as_tensor(index, dtype=torch.int64)
+        return self.images[index], self.labels[index]
+
+
+# --- model ----------------------------------------------------------------------------------
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError with the closest timm names when ``name`` is not a timm model."""
+    import timm
+
+    if timm.is_model(name):
+        return
+    base = name.split(".")[0].lower()
+    names = timm.list_models()
+    close = difflib.get_close_matches(base, names, n=8, cutoff=0.6)
+    stem = base.replace("_", "").replace("-", "")
+    close += [n for n in timm.list_models(f"*{base}*") if n not in close]
+    close += [n for n in names if stem and stem in n.replace("_", "") and n not in close]
+    hint = f"; did you mean: {', '.join(close[:10])}?" if close else "; see timm.list_models()"
+    raise ValueError(f"unknown timm model {name!r}{hint}")
+
+
+def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> torch.nn.Module:
+    """``timm.create_model(name, pretrained, num_classes, in_chans=3)`` with clear errors.
+
+    Unknown name -> ValueError listing close names. ``pretrained=True`` when the weights are
+    neither downloadable nor cached -> :class:`PretrainedWeightsUnavailable` (never a silent
+    fall back to random weights).
+    """
+    import timm
+
+    check_model_name(name)
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=3)
+    if not timm.is_model_pretrained(name):
+        raise PretrainedWeightsUnavailable(
+            f"timm has no pretrained weights for {name!r}; set crossval.pretrained: false "
+            f"or pick a model from timm.list_models(pretrained=True)"
+        )
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=3)
+    except Exception as exc:  # hub / download / cache failures come in many types
+        raise PretrainedWeightsUnavailable(
+            f"pretrained weights for {name!r} are not available offline (no network and not in "
+            f"the Hugging Face cache: {type(exc).__name__}: {exc}). Set crossval.pretrained: false "
+            f"in params.yaml, or pre-populate the HF cache (HF_HOME) with the weights on a "
+            f"machine with network access."
+        ) from exc
+
+
+def model_mean_std(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_settings(config: TrainConfig, device: torch.device):
+    """Seed everything; on CPU also deterministic algorithms and a fixed thread count.
+
+    Process-wide torch settings are restored on exit.
+    """
+    previous = (
+        torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+    )
+    try:
+        torch.manual_seed(config.seed)
+        if device.type == "cpu":
+            torch.set_num_threads(config.threads or _usable_cores())
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
+        torch.backends.cudnn.benchmark = previous[3]
+
+
+class _Normalize:
+    """uint8 (B, 3, S, S) on the device -> normalised float, channels_last on CUDA."""
+
+    def __init__(self, mean, std, device: torch.device):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        return x.contiguous(memory_format=self.memory_format)
+
+
+def _autocast(device: torch.device, config: TrainConfig):
+    if device.type == "cuda" and config.mixed_precision:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+RESIDENT_FRACTION = 0.25  # keep the uint8 training images on the GPU when under this share of free memory
+
+
+def _fits_on_device(images: torch.Tensor, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    return images.numel() * images.element_size() <= RESIDENT_FRACTION * free
+
+
+def batch_source(
+    images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, seed: int, device: torch.device,
+    workers: int = 0, resident: bool | None = None,
+) -> tuple[Callable[[], Any], int]:
+    """``(epoch_batches, steps)``: ``epoch_batches()`` yields one shuffled epoch of (uint8, int64) batches.
+
+    The shuffle comes from a generator seeded with ``seed``. No ragged last batch (a batch of 1
+    breaks BatchNorm) unless everything fits in one batch. ``resident`` (CUDA only; None = when
+    it fits): copy the images to the GPU once and gather batches there; otherwise a DataLoader
+    over the in-memory tensor, with pinned memory on CUDA (copy with ``non_blocking=True``).
+    """
+    n = len(labels)
+    batch_size = min(batch_size, n)
+    drop_last = n > batch_size
+    steps = n // batch_size if drop_last else 1
+    generator = torch.Generator().manual_seed(seed)
+    if resident is None:
+        resident = _fits_on_device(images, device)
+    if resident and device.type == "cuda":
+        images_d, labels_d = images.to(device), labels.to(device)
+
+        def epoch_batches():
+            order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+            for step in range(steps):
+                index = order[step * batch_size : (step + 1) * batch_size]
+                yield images_d[index], labels_d[index]
+
+        return epoch_batches, steps
+    sampler = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(range(n), generator=generator), batch_size, drop_last
+    )
+    loader = torch.utils.data.DataLoader(
+        _InMemory(images, labels), sampler=sampler, batch_size=None, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+    )
+    return (lambda: iter(loader)), steps
+
+
+def fit(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, config: TrainConfig,
+    device: torch.device, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    resident: bool | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place on uint8 ``images`` (N, 3, S, S) and int64 ``labels`` (N,).
+
+    AdamW + OneCycleLR, cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds,
+    images_per_s}`` (``on_epoch(epoch, stats)`` is called after each epoch). ``resident``: see
+    :func:`batch_source`.
+    """
+    cuda = device.type == "cuda"
+    epoch_batches, steps = batch_source(
+        images, labels, batch_size=config.batch_size, seed=config.seed, device=device,
+        workers=config.workers, resident=resident,
+    )
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    normalize = _Normalize(*model_mean_std(model), device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **({"fused": True} if cuda else {})
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
+    history = []
+    model.train()
+    for epoch in range(config.epochs):
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        lr = scheduler.get_last_lr()[0]
+        for xb, yb in epoch_batches():
+            xb = normalize(xb.to(device, non_blocking=True))
+            yb = yb.to(device, non_blocking=True)
+            with _autocast(device, config):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * yb.shape[0]
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += yb.shape[0]
+        loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+        seconds = time.perf_counter() - start
+        stats = {
+            "loss": loss_total / seen, "accuracy": correct_total / seen, "lr": lr,
+            "seconds": seconds, "images_per_s": seen / seconds if seconds > 0 else float("inf"),
+        }
+        history.append(stats)
+        if on_epoch is not None:
+            on_epoch(epoch, stats)
+    return history
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module, images: torch.Tensor, *, config: TrainConfig, device: torch.device
+) -> np.ndarray:
+    """Softmax probabilities float64 (N, K) of uint8 ``images`` (N, 3, S, S), in order."""
+    cuda = device.type == "cuda"
+    model.to(device).eval()
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    normalize = _Normalize(*model_mean_std(model), device)
+    chunks = []
+    step = max(1, 2 * config.batch_size)
+    for start in range(0, len(images), step):
+        xb = images[start : start + step]
+        if cuda:
+            xb = xb.pin_memory()
+        xb = normalize(xb.to(device, non_blocking=True))
+        with _autocast(device, config):
+            chunks.append(model(xb).float())
+    logits = torch.cat(chunks).cpu().double()
+    return torch.softmax(logits, dim=1).numpy()
+
+
+# --- one fold -------------------------------------------------------------------------------
+
+
+def _local_live_class():
+    """dvclive.Live writing files under its ``dir`` only: no DVC repo, no git, no Studio.
+
+    ``Live(save_dvc_exp=False, dvcyaml=None)`` (dvclive 3.49) still opens the DVC repo (and
+    runs ``dvc init`` in a git repo that has none), reads Studio settings, and inside
+    ``dvc exp run`` git-adds untracked files under its dir on ``end()``; our dir is a temporary
+    folder renamed afterwards, so none of that may happen. The two hooks overridden here are
+    dvclive internals: fail loudly if a dvclive upgrade renames them.
+    """
+    from dvclive import Live
+
+    if not all(callable(getattr(Live, hook, None)) for hook in ("_init_dvc", "_init_studio")):
+        raise RuntimeError("this dvclive version lacks Live._init_dvc/_init_studio; update labelbench.train")
+
+    class LocalLive(Live):
+        def _init_dvc(self):
+            self._dvc_repo = None
+            self._dvc_file = "dvc.yaml"  # never written: dvcyaml=None
+
+        def _init_studio(self):
+            self._studio_events_to_skip = {"start", "data", "done"}
+
+    return LocalLive
+
+
+@dataclass
+class FoldResult:
+    out_dir: Path
+    heldout_indices: np.ndarray
+    pred_probs: np.ndarray
+    history: list[dict[str, float]]
+    heldout_accuracy: float
+    seconds: float
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out_dir``, replacing an older one."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train_fold(
+    *, images_root: os.PathLike | str, labels_csv: os.PathLike | str, folds_csv: os.PathLike | str,
+    fold: int, config: TrainConfig | Mapping[str, Any], out_dir: os.PathLike | str,
+) -> FoldResult:
+    """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring)."""
+    started = time.perf_counter()
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_params(config)
+    labels_csv, folds_csv, out_dir = Path(labels_csv), Path(folds_csv), Path(out_dir)
+    table = read_labels_csv(labels_csv)
+    image_ids = table["image_id"].tolist()
+    folds = read_folds_csv(folds_csv, image_ids, labels_csv=labels_csv)
+    found = sorted(set(folds.tolist()))
+    if found != list(range(config.folds)):
+        raise DataError(
+            folds_csv, f"holds folds {found[:20]} but crossval.folds is {config.folds} (expected 0..{config.folds - 1})"
+        )
+    if not 0 <= fold < config.folds:
+        raise ValueError(f"fold must be in 0..{config.folds - 1}, got {fold}")
+    k, classes = num_classes_of(images_root, table, labels_csv=labels_csv)
+    given = table["given_label"].to_numpy(np.int64)
+    held = np.flatnonzero(folds == fold).astype(np.int64)
+    train_rows = np.flatnonzero(folds != fold).astype(np.int64)
+    counts = np.bincount(given[train_rows], minlength=k)
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        def describe(c):
+            name = f" ({classes[c]!r})" if classes else ""
+            anywhere = "" if (given == c).any() else ", and none in the whole labels table"
+            return f"class {c}{name}{anywhere}"
+
+        raise DataError(
+            folds_csv, f"{', '.join(describe(int(c)) for c in absent[:_SHOWN])}: no training example "
+            f"when fold {fold} is held out (training folds {[f for f in found if f != fold]}); "
+            f"every class needs examples outside each fold (use stratified folds)"
+        )
+
+    device = resolve_device(config.device)
+    with torch_settings(config, device):
+        model = create_model(config.model, num_classes=k, pretrained=config.pretrained)
+        images = load_images(images_root, image_ids, config.image_size, listed_in=labels_csv)
+        labels = torch.from_numpy(given)
+
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+        try:
+            live = _local_live_class()(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
+            live.log_params({**config.to_dict(), "fold": fold, "num_classes": k})
+
+            def on_epoch(epoch: int, stats: dict[str, float]) -> None:
+                live.log_metric("train/loss", stats["loss"])
+                live.log_metric("train/accuracy", stats["accuracy"])
+                live.log_metric("lr", stats["lr"])
+                live.log_metric("images_per_s", stats["images_per_s"], plot=False)
+                live.next_step()
+
+            train_idx = torch.from_numpy(train_rows)
+            history = fit(model, images[train_idx], labels[train_idx], config=config, device=device, on_epoch=on_epoch)
+            probs = predict(model, images[torch.from_numpy(held)], config=config, device=device)
+            heldout_accuracy = float((probs.argmax(1) == given[held]).mean())
+            live.log_metric("heldout/accuracy_vs_given", heldout_accuracy, plot=False)
+            live.end()
+
+            from safetensors.torch import save_model
+
+            model.to("cpu").to(memory_format=torch.contiguous_format)
+            # one metadata key: safetensors writes a dict's keys in no fixed order
+            meta = {"labelbench": json.dumps({"model": config.model, "num_classes": k}, sort_keys=True)}
+            save_model(model, str(tmp / "model.safetensors"), metadata=meta)
+            write_npy(tmp / "heldout_indices.npy", held)
+            write_npy(tmp / "heldout_pred_probs.npy", probs.astype(np.float64, copy=False))
+            echo = {
+                **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
+                "num_heldout": int(held.size), "device_used": device.type,
+                "images": str(images_root), "labels": str(labels_csv), "folds_csv": str(folds_csv),
+            }
+            write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))
+            _replace_dir(tmp, out_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return FoldResult(
+        out_dir=out_dir, heldout_indices=held, pred_probs=probs, history=history,
+        heldout_accuracy=heldout_accuracy, seconds=time.perf_counter() - started,
+    )
+
+
+def load_fold_model(fold_dir: os.PathLike | str, *, device: str = "cpu") -> torch.nn.Module:
+    """Rebuild a trained fold's model from ``config.yaml`` + ``model.safetensors`` (no pickles)."""
+    from safetensors.torch import load_model
+
+    fold_dir = Path(fold_dir)
+    config_path = fold_dir / "config.yaml"
+    if not config_path.is_file():
+        raise DataError(config_path, "file not found")
+    echo = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    model = create_model(echo["model"], num_classes=int(echo["num_classes"]), pretrained=False)
+    load_model(model, str(fold_dir / "model.safetensors"), device=device)
+    return model

@@ -1,0 +1,238 @@
+"""labelbench.train and stages/crossval.py on a tiny generated image dataset (CPU, seconds)."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from labelbench.io import DataError, check_pred_probs
+from labelbench.train import (
+    PretrainedWeightsUnavailable,
+    TrainConfig,
+    create_model,
+    load_fold_model,
+    load_images,
+    predict,
+    train_fold,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+N_CLASSES, PER_CLASS, K_FOLDS = 3, 20, 3
+FAST = dict(model="test_resnet", epochs=2, batch_size=16, lr=0.01, image_size=16, folds=K_FOLDS, device="cpu")
+
+
+def make_dataset(root: Path, *, n_classes=N_CLASSES, per_class=PER_CLASS, k=K_FOLDS, classes_txt=True) -> dict:
+    """60 8x8 grayscale digit PNGs (classes 0..2), a labels.csv with 3 flipped labels, folds.csv."""
+    digits = load_digits()
+    rows, folds = [], []
+    for c in range(n_classes):
+        picks = np.flatnonzero(digits.target == c)[:per_class]
+        for j, i in enumerate(picks):
+            image_id = f"train/{c}/{i:04d}.png"
+            path = root / "images" / image_id
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8), mode="L").save(path)
+            rows.append({"image_id": image_id, "given_label": c, "true_label": c})
+            folds.append(j % k)
+    table = pd.DataFrame(rows)
+    for r in (0, 25, 50):  # three label errors
+        table.loc[r, "given_label"] = (table.loc[r, "true_label"] + 1) % n_classes
+    table["label_error"] = (table["given_label"] != table["true_label"]).astype(int)
+    table.to_csv(root / "labels.csv", index=False)
+    pd.DataFrame({"image_id": table["image_id"], "fold": folds}).to_csv(root / "folds.csv", index=False)
+    if classes_txt:
+        (root / "classes.txt").write_text("".join(f"digit{c}\n" for c in range(n_classes)))
+    return {"images_root": root / "images", "labels_csv": root / "labels.csv", "folds_csv": root / "folds.csv"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    return make_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def fold0(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run_a") / "fold_0"
+    return train_fold(**data, fold=0, config=FAST, out_dir=out)
+
+
+def test_config_from_params():
+    config = TrainConfig.from_params({"models": ["a", "b"], "epochs": 3, "lr": 1}, seed=7, device=None)
+    assert (config.epochs, config.lr, config.seed, config.device) == (3, 1.0, 7, "auto")
+    assert config.model == "test_resnet" and config.image_size == 16 and config.pretrained is False
+    with pytest.raises(ValueError, match=r"unknown crossval setting\(s\) \['epoch'\]"):
+        TrainConfig.from_params({"epoch": 3})
+    with pytest.raises(ValueError, match="pretrained must be of type bool"):
+        TrainConfig.from_params({"pretrained": "yes"})
+    with pytest.raises(ValueError, match="device must be one of"):
+        TrainConfig.from_params({"device": "gpu"})
+    with pytest.raises(ValueError, match="folds must be >= 2"):
+        TrainConfig.from_params({"folds": 1})
+
+
+def test_timm_test_models_exist():
+    import timm
+
+    assert "test_resnet" in timm.list_models("test_*")
+
+
+def test_train_fold_outputs(fold0, data):
+    out = fold0.out_dir
+    names = {p.name for p in out.iterdir()}
+    assert names == {"model.safetensors", "heldout_indices.npy", "heldout_pred_probs.npy", "config.yaml", "dvclive"}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+    idx = np.load(out / "heldout_indices.npy", allow_pickle=False)
+    probs = np.load(out / "heldout_pred_probs.npy", allow_pickle=False)
+    folds = pd.read_csv(data["folds_csv"])["fold"].to_numpy()
+    assert idx.dtype == np.int64 and np.array_equal(idx, np.flatnonzero(folds == 0))
+    assert probs.dtype == np.float64 and probs.shape == (len(idx), N_CLASSES)
+    check_pred_probs(probs, out / "heldout_pred_probs.npy")
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-12)
+    config = (out / "config.yaml").read_text()
+    assert "model: test_resnet" in config and "fold: 0" in config and "num_classes: 3" in config
+    # DVCLive curves, one row per epoch; nothing DVC/git-related written anywhere
+    loss = pd.read_csv(out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv", sep="\t")
+    assert list(loss["step"]) == [0, 1] and np.isfinite(loss["loss"]).all()
+    assert (out / "dvclive" / "plots" / "metrics" / "train" / "accuracy.tsv").is_file()
+    assert (out / "dvclive" / "metrics.json").is_file()
+    assert not list(out.parent.rglob("dvc.yaml")) and not (REPO / "dvclive").exists()
+    assert len(fold0.history) == 2
+
+
+def test_weights_reload_with_safetensors(fold0, data):
+    model = load_fold_model(fold0.out_dir)
+    idx = np.load(fold0.out_dir / "heldout_indices.npy")
+    ids = pd.read_csv(data["labels_csv"])["image_id"].tolist()
+    images = load_images(data["images_root"], [ids[i] for i in idx], 16)
+    again = predict(model, images, config=TrainConfig(**FAST), device=torch.device("cpu"))
+    np.testing.assert_allclose(again, np.load(fold0.out_dir / "heldout_pred_probs.npy"), atol=1e-6)
+
+
+def test_same_seed_is_byte_identical(fold0, data, tmp_path):
+    again = train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "fold_0")
+    for name in ("heldout_pred_probs.npy", "heldout_indices.npy", "model.safetensors"):
+        assert filecmp.cmp(fold0.out_dir / name, again.out_dir / name, shallow=False), name
+    other = train_fold(**data, fold=0, config={**FAST, "seed": 1}, out_dir=tmp_path / "seed1")
+    assert not np.array_equal(other.pred_probs, fold0.pred_probs)
+
+
+def test_rerun_replaces_output(data, tmp_path):
+    out = tmp_path / "fold_1"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    train_fold(**data, fold=1, config={**FAST, "epochs": 1}, out_dir=out)
+    assert not (out / "stale.txt").exists() and (out / "heldout_pred_probs.npy").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["fold_1"]
+
+
+def test_corrupt_png_names_the_file(tmp_path):
+    data = make_dataset(tmp_path)
+    bad = data["images_root"] / "train/1/0001.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(DataError, match="not a readable image") as info:
+        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+    assert info.value.path == str(bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_image_and_mismatched_tables(tmp_path):
+    data = make_dataset(tmp_path)
+    (data["images_root"] / "train/2/0002.png").unlink()
+    with pytest.raises(DataError, match=r"1 image\(s\) listed in .*labels.csv are missing: \['train/2/0002.png'\]"):
+        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+    folds = pd.read_csv(data["folds_csv"])
+    folds.iloc[:-1].to_csv(data["folds_csv"], index=False)
+    with pytest.raises(DataError, match="has 59 rows but the labels table"):
+        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+    folds.iloc[::-1].to_csv(data["folds_csv"], index=False)
+    with pytest.raises(DataError, match="rows must be in labels.csv order"):
+        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+    folds.to_csv(data["folds_csv"], index=False)
+    with pytest.raises(DataError, match="holds folds \\[0, 1, 2\\] but crossval.folds is 5"):
+        train_fold(**data, fold=0, config={**FAST, "folds": 5}, out_dir=tmp_path / "out")
+
+
+def test_class_missing_from_training_folds(tmp_path):
+    data = make_dataset(tmp_path)
+    table = pd.read_csv(data["labels_csv"])
+    folds = pd.read_csv(data["folds_csv"])
+    folds.loc[table["given_label"] == 2, "fold"] = 1  # every class-2 example in fold 1
+    folds.to_csv(data["folds_csv"], index=False)
+    with pytest.raises(DataError, match=r"class 2 \('digit2'\): no training example when fold 1 is held out"):
+        train_fold(**data, fold=1, config=FAST, out_dir=tmp_path / "out")
+
+
+def test_unknown_model_suggests_close_names(data, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown timm model 'resnet_18'; did you mean: .*resnet18"):
+        train_fold(**data, fold=0, config={**FAST, "model": "resnet_18"}, out_dir=tmp_path / "out")
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(PretrainedWeightsUnavailable, match="not available offline.*crossval.pretrained: false"):
+        create_model("test_resnet", num_classes=3, pretrained=True)
+
+
+def test_num_classes_without_classes_txt(tmp_path):
+    data = make_dataset(tmp_path, classes_txt=False)
+    result = train_fold(**data, fold=2, config={**FAST, "epochs": 1}, out_dir=tmp_path / "out")
+    assert result.pred_probs.shape[1] == N_CLASSES
+
+
+def _stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_crossval_stage_cli(data, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "crossval:\n  models: [test_resnet]\n  epochs: 5\n  batch_size: 16\n  folds: 3\n  device: cpu\n"
+    )
+    out = tmp_path / "crossval" / "tiny" / "test_resnet" / "fold_2"
+    argv = ["--dataset", "tiny", "--model", "test_resnet", "--fold", "2", "--images", str(data["images_root"]),
+            "--labels", str(data["labels_csv"]), "--folds", str(data["folds_csv"]), "--out", str(out),
+            "--params", str(params), "--epochs", "1"]
+    assert _stage("crossval").main(argv) == 0
+    assert "tiny/test_resnet fold 2" in capsys.readouterr().out
+    assert "epochs: 1" in (out / "config.yaml").read_text()  # the flag wins over params.yaml
+    assert "batch_size: 16" in (out / "config.yaml").read_text()
+    assert _stage("crossval").main([*argv[:-2], "--fold", "2", "--model", "resnet_18"]) == 1
+    assert "did you mean" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_fold_on_cuda(data, tmp_path):
+    result = train_fold(**data, fold=0, config={**FAST, "device": "cuda", "mixed_precision": True}, out_dir=tmp_path / "g")
+    check_pred_probs(result.pred_probs, "cuda")
+    assert (tmp_path / "g" / "model.safetensors").is_file()
+    assert "device_used: cuda" in (tmp_path / "g" / "config.yaml").read_text()
+
+
+def test_byte_identical_across_processes(fold0, data, tmp_path):
+    """The stage script in a fresh interpreter reproduces the in-process run bit for bit."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fold_0"
+    cmd = [sys.executable, str(REPO / "stages" / "crossval.py"), "--dataset", "tiny", "--model", "test_resnet",
+           "--fold", "0", "--images", str(data["images_root"]), "--labels", str(data["labels_csv"]),
+           "--folds", str(data["folds_csv"]), "--out", str(out), "--epochs", "2", "--batch-size", "16",
+           "--lr", "0.01", "--image-size", "16", "--num-folds", "3", "--device", "cpu", "--seed", "0"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert filecmp.cmp(fold0.out_dir / "heldout_pred_probs.npy", out / "heldout_pred_probs.npy", shallow=False)

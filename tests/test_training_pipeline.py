@@ -1,0 +1,93 @@
+"""The training half through real `dvc repro` in a temp repo: resume after a crash, a rerun that
+does nothing, and params changes that rerun exactly the affected stages."""
+
+import os
+import re
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import DVC_REMOTE, clone_repo, run, venv_env
+
+pytestmark = pytest.mark.slow
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, published):
+    if not DVC_REMOTE.is_dir():
+        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
+    root = clone_repo(tmp_path_factory.mktemp("train"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    # Small and quick: digits plus one published dataset, 3 folds, 1 epoch.
+    params["datasets"] = {"roman-numeral": "data/published", "digits": "data/trained"}
+    params["crossval"].update(folds=3, fold_ids=[0, 1, 2], epochs=1, image_size=8)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for generated in ["dvc.lock"]:
+        (root / generated).unlink(missing_ok=True)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "small training config"], root)
+    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    return root
+
+
+def test_crash_in_fold_2_resumes_there(repo):
+    process = subprocess.Popen(["dvc", "repro"], cwd=repo, env=venv_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "Running stage 'crossval@digits-test_resnet-2'" in line:
+            os.killpg(process.pid, signal.SIGKILL)  # a crash while fold 2 trains
+            break
+    process.wait()
+    output = "".join(seen)
+    assert "crossval@digits-test_resnet-1" in output, output
+    assert not (repo / "data/crossval/digits/test_resnet/fold_2").exists()
+
+    resumed = run(["dvc", "repro"], repo).stdout
+    ran = stages_run(resumed)
+    assert "crossval@digits-test_resnet-0" not in ran and "crossval@digits-test_resnet-1" not in ran, resumed
+    assert ran[0] == "crossval@digits-test_resnet-2", ran
+    assert {"assemble@digits", "score@digits", "evaluate@digits", "benchmark", "report"} <= set(ran)
+    pred_probs = np.load(repo / "data/trained/digits/pred_probs/test_resnet.npy")
+    assert pred_probs.shape == (1797, 10)
+    assert "digits" in (repo / "reports/benchmark.md").read_text()
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "trained"], repo)
+
+
+def test_second_repro_is_a_noop_and_training_is_deterministic(repo):
+    assert stages_run(run(["dvc", "repro"], repo).stdout) == []
+    assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
+    # Retraining one fold from scratch gives byte-identical held-out probabilities.
+    fold = repo / "data/crossval/digits/test_resnet/fold_1"
+    before = (fold / "heldout_pred_probs.npy").read_bytes()
+    run(["dvc", "repro", "-f", "-s", "crossval@digits-test_resnet-1"], repo)
+    assert (fold / "heldout_pred_probs.npy").read_bytes() == before
+    assert run(["dvc", "status", "crossval@digits-test_resnet-1"], repo).stdout.strip().endswith("up to date.")
+
+
+def test_epochs_change_reruns_training_not_published_scoring(repo):
+    ran = stages_run(run(["dvc", "exp", "run", "-S", "crossval.epochs=2"], repo).stdout)
+    assert {f"crossval@digits-test_resnet-{f}" for f in range(3)} <= set(ran)
+    assert "score@roman-numeral" not in ran and "raw@digits" not in ran and "folds@digits" not in ran
+    assert {"assemble@digits", "score@digits", "evaluate@digits"} <= set(ran)
+    run(["git", "checkout", "--", "."], repo)
+    run(["dvc", "checkout", "-q"], repo)
+
+
+def test_adding_a_model_trains_only_the_new_model(repo):
+    ran = stages_run(run(["dvc", "exp", "run", "-S", "crossval.models=[test_resnet,test_efficientnet]"], repo).stdout)
+    assert {f"crossval@digits-test_efficientnet-{f}" for f in range(3)} == {s for s in ran if s.startswith("crossval@")}
+    assert "score@roman-numeral" not in ran
+    assert {"assemble@digits", "score@digits", "evaluate@digits", "benchmark"} <= set(ran)
+    assert (repo / "data/trained/digits/pred_probs/test_efficientnet.npy").is_file()
+    run(["git", "checkout", "--", "."], repo)
+    run(["dvc", "checkout", "-q"], repo)
