@@ -160,22 +160,24 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     single = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
     pairs = list(dict.fromkeys(zip(single["dataset"], single["model"])))
     variants = [(m, a) for m, a in ALL_VARIANTS if ((single["method"] == m) & (single["adjust_pred_probs"] == a)).any()]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(pairs) + 1.6))
-    markers = "oosDDv^"
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(pairs) + 2.2))
+    markers = "oosDD^v"
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (method, adjust) in enumerate(variants):
         rows = single[(single["method"] == method) & (single["adjust_pred_probs"] == adjust)]
         lookup = {(d, m): v for d, m, v in zip(rows["dataset"], rows["model"], rows[metric])}
-        ys = np.arange(len(pairs))
         xs = [lookup.get(p, np.nan) for p in pairs]
-        ax.scatter(xs, ys, label=variant_label(method, adjust), marker=markers[i % len(markers)],
-                   facecolors="none" if adjust else None, s=36, zorder=3)
+        color = colors[i % len(colors)]
+        # adjust_pred_probs variants: hollow markers
+        ax.scatter(xs, np.arange(len(pairs)), label=variant_label(method, adjust), marker=markers[i % len(markers)],
+                   facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=40, zorder=3)
     ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     ax.set_xlabel(METRIC_TITLES.get(metric, metric))
     ax.set_title(f"{METRIC_TITLES.get(metric, metric)} of label quality scores per dataset × model")
-    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.04), ncol=4, frameon=False)
-    fig.tight_layout()
+    fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)
 
 
@@ -186,8 +188,13 @@ def pr_curves(datasets: dict[str, tuple[str, list[str]]], path: Path, *, method:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 4), squeeze=False)
-    for ax, (name, (root, models)) in zip(axes[0], datasets.items()):
+    columns = min(3, len(datasets))
+    rows_count = -(-len(datasets) // columns)
+    fig, axes = plt.subplots(rows_count, columns, figsize=(4.6 * columns, 4 * rows_count + 0.6), squeeze=False)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    labels_seen = {}
+    for ax, (name, (root, models)) in zip(axes.flat, datasets.items()):
         data = load_dataset(root, name, models=models)
         curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
                   for m in models}
@@ -197,15 +204,17 @@ def pr_curves(datasets: dict[str, tuple[str, list[str]]], path: Path, *, method:
                 method=method, member_scores=list(curves.values()))
         for label, scores in curves.items():
             precision, recall = Ranking.from_scores(is_error=data.label_errors, scores=scores).pr_curve()
-            ax.plot(recall, precision, label=_short_model(label), lw=2 if label.startswith(ENSEMBLE_PREFIX) else 1)
+            (line,) = ax.plot(recall, precision, lw=2.2 if label.startswith(ENSEMBLE_PREFIX) else 1)
+            labels_seen.setdefault(_short_model(label), line)
         ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
-        ax.set_title(f"{name} ({data.num_errors} errors)")
+        ax.set_title(f"{name} ({data.num_errors} errors of {data.label_errors.shape[0]})", fontsize=10)
         ax.set_xlabel("recall")
+        ax.set_ylabel(f"precision ({method})")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-    axes[0][0].set_ylabel(f"precision ({method})")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    fig.legend(list(labels_seen.values()), list(labels_seen), fontsize=8, loc="lower center",
+               ncol=min(4, len(labels_seen)), frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     _save(fig, path)
 
 
