@@ -7,7 +7,6 @@ Clones this checkout into a temp folder (reusing this virtualenv), then times
     python benchmarks/bench_workflow.py
 """
 
-import os
 import resource
 import subprocess
 import sys

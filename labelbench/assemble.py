@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from labelbench.dedupe import read_labels_csv
-from labelbench.io import DataError, check_pred_probs, load_dataset, load_npy, write_npy, write_text
+from labelbench.io import DataError, check_pred_probs, load_dataset, load_npy, replace_dir, write_npy, write_text
 
 _SHOWN = 5
 
@@ -91,17 +91,6 @@ def assemble_pred_probs(fold_dirs: Sequence[os.PathLike | str], n: int) -> np.nd
     return out
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def assemble(
@@ -154,7 +143,7 @@ def assemble(
         for model, probs in pred_probs.items():
             write_npy(tmp / "pred_probs" / f"{model}.npy", probs)
         load_dataset(tmp.parent, tmp.name)  # check before replacing a previous output
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

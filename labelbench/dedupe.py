@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from labelbench.io import DataError
+from labelbench.io import DataError, read_csv_strings
 
 LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
 REMOVED_COLUMNS = ("image_id", "duplicate_of")
@@ -67,14 +67,7 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     ``label_error`` must equal ``given_label != true_label``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV file ({exc})") from None
+    raw = read_csv_strings(path)
     missing = [c for c in LABEL_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")

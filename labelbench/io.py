@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,36 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder ``tmp`` (a sibling of ``out_dir``) into place, replacing an older
+    ``out_dir``: readers see the old folder or the new one, never a half-written one."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_csv_strings(path: os.PathLike | str):
+    """A CSV file as a DataFrame of strings (no NA guessing); DataError when missing, empty or unreadable."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV file ({exc})") from None
 
 
 def write_text(path, text: str) -> None:

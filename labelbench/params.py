@@ -81,3 +81,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw["datasets"], dict) or not raw["datasets"]:
         raise ParamsError(f"{path}: `datasets` must map dataset names to data roots")
     return params
+
+
+def read_params_block(path: str | Path, name: str) -> dict:
+    """The ``name:`` block of a params.yaml (empty when absent); ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    block = raw.get(name) or {}
+    if not isinstance(block, dict):
+        raise ValueError(f"{path}: `{name}` must be a mapping")
+    return block

@@ -226,8 +226,8 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def headline(metrics_dir: Path, datasets: list[str], *, title: str) -> "rich.table.Table":  # noqa: F821
-    """A rich table of metrics/<dataset>.json: one row per dataset × model."""
+def headline(metrics_dir: Path, datasets: list[str], *, title: str):
+    """A ``rich.table.Table`` of metrics/<dataset>.json: one row per dataset × model."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")

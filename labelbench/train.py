@@ -49,7 +49,7 @@ import yaml
 from PIL import Image
 
 from labelbench.dedupe import read_labels_csv
-from labelbench.io import DataError, write_npy, write_text
+from labelbench.io import DataError, read_csv_strings, replace_dir, write_npy, write_text
 
 DEVICES = ("auto", "cpu", "cuda")
 PARAMS_IGNORED = frozenset({"models", "datasets", "fold_ids", "fold_seed"})  # pipeline shape, not training settings
@@ -142,14 +142,7 @@ def resolve_device(name: str) -> torch.device:
 def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_csv=None) -> np.ndarray:
     """Fold of every row (N,) int64; the ``image_id`` column must match ``image_ids`` in order."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV file ({exc})") from None
+    raw = read_csv_strings(path)
     missing = [c for c in ("image_id", "fold") if c not in raw.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
@@ -543,18 +536,6 @@ class FoldResult:
     seconds: float
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out_dir``, replacing an older one."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def train_fold(
@@ -610,7 +591,8 @@ def train_fold(
                 live.log_metric("train/loss", stats["loss"])
                 live.log_metric("train/accuracy", stats["accuracy"])
                 live.log_metric("lr", stats["lr"])
-                live.log_metric("images_per_s", stats["images_per_s"], plot=False)
+                # wall-clock figures (seconds, images/s) go to the log line, not the outputs: the
+                # fold folder must be byte-identical across reruns so `dvc repro` changes nothing
                 live.next_step()
 
             train_idx = torch.from_numpy(train_rows)
@@ -634,7 +616,7 @@ def train_fold(
                 "images": str(images_root), "labels": str(labels_csv), "folds_csv": str(folds_csv),
             }
             write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))
-            _replace_dir(tmp, out_dir)
+            replace_dir(tmp, out_dir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

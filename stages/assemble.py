@@ -18,23 +18,9 @@ from pathlib import Path
 
 from labelbench.assemble import assemble
 from labelbench.io import DataError
+from labelbench.params import read_params_block
 
 
-def read_block(path: Path, name: str) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    block = raw.get(name) or {}
-    if not isinstance(block, dict):
-        raise ValueError(f"{path}: `{name}` must be a mapping")
-    return block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        block = read_block(args.params, "crossval") if args.params else {}
+        block = read_params_block(args.params, "crossval") if args.params else {}
     except ValueError as exc:
         parser.error(str(exc))
     models = args.models or block.get("models")

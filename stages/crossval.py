@@ -19,26 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
 
 from labelbench.io import DataError
+from labelbench.params import read_params_block
 from labelbench.train import DEVICES, PretrainedWeightsUnavailable, TrainConfig, train_fold
 
 
-def read_block(path: Path, name: str) -> dict:
-    """The ``name:`` block of a params.yaml (empty when absent)."""
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    block = raw.get(name) or {}
-    if not isinstance(block, dict):
-        raise ValueError(f"{path}: `{name}` must be a mapping")
-    return block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     folds_csv = args.folds or Path("data/folds") / f"{d}.csv"
     out = args.out or Path("data/crossval") / d / args.model / f"fold_{args.fold}"
     try:
-        block = read_block(args.params, "crossval") if args.params else {}
+        block = read_params_block(args.params, "crossval") if args.params else {}
         flags = {
             key: getattr(args, key)
             for key in ("epochs", "batch_size", "lr", "weight_decay", "image_size", "seed", "device",

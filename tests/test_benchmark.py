@@ -1,6 +1,5 @@
 """The benchmark table reproduces the authors' numbers and the straightforward computation to 1e-9."""
 
-import json
 
 import numpy as np
 import pandas as pd
