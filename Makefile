@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-fast benchmark plots-template check-remote pull clean-venv
+.PHONY: setup reproduce test test-fast benchmark check-remote pull sweep clean-venv
 
 setup: $(STAMP) .dvc/plots_template.html
 
@@ -42,6 +42,12 @@ test-fast: setup
 
 benchmark: pull
 	$(BIN)/python benchmarks/bench_benchmark_stage.py
+
+# Every score x adjust_pred_probs variant as a queued DVC experiment (2 workers) -> table + reports/sweep.md.
+# `dvc repro evaluate` first, so that digits is trained once, not inside every experiment.
+sweep: pull
+	dvc repro evaluate
+	$(BIN)/python -m labelbench.sweep --jobs 2
 
 clean-venv:
 	rm -rf $(VENV)
