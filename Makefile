@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-fast benchmark check-remote pull sweep clean-venv
+.PHONY: setup reproduce test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
 
 setup: $(STAMP) .dvc/plots_template.html
 
@@ -48,6 +48,21 @@ benchmark: pull
 sweep: pull
 	dvc repro evaluate
 	$(BIN)/python -m labelbench.sweep --jobs 2
+
+# Team storage (docs/storage.md): a local file-backed S3 server on 127.0.0.1, or any S3 bucket.
+storage: setup
+	$(BIN)/python -m labelbench.storage start
+
+storage-stop:
+	$(BIN)/python -m labelbench.storage stop
+
+# Outputs first (one clear error if the remote is unreachable), then the run-cache.
+push: setup
+	dvc push -r storage
+	dvc push -r storage --run-cache
+
+pull-storage: pull
+	dvc pull -r storage
 
 clean-venv:
 	rm -rf $(VENV)
