@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup reproduce test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
 
-setup: $(STAMP) .dvc/plots_template.html
+setup: $(STAMP)
+	@$(BIN)/python -m labelbench.plots_template --if-needed --out .dvc/plots_template.html \
+	  || echo "warning: offline plots page not built (npm unavailable?); dvc plots pages will need network" >&2
 
 # Exact versions from requirements.lock; the package itself is installed editable without deps.
 $(STAMP): requirements.lock pyproject.toml
@@ -18,11 +20,6 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
-
-# Offline page for `dvc plots show/diff` (Vega inlined from the npm registry); optional.
-.dvc/plots_template.html: labelbench/plots_template.py | $(STAMP)
-	@$(BIN)/python -m labelbench.plots_template --out $@ \
-	  || echo "warning: could not build the offline plots template (npm missing?); dvc plots will need network" >&2
 
 check-remote:
 	@$(BIN)/python -m labelbench.remote_check

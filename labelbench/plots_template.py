@@ -239,11 +239,42 @@ def build_template(*, out: Path, cache_dir: Path) -> Path:
     ``npm pack`` downloads the tarballs into ``cache_dir`` unless matching ones are
     already there.  Raises :class:`TemplateBuildError` when npm is missing or fails.
     """
-    out, cache_dir = Path(out), Path(cache_dir)
+    # absolute: npm runs inside cache_dir and would resolve a relative destination twice
+    out, cache_dir = Path(out), Path(cache_dir).resolve()
     tarballs = fetch_tarballs(cache_dir)
     libs = [read_build(tarballs[name], name) for name, _ in PACKAGES]
     _write_atomic(out, render_template(libs))
     return out
+
+
+#: Written when the offline page cannot be built (no npm, no registry): DVC's own page, which
+#: loads the libraries from a CDN through ``{scripts}``. `.dvc/config` names the template, so a
+#: missing file would break `dvc plots` altogether; this keeps it working where there is network.
+FALLBACK_TEMPLATE = """<!DOCTYPE html>
+<html>
+<head>
+    {refresh_tag}
+    <title>DVC Plot</title>
+    {scripts}
+    <style>
+        table {{ border-spacing: 15px; }}
+    </style>
+</head>
+<body>
+    <!-- labelbench: online fallback; rebuild with `python -m labelbench.plots_template` -->
+    {plot_divs}
+</body>
+</html>
+"""
+
+
+def is_offline_template(path: Path) -> bool:
+    """True when ``path`` holds the inlined (offline) page rather than the fallback."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "{plot_divs}" in text and "{scripts}" not in text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,11 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(".cache/plots_template"),
         help="where `npm pack` puts the tarballs (reused when present)",
     )
+    parser.add_argument("--if-needed", action="store_true", help="do nothing when the offline page is already there")
     args = parser.parse_args(argv)
+    if args.if_needed and is_offline_template(args.out):
+        return 0
     try:
         out = build_template(out=args.out, cache_dir=args.cache_dir)
     except TemplateBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if not args.out.exists():
+            _write_atomic(args.out, FALLBACK_TEMPLATE)
+            print(f"wrote the online fallback {args.out}: dvc plots pages will load Vega from a CDN", file=sys.stderr)
         return 1
     print(f"wrote {out} ({out.stat().st_size} bytes)")
     if out.resolve().parent.name == ".dvc":

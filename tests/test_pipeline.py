@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import DVC_REMOTE, clone_repo, run
+from labelbench.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def test_exp_run_margin_reruns_only_score_and_evaluate(repo):
     run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
     page = (out / "index.html").read_text()
     assert "Precision" in page or "precision" in page
-    if (repo / ".dvc/plots_template.html").is_file():
+    if is_offline_template(repo / ".dvc/plots_template.html"):
         assert "cdn.jsdelivr" not in page and 'src="http' not in page
     run(["git", "checkout", "--", "."], repo)
     run(["dvc", "checkout", "-q"], repo)

@@ -241,3 +241,24 @@ def test_dvc_plots_show_offline(template, plots_repo, tmp_path):
     (tmp_path / "bare.html").write_text(bare, encoding="utf-8")
     blank = _image_stats(shots.screenshot(tmp_path / "bare.html", tmp_path / "bare.png"))
     assert blank["line_pixels"] == 0 and blank["non_white_frac"] < 0.001, blank
+
+
+def test_fallback_when_npm_is_missing_keeps_dvc_plots_working(tmp_path, monkeypatch):
+    from labelbench import plots_template
+
+    out = tmp_path / "plots_template.html"
+    monkeypatch.setenv("PATH", "")
+    assert plots_template.main(["--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 1
+    text = out.read_text()
+    assert "{plot_divs}" in text and "{scripts}" in text  # DVC fills {scripts} with its CDN tags
+    assert not plots_template.is_offline_template(out)
+
+
+def test_if_needed_skips_a_built_offline_page(tmp_path, monkeypatch):
+    from labelbench import plots_template
+
+    out = tmp_path / "plots_template.html"
+    out.write_text("<html>{refresh_tag}<script>vega</script>{plot_divs}</html>")
+    assert plots_template.is_offline_template(out)
+    monkeypatch.setenv("PATH", "")  # npm unreachable: must not be needed
+    assert plots_template.main(["--out", str(out), "--if-needed"]) == 0
