@@ -1,4 +1,6 @@
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,3 +61,16 @@ def clone_repo(dest: Path) -> Path:
     run(["git", "commit", "-qm", "clone"], dest)
     run(["dvc", "remote", "modify", "--local", "published", "url", str(DVC_REMOTE)], dest)
     return dest
+
+
+def load_stage(name: str):
+    """Import ``stages/<name>.py`` as a module (stage scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stages_run(output: str) -> list[str]:
+    """Stage names that `dvc repro` / `dvc exp run` output says it ran."""
+    return re.findall(r"Running stage '([^']+)'", output)

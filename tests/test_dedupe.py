@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,7 @@ from PIL import Image
 
 from labelbench.dedupe import dedupe, find_duplicates, image_id_sort_key, read_labels_csv
 from labelbench.io import DataError
-
-STAGE = Path(__file__).resolve().parents[1] / "stages" / "dedupe.py"
-
-
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_dedupe", STAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_stage
 
 
 def write_png(path: Path, seed: int) -> None:
@@ -82,7 +73,7 @@ def test_stage_writes_same_columns_and_values(tmp_path):
     })
     raw = make_raw(tmp_path / "raw", {"x/1.png": 5, "x/2.png": 6, "y/1.png": 6}, labels)
     out = tmp_path / "out"
-    assert load_stage().main(["--in", str(raw), "--out", str(out)]) == 0
+    assert load_stage("dedupe").main(["--in", str(raw), "--out", str(out)]) == 0
     written = (out / "labels.csv").read_text().splitlines()
     original = (raw / "labels.csv").read_text().splitlines()
     assert written == original[:3]  # header + rows 1, 2; y/1.png duplicates x/2.png
@@ -94,7 +85,7 @@ def test_stage_writes_same_columns_and_values(tmp_path):
 def test_no_duplicates_gives_empty_removed_with_header(tmp_path):
     raw = make_raw(tmp_path / "raw", {"a/1.png": 1, "a/2.png": 2})
     out = tmp_path / "out"
-    assert load_stage().main(["--in", str(raw), "--out", str(out)]) == 0
+    assert load_stage("dedupe").main(["--in", str(raw), "--out", str(out)]) == 0
     assert (out / "removed.csv").read_text().strip() == "image_id,duplicate_of"
     assert len(pd.read_csv(out / "labels.csv")) == 2
 
@@ -115,14 +106,14 @@ def test_unlisted_image_is_ignored_and_reported(tmp_path, capsys):
     result = dedupe(raw_dir=raw)
     assert result.unlisted == ["a/9.png"]
     assert result.removed.empty and len(result.labels) == 2
-    assert load_stage().main(["--in", str(raw), "--out", str(tmp_path / "out")]) == 0
+    assert load_stage("dedupe").main(["--in", str(raw), "--out", str(tmp_path / "out")]) == 0
     assert "ignored 1 image(s) not in labels.csv" in capsys.readouterr().err
 
 
 def test_stage_reports_data_error(tmp_path, capsys):
     raw = make_raw(tmp_path / "raw", {"a/1.png": 1})
     (raw / "images" / "a" / "1.png").unlink()
-    assert load_stage().main(["--in", str(raw), "--out", str(tmp_path / "out")]) == 1
+    assert load_stage("dedupe").main(["--in", str(raw), "--out", str(tmp_path / "out")]) == 1
     assert "a/1.png" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from labelbench.folds import assign_folds, folds_table
-
-STAGE = Path(__file__).resolve().parents[1] / "stages" / "folds.py"
-
-
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_folds", STAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_stage
 
 
 LABELS = np.random.default_rng(0).choice(4, size=1000, p=[0.4, 0.3, 0.2, 0.1])
@@ -66,7 +56,7 @@ def test_stage_writes_image_id_fold_in_input_order(tmp_path):
     path = tmp_path / "labels.csv"
     pd.DataFrame({"image_id": ids, "given_label": LABELS, "true_label": "", "label_error": ""}).to_csv(path, index=False)
     out = tmp_path / "folds" / "folds.csv"
-    stage = load_stage()
+    stage = load_stage("folds")
     assert stage.main(["--in", str(path), "--out", str(out), "--k", "5", "--seed", "0"]) == 0
     written = pd.read_csv(out)
     assert list(written.columns) == ["image_id", "fold"]
@@ -80,7 +70,7 @@ def test_stage_small_class_is_data_error(tmp_path, capsys):
     path = tmp_path / "labels.csv"
     path.write_text("image_id,given_label,true_label,label_error\n" + "".join(
         f"{i}.png,{int(i >= 8)},,\n" for i in range(10)))
-    assert load_stage().main(["--in", str(path), "--out", str(tmp_path / "f.csv"), "--k", "3"]) == 1
+    assert load_stage("folds").main(["--in", str(path), "--out", str(tmp_path / "f.csv"), "--k", "3"]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "class 1 has 2" in err and "missing from a fold" in err
     assert not (tmp_path / "f.csv").exists()
@@ -94,4 +84,4 @@ def test_folds_table_columns():
 
 def test_stage_rejects_bad_seed(tmp_path):
     with pytest.raises(SystemExit):
-        load_stage().main(["--in", "x", "--out", "y", "--k", "5", "--seed", "abc"])
+        load_stage("folds").main(["--in", "x", "--out", "y", "--k", "5", "--seed", "abc"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,16 +12,9 @@ import pytest
 from labelbench.dedupe import read_labels_csv
 from labelbench.noise import add_noise, make_noise_matrix, noisy_labels_table, read_classes
 from labelbench.io import DataError
+from conftest import load_stage
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
-STAGE = Path(__file__).resolve().parents[1] / "stages" / "noise.py"
-
-
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_noise", STAGE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cifar_10s():
@@ -50,7 +42,7 @@ def test_reproduces_published_cifar_10s(tmp_path):
         path, index=False
     )
     out = tmp_path / "out"
-    assert load_stage().main([
+    assert load_stage("noise").main([
         "--in", str(path), "--out", str(out), "--noise-amount", "0.2", "--sparsity", "0.4", "--seed", "0",
     ]) == 0
     written = read_labels_csv(out / "labels.csv")
@@ -166,7 +158,7 @@ def test_stage_zero_amount_passes_through(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text(text)
     out = tmp_path / "out"
-    assert load_stage().main(["--in", str(path), "--out", str(out), "--noise-amount", "0", "--sparsity", "0"]) == 0
+    assert load_stage("noise").main(["--in", str(path), "--out", str(out), "--noise-amount", "0", "--sparsity", "0"]) == 0
     assert (out / "labels.csv").read_text() == text
     record = json.loads((out / "noise.json").read_text())
     assert record["realised_noise_rate"] == 0 and record["noise_matrix"] is None
@@ -177,7 +169,7 @@ def test_stage_rejects_bad_input(tmp_path, capsys):
     path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\nb/1.png,3,,\n")
     classes = tmp_path / "classes.txt"
     classes.write_text("a\nb\nc\n")
-    stage = load_stage()
+    stage = load_stage("noise")
     args = ["--in", str(path), "--out", str(tmp_path / "out"), "--sparsity", "0"]
     assert stage.main(args + ["--noise-amount", "0.2", "--classes", str(classes)]) == 1
     assert "labels.csv" in capsys.readouterr().err

@@ -1,12 +1,11 @@
 """The DVC workflow of the README, with real dvc commands in a temporary git repo."""
 
 import json
-import re
 
 import pytest
 import yaml
 
-from conftest import DVC_REMOTE, clone_repo, run
+from conftest import DVC_REMOTE, clone_repo, run, stages_run
 from labelbench.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
@@ -29,9 +28,6 @@ def repo(tmp_path_factory, published):
     run(["git", "commit", "-qm", "baseline"], root)
     return root
 
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 def test_pull_gives_the_published_tree(repo, published):

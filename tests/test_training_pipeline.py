@@ -2,7 +2,6 @@
 does nothing, and params changes that rerun exactly the affected stages."""
 
 import os
-import re
 import signal
 import subprocess
 
@@ -10,13 +9,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import DVC_REMOTE, clone_repo, run, venv_env
+from conftest import DVC_REMOTE, clone_repo, run, stages_run, venv_env
 
 pytestmark = pytest.mark.slow
 
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 @pytest.fixture(scope="module")
