@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -74,3 +75,19 @@ def load_stage(name: str):
 def stages_run(output: str) -> list[str]:
     """Stage names that `dvc repro` / `dvc exp run` output says it ran."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def small_clone(dest: Path, *, datasets: dict, folds: int | None = 3) -> Path:
+    """:func:`clone_repo` with a quick configuration, committed: ``datasets`` replaces the
+    evaluated datasets and digits trains ``folds`` folds of 1 epoch at 8 px (None: unchanged).
+    dvc.lock is dropped, since it records the full configuration."""
+    root = clone_repo(dest)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["datasets"] = datasets
+    if folds is not None:
+        params["crossval"].update(folds=folds, fold_ids=list(range(folds)), epochs=1, image_size=8)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "small configuration"], root)
+    return root

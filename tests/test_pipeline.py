@@ -3,9 +3,8 @@
 import json
 
 import pytest
-import yaml
 
-from conftest import DVC_REMOTE, clone_repo, run, stages_run
+from conftest import DVC_REMOTE, run, small_clone, stages_run
 from labelbench.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
@@ -15,13 +14,9 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory, published):
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
-    root = clone_repo(tmp_path_factory.mktemp("repo"))
-    # One dataset keeps the test quick; the stages are the same for every dataset.
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["datasets"] = {"roman-numeral": "data/published"}
-    # benchmark/report depend on data/trained too: train digits as small as possible
-    params["crossval"].update(folds=3, fold_ids=[0, 1, 2], epochs=1, image_size=8)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # One dataset keeps the test quick; the stages are the same for every dataset. benchmark and
+    # report depend on data/trained too, so digits trains, as small as possible.
+    root = small_clone(tmp_path_factory.mktemp("repo"), datasets={"roman-numeral": "data/published"})
     run(["dvc", "pull", "-q", "data/published.dvc"], root)
     run(["dvc", "repro", "-q"], root)
     run(["git", "add", "-A"], root)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DVC_REMOTE, clone_repo, run
+from conftest import DVC_REMOTE, run, small_clone
 from labelbench import storage
 from s3_server import (S3Server, git_clone, git_status, init_repo, popen, require_rclone, s3_servers,  # noqa: F401
                        tree_digest, wait_for)
@@ -75,14 +75,8 @@ def machine_a(tmp_path_factory, published):
     require_rclone()
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
-    root = clone_repo(tmp_path_factory.mktemp("machines") / "A")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["datasets"] = {"roman-numeral": "data/published", "digits": "data/trained"}
-    params["crossval"].update(folds=2, fold_ids=[0, 1], epochs=1, image_size=8)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "dvc.lock").unlink(missing_ok=True)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "small training config"], root)
+    root = small_clone(tmp_path_factory.mktemp("machines") / "A", folds=2,
+                       datasets={"roman-numeral": "data/published", "digits": "data/trained"})
     run(CLI + ["start"], root)
     yield root
     run(CLI + ["stop"], root, check=False)

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import DVC_REMOTE, REPO_ROOT, clone_repo, run, venv_env
+from conftest import DVC_REMOTE, REPO_ROOT, run, small_clone, venv_env
 from labelbench import sweep
 from labelbench.scores import ADJUSTABLE, ALL_VARIANTS
 
@@ -136,10 +135,9 @@ def repo(tmp_path_factory, published):
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
     if not Path("/proc/self/cwd").exists():
         pytest.skip("needs /proc to check for leftover worker processes")
-    root = clone_repo(tmp_path_factory.mktemp("sweep")).resolve()
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["datasets"] = {"roman-numeral": "data/published"}  # published only: nothing trains
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # published only, and only `dvc repro evaluate` below: nothing trains
+    root = small_clone(tmp_path_factory.mktemp("sweep"), datasets={"roman-numeral": "data/published"},
+                       folds=None).resolve()
     run(["dvc", "pull", "-q", "data/published.dvc"], root)
     run(["dvc", "repro", "-q", "evaluate"], root)
     run(["git", "add", "-A"], root)

@@ -7,9 +7,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 
-from conftest import DVC_REMOTE, clone_repo, run, stages_run, venv_env
+from conftest import DVC_REMOTE, run, small_clone, stages_run, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,16 +18,9 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory, published):
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
-    root = clone_repo(tmp_path_factory.mktemp("train"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
     # Small and quick: digits plus one published dataset, 3 folds, 1 epoch.
-    params["datasets"] = {"roman-numeral": "data/published", "digits": "data/trained"}
-    params["crossval"].update(folds=3, fold_ids=[0, 1, 2], epochs=1, image_size=8)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for generated in ["dvc.lock"]:
-        (root / generated).unlink(missing_ok=True)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "small training config"], root)
+    root = small_clone(tmp_path_factory.mktemp("train"),
+                       datasets={"roman-numeral": "data/published", "digits": "data/trained"})
     run(["dvc", "pull", "-q", "data/published.dvc"], root)
     return root
 
