@@ -86,16 +86,30 @@ def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.
     return table
 
 
-def top_ranked(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str, top_n: int) -> pd.DataFrame:
-    """The ``top_n`` examples per dataset ranked most likely mislabeled by the ensemble of ``method``."""
-    frames = []
+def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
+    """Load each dataset once and score it: name -> (Dataset, {model or ensemble column: scores (N,)}).
+
+    The ensemble column (present with two or more models) comes last; it ranks the examples.
+    """
+    out = {}
     for name, (root, models) in datasets.items():
         data = load_dataset(root, name, models=models)
+        curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
+                  for m in models}
         if len(models) > 1:
-            scores = ensemble_scores(ensemble, labels=data.given_labels,
-                                     pred_probs_list=[data.pred_probs[m] for m in models], method=method)
-        else:
-            scores = label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[models[0]], method=method)
+            curves[ENSEMBLE_PREFIX + ensemble] = ensemble_scores(
+                ensemble, labels=data.given_labels, pred_probs_list=[data.pred_probs[m] for m in models],
+                method=method, member_scores=list(curves.values()))
+        out[name] = (data, curves)
+    return out
+
+
+def top_ranked(scored: dict, *, top_n: int) -> pd.DataFrame:
+    """The ``top_n`` examples per dataset ranked most likely mislabeled (by the last score column
+    of :func:`method_scores`: the ensemble, or the only model)."""
+    frames = []
+    for name, (data, curves) in scored.items():
+        scores = list(curves.values())[-1]
         top = np.argsort(1 - scores)[::-1][:top_n]
         frames.append(pd.DataFrame({
             "dataset": name,
@@ -181,27 +195,20 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     _save(fig, path)
 
 
-def pr_curves(datasets: dict[str, tuple[str, list[str]]], path: Path, *, method: str, ensemble: str) -> None:
-    """Precision-recall curves of ``method`` per model and the ensemble, one panel per dataset."""
+def pr_curves(scored: dict, path: Path, *, method: str) -> None:
+    """Precision-recall curves per model and the ensemble (from :func:`method_scores`), one panel per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = min(3, len(datasets))
-    rows_count = -(-len(datasets) // columns)
+    columns = min(3, len(scored))
+    rows_count = -(-len(scored) // columns)
     fig, axes = plt.subplots(rows_count, columns, figsize=(4.6 * columns, 4 * rows_count + 0.6), squeeze=False)
-    for ax in axes.flat[len(datasets):]:
+    for ax in axes.flat[len(scored):]:
         ax.set_visible(False)
     labels_seen = {}
-    for ax, (name, (root, models)) in zip(axes.flat, datasets.items()):
-        data = load_dataset(root, name, models=models)
-        curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
-                  for m in models}
-        if len(models) > 1:
-            curves[ENSEMBLE_PREFIX + ensemble] = ensemble_scores(
-                ensemble, labels=data.given_labels, pred_probs_list=[data.pred_probs[m] for m in models],
-                method=method, member_scores=list(curves.values()))
+    for ax, (name, (data, curves)) in zip(axes.flat, scored.items()):
         for label, scores in curves.items():
             precision, recall = Ranking.from_scores(is_error=data.label_errors, scores=scores).pr_curve()
             (line,) = ax.plot(recall, precision, lw=2.2 if label.startswith(ENSEMBLE_PREFIX) else 1)
