@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup reproduce test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
 
 setup: $(STAMP)
-	@$(BIN)/python -m labelbench.plots_template --if-needed --out .dvc/plots_template.html \
+	@$(BIN)/python -m labelbench.ops.plots_template --if-needed --out .dvc/plots_template.html \
 	  || echo "warning: offline plots page not built (npm unavailable?); dvc plots pages will need network" >&2
 
 # Exact versions from requirements.lock; the package itself is installed editable without deps.
@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 check-remote:
-	@$(BIN)/python -m labelbench.remote_check
+	@$(BIN)/python -m labelbench.ops.remote_check
 
 pull: setup check-remote
 	dvc pull data/published.dvc
@@ -44,14 +44,14 @@ benchmark: pull
 # `dvc repro evaluate` first, so that digits is trained once, not inside every experiment.
 sweep: pull
 	dvc repro evaluate
-	$(BIN)/python -m labelbench.sweep --jobs 2
+	$(BIN)/python -m labelbench.ops.sweep --jobs 2
 
 # Team storage (docs/storage.md): a local file-backed S3 server on 127.0.0.1, or any S3 bucket.
 storage: setup
-	$(BIN)/python -m labelbench.storage start
+	$(BIN)/python -m labelbench.ops.storage start
 
 storage-stop:
-	$(BIN)/python -m labelbench.storage stop
+	$(BIN)/python -m labelbench.ops.storage stop
 
 # Outputs first (one clear error if the remote is unreachable), then the run-cache.
 push: setup

@@ -1,7 +1,7 @@
 """Speed of the benchmark stage's computation against the straightforward approach.
 
 Same inputs, same run: for every dataset × model × method variant and every ensemble scheme ×
-cleanlab variant, (a) ``labelbench.benchmark.run_benchmark`` (scores computed once, one sort per
+cleanlab variant, (a) ``labelbench.evaluation.benchmark.run_benchmark`` (scores computed once, one sort per
 score vector, a process pool over both cores) and (b) ``reference_benchmark`` (cleanlab score,
 then scikit-learn ``roc_auc_score`` / ``average_precision_score`` and the authors' lift, one process).
 Checks that every number agrees to 1e-9, then prints both times and the ratio (target ≥ 5×).
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from labelbench.benchmark import reference_benchmark, run_benchmark
+from labelbench.evaluation.benchmark import reference_benchmark, run_benchmark
 
 DATASETS = ["roman-numeral", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s"]
 MODELS = ["resnet18", "resnet50d", "efficientnet_b1", "twins_pcpvt_base", "swin_base_patch4_window7_224"]

@@ -63,7 +63,7 @@ def bare_loop(images_u8: torch.Tensor, labels: torch.Tensor, *, model_name: str,
 
 
 def ours(images_u8, labels, *, model_name, num_classes, batch_size, epochs, lr, seed, resident) -> list[float]:
-    from labelbench.train import TrainConfig, create_model, fit
+    from labelbench.train.crossval import TrainConfig, create_model, fit
 
     device = torch.device("cuda")
     config = TrainConfig(model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, image_size=images_u8.shape[-1],

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Render a ``dvc plots show/diff`` HTML page in headless Chromium and write a PNG.
 
-Meant for checking the offline template (labelbench.plots_template): it runs as root,
+Meant for checking the offline template (labelbench.ops.plots_template): it runs as root,
 with background networking off and a fresh profile, so a page that needs the CDN shows
 up blank.  Debian: ``apt-get update && apt-get install -y chromium``.
 

@@ -6,7 +6,7 @@
 
 Reads ``<crossval-root>/<D>/<model>/fold_<f>/`` for f in 0..folds-1 and writes
 ``<out>/<D>/`` (given_labels.npy, true_labels.npy when known, label_errors.npy,
-image_ids.txt, pred_probs/<model>.npy); see labelbench.assemble. With --params, --models and
+image_ids.txt, pred_probs/<model>.npy); see labelbench.train.assemble. With --params, --models and
 --folds default to ``crossval.models`` and ``crossval.folds``.
 """
 
@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.assemble import assemble
-from labelbench.io import DataError
-from labelbench.params import read_params_block
+from labelbench.train.assemble import assemble
+from labelbench.data.io import DataError
+from labelbench.config import read_params_block
 
 
 

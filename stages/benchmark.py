@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.benchmark import datasets_from_params, run_benchmark, write_outputs
-from labelbench.io import DataError
-from labelbench.params import ParamsError, load_params
+from labelbench.evaluation.benchmark import datasets_from_params, run_benchmark, write_outputs
+from labelbench.data.io import DataError
+from labelbench.config import ParamsError, load_params
 
 
 def main() -> int:

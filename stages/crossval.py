@@ -10,7 +10,7 @@
 Settings: built-in defaults (labelbench.train.TrainConfig), then the ``crossval:`` block of
 --params (when given; its ``models`` list is ignored here), then the flags. Writes
 ``--out``: model.safetensors, heldout_indices.npy, heldout_pred_probs.npy, config.yaml,
-dvclive/ (see labelbench.train).
+dvclive/ (see labelbench.train.crossval).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 
-from labelbench.io import DataError
-from labelbench.params import read_params_block
-from labelbench.train import DEVICES, PretrainedWeightsUnavailable, TrainConfig, train_fold
+from labelbench.data.io import DataError
+from labelbench.config import read_params_block
+from labelbench.train.crossval import DEVICES, PretrainedWeightsUnavailable, TrainConfig, train_fold
 
 
 

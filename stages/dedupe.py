@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.dedupe import dedupe
-from labelbench.io import DataError, write_csv
+from labelbench.train.dedupe import dedupe
+from labelbench.data.io import DataError, write_csv
 
 
 def main(argv: list[str] | None = None) -> int:

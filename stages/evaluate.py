@@ -9,9 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from labelbench.evaluate import curve_tables, evaluate_table, read_score_table
-from labelbench.io import DataError, write_csv, write_json
-from labelbench.params import ParamsError, load_params
+from labelbench.evaluation.evaluate import curve_tables, evaluate_table, read_score_table
+from labelbench.data.io import DataError, write_csv, write_json
+from labelbench.config import ParamsError, load_params
 
 
 def main() -> int:

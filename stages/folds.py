@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.dedupe import read_labels_csv
-from labelbench.folds import folds_table
-from labelbench.io import DataError, write_csv
+from labelbench.train.dedupe import read_labels_csv
+from labelbench.train.folds import folds_table
+from labelbench.data.io import DataError, write_csv
 
 
 def parse_seed(text: str) -> int | None:

@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.dedupe import read_labels_csv
-from labelbench.io import DataError, write_csv, write_json
-from labelbench.noise import check_noise_params, noisy_labels_table, read_classes
+from labelbench.train.dedupe import read_labels_csv
+from labelbench.data.io import DataError, write_csv, write_json
+from labelbench.train.noise import check_noise_params, noisy_labels_table, read_classes
 
 
 def main(argv: list[str] | None = None) -> int:

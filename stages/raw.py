@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from labelbench.download import DownloadError
-from labelbench.io import DataError
-from labelbench.raw import DATASETS, build
+from labelbench.data.download import DownloadError
+from labelbench.data.io import DataError
+from labelbench.data.raw import DATASETS, build
 
 DEFAULTS = {"sources": "data/sources", "cifar10_raw": "data/raw/cifar-10", "download": False}
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from labelbench.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS, datasets_from_params
-from labelbench.io import DataError
-from labelbench.params import ParamsError, load_params
-from labelbench.report import dot_plot, method_scores, pr_curves, top_ranked, write_markdown
-from labelbench.scores import resolve_method
+from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS, datasets_from_params
+from labelbench.data.io import DataError
+from labelbench.config import ParamsError, load_params
+from labelbench.evaluation.report import dot_plot, method_scores, pr_curves, top_ranked, write_markdown
+from labelbench.evaluation.scores import resolve_method
 
 
 def read_table(path: str, columns: list[str]) -> pd.DataFrame:

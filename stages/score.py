@@ -7,9 +7,9 @@ data/scores/<dataset>.csv and data/scores/<dataset>.json (CV accuracies, ensembl
 import argparse
 import sys
 
-from labelbench.io import DataError, load_dataset, write_csv, write_json
-from labelbench.params import ParamsError, load_params
-from labelbench.scoring import score_dataset
+from labelbench.data.io import DataError, load_dataset, write_csv, write_json
+from labelbench.config import ParamsError, load_params
+from labelbench.evaluation.scoring import score_dataset
 
 
 def main() -> int:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labelbench.params import ParamsError, load_params
-from labelbench.report import headline
+from labelbench.config import ParamsError, load_params
+from labelbench.evaluation.report import headline
 
 
 def main() -> int:

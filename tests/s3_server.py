@@ -1,4 +1,4 @@
-"""Test helpers for S3 remotes: embedded rclone S3 servers (labelbench.storage) in temp folders,
+"""Test helpers for S3 remotes: embedded rclone S3 servers (labelbench.ops.storage) in temp folders,
 DVC repos pointed at them with the same `dvc remote modify --local` commands as docs/storage.md,
 and a raw S3 PUT that can be left half-sent."""
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import DVC_REMOTE, run
-from labelbench import storage
+from labelbench.ops import storage
 
 
 def require_rclone() -> Path:
@@ -28,7 +28,7 @@ def require_rclone() -> Path:
 
 def connect_commands(endpoint: str, key: str, secret: str, aws_config: os.PathLike | str) -> list[list[str]]:
     """The commands of docs/storage.md that point a clone's `storage` remote at a running
-    embedded server (another clone's `python -m labelbench.storage start`)."""
+    embedded server (another clone's `python -m labelbench.ops.storage start`)."""
     return [
         ["dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint],
         ["dvc", "remote", "modify", "--local", "storage", "access_key_id", key],
@@ -85,7 +85,7 @@ class S3Server:
             run(cmd, repo)
 
     def configure(self, repo: Path) -> None:
-        """What `python -m labelbench.storage start` writes to a clone's .dvc/config.local."""
+        """What `python -m labelbench.ops.storage start` writes to a clone's .dvc/config.local."""
         storage.configure_remote(repo, self.state_dir, self.state)
 
     def objects(self, prefix: str = "dvc") -> dict[str, Path]:

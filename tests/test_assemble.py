@@ -1,4 +1,4 @@
-"""labelbench.assemble and stages/assemble.py: fold outputs -> the pred_probs data contract."""
+"""labelbench.train.assemble and stages/assemble.py: fold outputs -> the pred_probs data contract."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.assemble import assemble
-from labelbench.io import DataError, load_dataset, write_npy
+from labelbench.train.assemble import assemble
+from labelbench.data.io import DataError, load_dataset, write_npy
 
 REPO = Path(__file__).resolve().parents[1]
 N, K, FOLDS = 30, 3, 3

@@ -8,8 +8,8 @@ from cleanlab.filter import find_label_issues
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from conftest import DATASETS, MODELS, REPO_ROOT
-from labelbench.benchmark import FILTER_BY, reference_benchmark, run_benchmark, summarize
-from labelbench.io import load_dataset
+from labelbench.evaluation.benchmark import FILTER_BY, reference_benchmark, run_benchmark, summarize
+from labelbench.data.io import load_dataset
 
 SWIN = "swin_base_patch4_window7_224"
 KEY = ["dataset", "model", "method", "adjust_pred_probs"]

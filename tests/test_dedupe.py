@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from labelbench.dedupe import dedupe, find_duplicates, image_id_sort_key, read_labels_csv
-from labelbench.io import DataError
+from labelbench.train.dedupe import dedupe, find_duplicates, image_id_sort_key, read_labels_csv
+from labelbench.data.io import DataError
 from conftest import load_stage
 
 

@@ -1,4 +1,4 @@
-"""labelbench.download.fetch against a local http.server (no internet needed)."""
+"""labelbench.data.download.fetch against a local http.server (no internet needed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labelbench.download import DownloadError, fetch, verify
+from labelbench.data.download import DownloadError, fetch, verify
 
 BODY = b"cifar bytes " * 5000
 SHA256 = hashlib.sha256(BODY).hexdigest()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.folds import assign_folds, folds_table
+from labelbench.train.folds import assign_folds, folds_table
 from conftest import load_stage
 
 

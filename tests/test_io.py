@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from labelbench.io import DataError, atomic_path, load_dataset, load_npy, write_csv, write_json
+from labelbench.data.io import DataError, atomic_path, load_dataset, load_npy, write_csv, write_json
 
 N, K = 12, 3
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.dedupe import read_labels_csv
-from labelbench.noise import add_noise, make_noise_matrix, noisy_labels_table, read_classes
-from labelbench.io import DataError
+from labelbench.train.dedupe import read_labels_csv
+from labelbench.train.noise import add_noise, make_noise_matrix, noisy_labels_table, read_classes
+from labelbench.data.io import DataError
 from conftest import load_stage
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"

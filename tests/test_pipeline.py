@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import DVC_REMOTE, run, small_clone, stages_run
-from labelbench.plots_template import is_offline_template
+from labelbench.ops.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labelbench import plots_template as pt
+from labelbench.ops import plots_template as pt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NPM_CACHE = REPO_ROOT / ".cache" / "plots_template"  # git-ignored, reused across runs
@@ -244,7 +244,7 @@ def test_dvc_plots_show_offline(template, plots_repo, tmp_path):
 
 
 def test_fallback_when_npm_is_missing_keeps_dvc_plots_working(tmp_path, monkeypatch):
-    from labelbench import plots_template
+    from labelbench.ops import plots_template
 
     out = tmp_path / "plots_template.html"
     monkeypatch.setenv("PATH", "")
@@ -255,7 +255,7 @@ def test_fallback_when_npm_is_missing_keeps_dvc_plots_working(tmp_path, monkeypa
 
 
 def test_if_needed_skips_a_built_offline_page(tmp_path, monkeypatch):
-    from labelbench import plots_template
+    from labelbench.ops import plots_template
 
     out = tmp_path / "plots_template.html"
     out.write_text("<html>{refresh_tag}<script>vega</script>{plot_divs}</html>")

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labelbench.io import DataError
-from labelbench.raw import (
+from labelbench.data.io import DataError
+from labelbench.data.raw import (
     LABEL_COLUMNS,
     ROMAN_CLASSES,
     build,
@@ -34,7 +34,7 @@ from labelbench.raw import (
     read_raw,
     roman_review_labels,
 )
-from labelbench.raw.cifar import CIFAR10_CLASSES
+from labelbench.data.raw.cifar import CIFAR10_CLASSES
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
 REPO = Path(__file__).resolve().parents[1]
@@ -526,7 +526,7 @@ def test_published_roman_mask_and_labels():
 
 
 def test_source_path_checks_hash_and_says_where_to_put_files(tmp_path):
-    from labelbench.raw import Source, source_path
+    from labelbench.data.raw import Source, source_path
 
     source = Source("x.bin", "http://127.0.0.1:9/x.bin", md5="0" * 32)
     with pytest.raises(DataError, match=r"x\.bin: source file not found; place it there from http://127\.0\.0\.1:9/x\.bin"):

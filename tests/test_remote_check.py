@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import DVC_REMOTE, run
-from labelbench.remote_check import remote_problem
+from labelbench.ops.remote_check import remote_problem
 
 
 @pytest.fixture

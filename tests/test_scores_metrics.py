@@ -5,9 +5,9 @@ import pytest
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from labelbench.ensembles import ENSEMBLE_SCHEMES, check_scheme, ensemble_scores
-from labelbench.metrics import Ranking, filter_metrics, ranking_metrics, reference_lift_at_k, reference_metrics
-from labelbench.scores import (
+from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, check_scheme, ensemble_scores
+from labelbench.evaluation.metrics import Ranking, filter_metrics, ranking_metrics, reference_lift_at_k, reference_metrics
+from labelbench.evaluation.scores import (
     ALL_VARIANTS,
     CLEANLAB_VARIANTS,
     SCORE_METHODS,
@@ -136,7 +136,7 @@ def test_ensembles_match_cleanlab_or_plain_average(scheme, method, adjust):
             labels, pred_probs_list, method=method, adjust_pred_probs=adjust,
             weight_ensemble_members_by=cleanlab_name, verbose=False)
     else:
-        from labelbench.benchmark import _reference_weights
+        from labelbench.evaluation.benchmark import _reference_weights
 
         weights = _reference_weights(weighting, labels, pred_probs_list)
         avg = np.average(np.stack(pred_probs_list), axis=0, weights=weights)
@@ -150,8 +150,8 @@ def test_log_loss_is_sklearns_bit_for_bit(published):
     from cleanlab.internal.constants import CLIPPING_LOWER_BOUND as cleanlab_bound
     from sklearn.metrics import log_loss as sklearn_log_loss
 
-    from labelbench.ensembles import CLIPPING_LOWER_BOUND, log_loss
-    from labelbench.io import load_dataset
+    from labelbench.evaluation.ensembles import CLIPPING_LOWER_BOUND, log_loss
+    from labelbench.data.io import load_dataset
 
     assert CLIPPING_LOWER_BOUND == cleanlab_bound
     data = load_dataset(published, "cifar-10s")

@@ -1,5 +1,5 @@
 """Team storage on S3: the `storage` remote against a real S3-compatible server on 127.0.0.1
-(`rclone serve s3`, file-backed, started by `python -m labelbench.storage start`), with real
+(`rclone serve s3`, file-backed, started by `python -m labelbench.ops.storage start`), with real
 `dvc` commands in temp git repos: push/pull between clones, granular pulls, run-cache sharing
 between "machines", and faults (server down, wrong credentials, a crash mid-push, a damaged
 object)."""
@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from conftest import DVC_REMOTE, run, small_clone
-from labelbench import storage
+from labelbench.ops import storage
 from s3_server import (S3Server, git_clone, git_status, init_repo, popen, require_rclone, s3_servers,  # noqa: F401
                        tree_digest, wait_for)
 
-CLI = [sys.executable, "-m", "labelbench.storage"]
+CLI = [sys.executable, "-m", "labelbench.ops.storage"]
 FOLD = "crossval@digits-test_resnet-{}"
 
 
@@ -83,7 +83,7 @@ def machine_a(tmp_path_factory, published):
 
 
 def server_of(repo: Path) -> S3Server:
-    """The embedded server that `python -m labelbench.storage start` runs for ``repo``."""
+    """The embedded server that `python -m labelbench.ops.storage start` runs for ``repo``."""
     server = S3Server(repo / storage.STATE_DIR)
     server.state = storage.status(server.state_dir)
     assert server.state, f"no server running for {repo}"

@@ -1,4 +1,4 @@
-"""`make sweep` / `python -m labelbench.sweep`: the grid, the table, and (slow) a real queued sweep
+"""`make sweep` / `python -m labelbench.ops.sweep`: the grid, the table, and (slow) a real queued sweep
 with 2 workers in a temporary clone."""
 
 import json
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import DVC_REMOTE, REPO_ROOT, run, small_clone, venv_env
-from labelbench import sweep
-from labelbench.scores import ADJUSTABLE, ALL_VARIANTS
+from labelbench.ops import sweep
+from labelbench.evaluation.scores import ADJUSTABLE, ALL_VARIANTS
 
 
 # --- fast -----------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def test_methods_option_accepts_aliases_and_keeps_adjusted_variants():
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "labelbench.sweep", *args], cwd=cwd or REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "labelbench.ops.sweep", *args], cwd=cwd or REPO_ROOT,
                           env=venv_env(), text=True, capture_output=True)
 
 
@@ -98,7 +98,7 @@ def test_rows_sorted_by_mean_auroc_and_rendered():
 
 
 def queue_processes(repo: Path) -> list[str]:
-    """Independent of labelbench.sweep: dvc processes whose cwd is inside ``repo``."""
+    """Independent of labelbench.ops.sweep: dvc processes whose cwd is inside ``repo``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -1,4 +1,4 @@
-"""labelbench.train and stages/crossval.py on a tiny generated image dataset (CPU, seconds)."""
+"""labelbench.train.crossval and stages/crossval.py on a tiny generated image dataset (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from labelbench.io import DataError, check_pred_probs
-from labelbench.train import (
+from labelbench.data.io import DataError, check_pred_probs
+from labelbench.train.crossval import (
     PretrainedWeightsUnavailable,
     TrainConfig,
     create_model,

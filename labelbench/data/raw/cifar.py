@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from labelbench.io import DataError
-from labelbench.raw.layout import ImageWriter, RawTable, atomic_dir, read_raw, write_metadata
+from labelbench.data.io import DataError
+from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, read_raw, write_metadata
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"

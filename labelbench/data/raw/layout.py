@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from labelbench.io import DataError
+from labelbench.data.io import DataError
 
 LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")

@@ -1,5 +1,5 @@
 """The raw-data stage: one converter per source, all writing the common raw layout
-(:mod:`labelbench.raw.layout`): ``images/<image_id>`` PNGs, ``labels.csv``, ``classes.txt``.
+(:mod:`labelbench.data.raw.layout`): ``images/<image_id>`` PNGs, ``labels.csv``, ``classes.txt``.
 
 ===================  ==========================================  ===============================
 dataset              sources (file names under the sources dir)  labels.csv row order
@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labelbench.io import DataError
-from labelbench.raw.cifar import (
+from labelbench.data.io import DataError
+from labelbench.data.raw.cifar import (
     CIFAR10_MD5,
     CIFAR10_URL,
     RestrictedUnpickler,
@@ -35,10 +35,10 @@ from labelbench.raw.cifar import (
     convert_cifar10s,
     load_cifar10_train,
 )
-from labelbench.raw.digits import convert_digits
-from labelbench.raw.food import FOOD101N_URL, convert_food101n
-from labelbench.raw.layout import LABEL_COLUMNS, RawTable, atomic_dir, read_raw
-from labelbench.raw.roman import ROMAN_BUNDLE_URL, ROMAN_CLASSES, convert_roman, roman_review_labels
+from labelbench.data.raw.digits import convert_digits
+from labelbench.data.raw.food import FOOD101N_URL, convert_food101n
+from labelbench.data.raw.layout import LABEL_COLUMNS, RawTable, atomic_dir, read_raw
+from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, ROMAN_CLASSES, convert_roman, roman_review_labels
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
     if path.is_file():
         if not (source.md5 or source.sha256):
             return path
-        from labelbench.download import verify
+        from labelbench.data.download import verify
 
         problem = verify(path, md5=source.md5, sha256=source.sha256)
         if problem is None:
@@ -85,7 +85,7 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
         if not (download and source.url):
             raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
     if download and source.url:
-        from labelbench.download import fetch
+        from labelbench.data.download import fetch
 
         return fetch(source.url, path, md5=source.md5, sha256=source.sha256)
     where = f" from {source.url}" if source.url else ""

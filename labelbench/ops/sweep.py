@@ -1,7 +1,7 @@
 """Score-method sweep as DVC experiments: queue every valid ``score`` x ``adjust_pred_probs``
 variant, run the queue with a few workers, wait, and compare the headline metrics.
 
-    python -m labelbench.sweep [--jobs 2] [--methods self_confidence,entropy] [--dry-run]
+    python -m labelbench.ops.sweep [--jobs 2] [--methods self_confidence,entropy] [--dry-run]
 
 Steps (all real ``dvc`` commands, in the repository given by ``--repo``, default ``.``):
 
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .io import write_text
-from .scores import ALL_VARIANTS, resolve_method
+from labelbench.data.io import write_text
+from labelbench.evaluation.scores import ALL_VARIANTS, resolve_method
 
 DEFAULT_PREFIX = "sweep"
 DEFAULT_TARGETS = ("evaluate",)
@@ -81,7 +81,7 @@ class Variant:
 
 
 def grid(methods: Iterable[str] | None = None) -> list[Variant]:
-    """Every valid variant (``labelbench.scores.ALL_VARIANTS``), optionally only some methods.
+    """Every valid variant (``labelbench.evaluation.scores.ALL_VARIANTS``), optionally only some methods.
 
     >>> [v.name() for v in grid(["margin", "entropy"])]
     ['sweep-normalized-margin', 'sweep-normalized-margin-adjusted', 'sweep-entropy']
@@ -461,7 +461,7 @@ def run_sweep(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m labelbench.sweep",
+        prog="python -m labelbench.ops.sweep",
         description="Queue every score x adjust_pred_probs variant as a DVC experiment, run the "
                     "queue, and print the comparison table (also written to reports/sweep.md).",
     )

@@ -1,6 +1,6 @@
 """The `score` stage: per-example label quality scores of the selected method for one dataset.
 
-Writes the score table described in :mod:`labelbench.evaluate`, plus the models' cross-validation
+Writes the score table described in :mod:`labelbench.evaluation.evaluate`, plus the models' cross-validation
 accuracies and the ensemble's member weights.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .ensembles import ensemble_scores, ensemble_weights, weighted_pred_probs
-from .io import Dataset
-from .scores import label_quality_scores
+from labelbench.evaluation.ensembles import ensemble_scores, ensemble_weights, weighted_pred_probs
+from labelbench.data.io import Dataset
+from labelbench.evaluation.scores import label_quality_scores
 
 ENSEMBLE_PREFIX = "ensemble:"
 

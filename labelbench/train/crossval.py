@@ -48,8 +48,8 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from labelbench.dedupe import read_labels_csv
-from labelbench.io import DataError, read_csv_strings, replace_dir, write_npy, write_text
+from labelbench.train.dedupe import read_labels_csv
+from labelbench.data.io import DataError, read_csv_strings, replace_dir, write_npy, write_text
 
 DEVICES = ("auto", "cpu", "cuda")
 PARAMS_IGNORED = frozenset({"models", "datasets", "fold_ids", "fold_seed"})  # pipeline shape, not training settings
@@ -513,7 +513,7 @@ def _local_live_class():
     from dvclive import Live
 
     if not all(callable(getattr(Live, hook, None)) for hook in ("_init_dvc", "_init_studio")):
-        raise RuntimeError("this dvclive version lacks Live._init_dvc/_init_studio; update labelbench.train")
+        raise RuntimeError("this dvclive version lacks Live._init_dvc/_init_studio; update labelbench.train.crossval")
 
     class LocalLive(Live):
         def _init_dvc(self):

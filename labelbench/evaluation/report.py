@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .benchmark import ENSEMBLE_PREFIX, variant_label
-from .ensembles import ensemble_scores
-from .io import atomic_path, load_dataset, write_text
-from .metrics import Ranking
-from .scores import ALL_VARIANTS, label_quality_scores
+from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
+from labelbench.evaluation.ensembles import ensemble_scores
+from labelbench.data.io import atomic_path, load_dataset, write_text
+from labelbench.evaluation.metrics import Ranking
+from labelbench.evaluation.scores import ALL_VARIANTS, label_quality_scores
 
 METRIC_TITLES = {
     "auroc": "AUROC",

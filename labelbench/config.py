@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .ensembles import check_scheme
-from .scores import resolve_method
+from labelbench.evaluation.ensembles import check_scheme
+from labelbench.evaluation.scores import resolve_method
 
 PUBLISHED_ROOT = "data/published"
 

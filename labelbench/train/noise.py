@@ -8,7 +8,7 @@ The recipe (cleanlab's noise generation; ``K`` classes, ``a`` = noise_amount, ``
     noisy = generate_noisy_labels(true_labels, noise_matrix)
 
 applied to the true labels **in ImageFolder order** (sorted by folder, then file name; see
-:func:`labelbench.dedupe.image_id_sort_key`). With ``seed=0`` and ``a=0.2, s=0.4`` this
+:func:`labelbench.train.dedupe.image_id_sort_key`). With ``seed=0`` and ``a=0.2, s=0.4`` this
 reproduces the published CIFAR-10S labels on all 50,000 rows. Note that ``int()`` truncates
 the trace, so the expected noise rate is ``(K - int(K * (1 - a))) / K`` for balanced classes.
 
@@ -34,8 +34,8 @@ from cleanlab.benchmarking.noise_generation import (
     generate_noisy_labels,
 )
 
-from labelbench.dedupe import sorted_order
-from labelbench.io import DataError
+from labelbench.train.dedupe import sorted_order
+from labelbench.data.io import DataError
 
 
 @contextlib.contextmanager
@@ -137,7 +137,7 @@ def noisy_labels_table(
     seed: int = 0,
     num_classes: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Apply the recipe to a validated labels.csv frame (see :func:`labelbench.dedupe.read_labels_csv`).
+    """Apply the recipe to a validated labels.csv frame (see :func:`labelbench.train.dedupe.read_labels_csv`).
 
     True labels are ``true_label``, or ``given_label`` where ``true_label`` is empty. Noise
     is drawn in ImageFolder order of ``image_id``; the returned frame keeps the input order

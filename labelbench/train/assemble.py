@@ -3,7 +3,7 @@
 Reads, for each model, the fold folders written by :func:`labelbench.train.train_fold`
 (``heldout_indices.npy`` int (n_fold,), ``heldout_pred_probs.npy`` float (n_fold, K)) and the
 labels table the folds were trained on, and writes ``<out_root>/<dataset>/`` (see
-:mod:`labelbench.io`)::
+:mod:`labelbench.data.io`)::
 
     given_labels.npy        int64 (N,)
     true_labels.npy         int64 (N,)   only when every row of labels.csv has a true_label
@@ -13,7 +13,7 @@ labels table the folds were trained on, and writes ``<out_root>/<dataset>/`` (se
 
 Every row must appear in exactly one fold of each model (DataError naming the fold folder
 otherwise). The dataset folder is built in a temporary sibling folder, checked with
-:func:`labelbench.io.load_dataset`, and only then renamed into place.
+:func:`labelbench.data.io.load_dataset`, and only then renamed into place.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from labelbench.dedupe import read_labels_csv
-from labelbench.io import DataError, check_pred_probs, load_dataset, load_npy, replace_dir, write_npy, write_text
+from labelbench.train.dedupe import read_labels_csv
+from labelbench.data.io import DataError, check_pred_probs, load_dataset, load_npy, replace_dir, write_npy, write_text
 
 _SHOWN = 5
 
@@ -97,7 +97,7 @@ def assemble(
     *, labels_csv: os.PathLike | str, fold_dirs: Mapping[str, Sequence[os.PathLike | str]],
     out_root: os.PathLike | str, dataset: str,
 ):
-    """Write ``<out_root>/<dataset>/`` (module docstring) and return its :class:`~labelbench.io.Dataset`."""
+    """Write ``<out_root>/<dataset>/`` (module docstring) and return its :class:`~labelbench.data.io.Dataset`."""
     labels_csv, out_root = Path(labels_csv), Path(out_root)
     if not fold_dirs:
         raise ValueError("no models given")

@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from labelbench.io import DataError
-from labelbench.raw.layout import (
+from labelbench.data.io import DataError
+from labelbench.data.raw.layout import (
     ImageWriter,
     RawTable,
     atomic_dir,

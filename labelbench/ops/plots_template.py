@@ -28,7 +28,7 @@ How DVC uses the template (dvc 3.67 / dvc_render 1.0):
 
 Build it with::
 
-    python -m labelbench.plots_template --out .dvc/plots_template.html
+    python -m labelbench.ops.plots_template --out .dvc/plots_template.html
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ PAGE = """<!DOCTYPE html>
     <meta charset="utf-8">
     {refresh_tag}
     <title>DVC Plot</title>
-    <!-- Offline template built by labelbench.plots_template: {versions}.
+    <!-- Offline template built by labelbench.ops.plots_template: {versions}.
          The libraries are inlined below; this page loads nothing from the network. -->
 {inline_scripts}
     <style>
@@ -261,7 +261,7 @@ FALLBACK_TEMPLATE = """<!DOCTYPE html>
     </style>
 </head>
 <body>
-    <!-- labelbench: online fallback; rebuild with `python -m labelbench.plots_template` -->
+    <!-- labelbench: online fallback; rebuild with `python -m labelbench.ops.plots_template` -->
     {plot_divs}
 </body>
 </html>
@@ -279,7 +279,7 @@ def is_offline_template(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m labelbench.plots_template",
+        prog="python -m labelbench.ops.plots_template",
         description="Build an offline HTML template for `dvc plots show/diff`.",
     )
     parser.add_argument("--out", type=Path, default=Path(".dvc/plots_template.html"))

@@ -12,7 +12,7 @@ duplicates the image whose id sorts first (see :func:`image_id_sort_key`) is kep
 others are removed; ``removed.csv`` names, for every removed image, the kept one.
 
 Only images listed in ``labels.csv`` take part. An image listed there but missing from
-``images/`` is an error (:class:`~labelbench.io.DataError` naming it); an image present in
+``images/`` is an error (:class:`~labelbench.data.io.DataError` naming it); an image present in
 ``images/`` but not listed is ignored: it is not hashed and not written, and is returned in
 :attr:`DedupeResult.unlisted` so the stage can report the count.
 
@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from labelbench.io import DataError, read_csv_strings
+from labelbench.data.io import DataError, read_csv_strings
 
 LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
 REMOVED_COLUMNS = ("image_id", "duplicate_of")

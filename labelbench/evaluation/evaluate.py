@@ -1,4 +1,4 @@
-"""The `evaluate` stage: metrics and curves of a score table (written by :mod:`labelbench.scoring`).
+"""The `evaluate` stage: metrics and curves of a score table (written by :mod:`labelbench.evaluation.scoring`).
 
 Imports only numpy and pandas, so the stage starts fast. Score table (``data/scores/<dataset>.csv``), one row per example, in the dataset's row order:
 ``image_id, given_label, true_label (if known), is_label_error, <model>..., ensemble:<scheme>, rank``
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import DataError
-from .metrics import Ranking, ranking_metrics
+from labelbench.data.io import DataError
+from labelbench.evaluation.metrics import Ranking, ranking_metrics
 
 
 def read_score_table(path: str | Path) -> pd.DataFrame:

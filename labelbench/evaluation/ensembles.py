@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .scores import label_quality_scores
+from labelbench.evaluation.scores import label_quality_scores
 
 LOG_LOSS_SEARCH_T = (1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 200)
 #: cleanlab.internal.constants.CLIPPING_LOWER_BOUND (a test keeps them equal)

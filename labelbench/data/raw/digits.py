@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from labelbench.raw.layout import ImageWriter, RawTable, atomic_dir, write_metadata
+from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, write_metadata
 
 
 def convert_digits(*, out: os.PathLike | str) -> RawTable:

@@ -28,10 +28,10 @@ import pandas as pd
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
 
-from .ensembles import ENSEMBLE_SCHEMES, ensemble_scores, ensemble_weights, weighted_pred_probs
-from .io import load_dataset
-from .metrics import filter_metrics, ranking_metrics, reference_metrics
-from .scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores, label_quality_scores
+from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, ensemble_scores, ensemble_weights, weighted_pred_probs
+from labelbench.data.io import load_dataset
+from labelbench.evaluation.metrics import filter_metrics, ranking_metrics, reference_metrics
+from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores, label_quality_scores
 
 FILTER_BY = (
     "prune_by_class",
@@ -269,7 +269,7 @@ def _reference_weights_inner(weighting, labels, pred_probs_list):
     from sklearn.metrics import log_loss
     from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
 
-    from .ensembles import LOG_LOSS_SEARCH_T
+    from labelbench.evaluation.ensembles import LOG_LOSS_SEARCH_T
 
     best, best_weights = float("inf"), None
     for t in LOG_LOSS_SEARCH_T:
@@ -290,7 +290,7 @@ def datasets_from_params(params) -> dict[str, tuple[str, list[str]]]:
 
 
 def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path) -> None:
-    from .io import write_csv, write_json
+    from labelbench.data.io import write_csv, write_json
 
     write_csv(out_dir / "benchmark.csv", table)
     write_csv(out_dir / "filters.csv", filters)
