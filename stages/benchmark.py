@@ -22,14 +22,14 @@ def main() -> int:
         section = params.section("benchmark")
         table, filters = run_benchmark(
             datasets_from_params(params),
-            lift_k=section.get("lift_k", [100]),
+            lift_k=int(section.get("lift_k", [100])[0]),
             ensembles=section.get("ensembles", []),
             workers=int(section.get("workers", 2)),
         )
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_outputs(table, filters, Path(args.out))
+    write_outputs(table, filters, Path(args.out), lift_k=int(section.get("lift_k", [100])[0]))
     return 0
 
 

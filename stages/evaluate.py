@@ -28,7 +28,7 @@ def main() -> int:
             cv_accuracy = json.loads(info_path.read_text())["cv_accuracy"]
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(info_path, f"unreadable or missing cv_accuracy ({exc})") from None
-        metrics = evaluate_table(frame, lift_k=section.get("lift_k", [100]), cv_accuracy=cv_accuracy)
+        metrics = evaluate_table(frame, lift_k=int(section.get("lift_k", [100])[0]), cv_accuracy=cv_accuracy)
         curves = curve_tables(frame, points=int(section.get("curve_points", 101)))
     except (DataError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

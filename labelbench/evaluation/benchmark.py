@@ -30,7 +30,7 @@ from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_s
 
 from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, ensemble_scores, ensemble_weights, weighted_pred_probs
 from labelbench.data.io import load_dataset
-from labelbench.evaluation.metrics import filter_metrics, ranking_metrics, reference_metrics
+from labelbench.evaluation.metrics import filter_metrics, metric_names, ranking_metrics
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores, label_quality_scores
 
 FILTER_BY = (
@@ -42,7 +42,7 @@ FILTER_BY = (
     "low_normalized_margin",
     "low_self_confidence",
 )
-BENCHMARK_COLUMNS = ["dataset", "model", "method", "adjust_pred_probs", "auroc", "auprc"]
+BENCHMARK_COLUMNS = ["dataset", "model", "method", "adjust_pred_probs"]  # then the metric registry's
 FILTER_COLUMNS = ["dataset", "model", "filter_by", "precision", "recall", "f1", "num_flagged"]
 ENSEMBLE_PREFIX = "ensemble:"
 
@@ -55,7 +55,7 @@ class Task:
     dataset: str
     models: tuple[str, ...]
     kind: str  # "model" | "ensembles"
-    lift_k: tuple[int, ...]
+    lift_k: int
     ensembles: tuple[str, ...] = ()
     filters: bool = True
 
@@ -123,12 +123,12 @@ def _find_label_issues(labels, pred_probs, filter_by):
 def make_tasks(
     datasets: dict[str, tuple[str, Sequence[str]]],
     *,
-    lift_k: Iterable[int] = (100,),
+    lift_k: int = 100,
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
     filters: bool = True,
 ) -> list[Task]:
     """``datasets``: name -> (data root, models). Ensemble tasks first: they are the longest."""
-    lift_k, ensembles = tuple(int(k) for k in lift_k), tuple(ensembles)
+    lift_k, ensembles = int(lift_k), tuple(ensembles)
     tasks = []
     for name, (root, models) in datasets.items():
         if ensembles and len(models) > 1:
@@ -142,7 +142,7 @@ def make_tasks(
 def run_benchmark(
     datasets: dict[str, tuple[str, Sequence[str]]],
     *,
-    lift_k: Iterable[int] = (100,),
+    lift_k: int = 100,
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
     filters: bool = True,
     workers: int | None = None,
@@ -157,8 +157,7 @@ def run_benchmark(
         results = [_run_task(t) for t in tasks]
     rows = [r for result in results for r in result[0]]
     filter_rows = [r for result in results for r in result[1]]
-    lift_columns = [f"lift_at_{int(k)}" for k in lift_k] + ["lift_at_num_errors"]
-    table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS + lift_columns)
+    table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS + metric_names(lift_k))
     return _sorted(table, datasets, ["method", "adjust_pred_probs"]), _sorted(
         pd.DataFrame(filter_rows, columns=FILTER_COLUMNS), datasets, ["filter_by"]
     )
@@ -184,7 +183,7 @@ def variant_label(method: str, adjust_pred_probs: bool) -> str:
     return f"{method}+adjust_pred_probs" if adjust_pred_probs else method
 
 
-def summarize(table: pd.DataFrame, *, metrics=("auroc", "auprc", "lift_at_100", "lift_at_num_errors")) -> dict:
+def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     """Per method variant: mean over single-model (dataset, model) pairs of each metric, min-max
     normalised across the variants within the pair (a pair where all variants tie counts 0.5).
 
@@ -193,7 +192,7 @@ def summarize(table: pd.DataFrame, *, metrics=("auroc", "auprc", "lift_at_100", 
     """
     single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)].copy()
     single["variant"] = [variant_label(m, a) for m, a in zip(single["method"], single["adjust_pred_probs"])]
-    metrics = [m for m in metrics if m in single.columns]
+    metrics = metric_names(lift_k)
     normalised = single[["dataset", "model", "variant"]].copy()
     for metric in metrics:
         group = single.groupby(["dataset", "model"])[metric]
@@ -208,90 +207,13 @@ def summarize(table: pd.DataFrame, *, metrics=("auroc", "auprc", "lift_at_100", 
     }
 
 
-# --- the straightforward computation (reference for tests and the speed benchmark) -----------
-
-_CLEANLAB_ENSEMBLE_WEIGHTING = {"uniform": "uniform", "accuracy": "accuracy", "inv_log_loss": "log_loss_search"}
-
-
-def reference_benchmark(
-    datasets: dict[str, tuple[str, Sequence[str]]],
-    *,
-    lift_k: Iterable[int] = (100,),
-    ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
-) -> pd.DataFrame:
-    """For each dataset × model × method: cleanlab score, then scikit-learn AUROC / AP and the
-    authors' lift; ensembles through cleanlab's ``get_label_quality_ensemble_scores`` (avg_scores*)
-    or a plain ``np.average`` of pred_probs (avg_pred_probs*). One process, nothing shared."""
-    lift_k = tuple(int(k) for k in lift_k)
-    rows = []
-    for name, (root, models) in datasets.items():
-        data = load_dataset(root, name, models=list(models))
-        labels, is_error = data.given_labels, data.label_errors
-        for model in models:
-            for method, adjust in ALL_VARIANTS:
-                if method in ("entropy", "least_confidence"):
-                    scores = label_quality_scores(labels=labels, pred_probs=data.pred_probs[model], method=method)
-                else:
-                    scores = get_label_quality_scores(labels, data.pred_probs[model], method=method, adjust_pred_probs=adjust)
-                rows.append(_metric_row(name, model, method, adjust, reference_metrics(is_error=is_error, scores=scores, lift_k=lift_k)))
-        pred_probs_list = [data.pred_probs[m] for m in models]
-        for scheme in ensembles:
-            averaged, weighting = ENSEMBLE_SCHEMES[scheme]
-            for method, adjust in CLEANLAB_VARIANTS:
-                if averaged == "scores":
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
-                        scores = get_label_quality_ensemble_scores(
-                            labels, pred_probs_list, method=method, adjust_pred_probs=adjust,
-                            weight_ensemble_members_by=_CLEANLAB_ENSEMBLE_WEIGHTING[weighting], verbose=False,
-                        )
-                else:
-                    weights = _reference_weights(weighting, labels, pred_probs_list)
-                    avg = np.average(np.stack(pred_probs_list), axis=0, weights=weights)
-                    scores = get_label_quality_scores(labels, avg, method=method, adjust_pred_probs=adjust)
-                rows.append(_metric_row(name, ENSEMBLE_PREFIX + scheme, method, adjust,
-                                        reference_metrics(is_error=is_error, scores=scores, lift_k=lift_k)))
-    return pd.DataFrame(rows)
-
-
-def _reference_weights(weighting, labels, pred_probs_list):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")
-        return _reference_weights_inner(weighting, labels, pred_probs_list)
-
-
-def _reference_weights_inner(weighting, labels, pred_probs_list):
-    if weighting == "uniform":
-        return None
-    if weighting == "accuracy":
-        return [(p.argmax(axis=1) == labels).mean() for p in pred_probs_list]
-    # inv_log_loss: the naive search, recomputing every model's log loss for every t
-    from sklearn.metrics import log_loss
-    from cleanlab.internal.constants import CLIPPING_LOWER_BOUND
-
-    from labelbench.evaluation.ensembles import LOG_LOSS_SEARCH_T
-
-    best, best_weights = float("inf"), None
-    for t in LOG_LOSS_SEARCH_T:
-        raw = []
-        for p in pred_probs_list:
-            clipped = np.clip(p, CLIPPING_LOWER_BOUND, None)
-            clipped = clipped / clipped.sum(axis=1, keepdims=True)
-            raw.append(np.exp(-t * log_loss(labels, clipped)))
-        weights = np.array(raw) / np.sum(raw)
-        loss = log_loss(labels, np.average(np.stack(pred_probs_list), axis=0, weights=weights))
-        if loss < best:
-            best, best_weights = loss, weights
-    return best_weights
-
-
 def datasets_from_params(params) -> dict[str, tuple[str, list[str]]]:
     return {name: (str(params.dataset_root(name)), params.models_for(name)) for name in params.datasets}
 
 
-def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path) -> None:
+def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int) -> None:
     from labelbench.data.io import write_csv, write_json
 
     write_csv(out_dir / "benchmark.csv", table)
     write_csv(out_dir / "filters.csv", filters)
-    write_json(out_dir / "summary.json", summarize(table))
+    write_json(out_dir / "summary.json", summarize(table, lift_k=lift_k))

@@ -49,7 +49,7 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def evaluate_table(
-    frame: pd.DataFrame, *, lift_k=(100,), cv_accuracy: dict[str, float] | None = None
+    frame: pd.DataFrame, *, lift_k: int = 100, cv_accuracy: dict[str, float] | None = None
 ) -> dict:
     """Metrics per score column: AUROC, AUPRC, lift@k, lift@(number of errors), CV accuracy.
 

@@ -12,13 +12,13 @@ authors computed it, so ties and rounding match theirs.
   overall error rate (1 = chance). The ranking is ``np.argsort(1 - scores)`` taking the last k,
   the authors' definition, so ties at the cut fall exactly as in their notebooks.
 
-:func:`ranking_metrics` derives all of them from one sort. The ``reference_*`` functions are the
-straightforward scikit-learn computations that tests and the benchmark compare against.
+:data:`METRICS` is the registry; :func:`ranking_metrics` derives all of them from one sort.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +40,10 @@ class Ranking:
         if not is_error.any() or is_error.all():
             raise ValueError("ranking metrics need at least one error and one clean example")
         return cls(errorness, is_error, np.argsort(errorness))
+
+    @property
+    def num_errors(self) -> int:
+        return int(self.is_error.sum())
 
     def lift_at_k(self, k: int) -> float:
         k = int(k)
@@ -80,45 +84,36 @@ class Ranking:
         return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
 
 
-def ranking_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k=(100,)) -> dict[str, float]:
-    """AUROC, AUPRC, lift@k for each k and lift@(number of errors), from one sort.
+#: The metric registry: name -> function(ranking, lift_k) -> float. Every table, metrics file, the
+#: report, the sweep and `dvc exp show` take their columns from here, so a new metric is one
+#: function and one line. ``{k}`` in a name stands for the ``lift_k`` param.
+METRICS: dict[str, Callable[[Ranking, int], float]] = {
+    "auroc": lambda ranking, k: ranking.auroc(),
+    "auprc": lambda ranking, k: ranking.auprc(),
+    "lift_at_{k}": lambda ranking, k: ranking.lift_at_k(k),
+    "lift_at_num_errors": lambda ranking, k: ranking.lift_at_k(ranking.num_errors),
+}
+
+
+def metric_names(lift_k: int) -> list[str]:
+    """Column names of the registry for this ``lift_k``.
+
+    >>> metric_names(100)
+    ['auroc', 'auprc', 'lift_at_100', 'lift_at_num_errors']
+    """
+    return [name.format(k=int(lift_k)) for name in METRICS]
+
+
+def ranking_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k: int = 100) -> dict[str, float]:
+    """Every registry metric of ``scores`` (N,) against ``is_error`` (N,), from one sort.
 
     >>> is_error = np.array([True, False, False, True, False, False])
     >>> scores = np.array([0.1, 0.9, 0.8, 0.2, 0.6, 0.7])
-    >>> m = ranking_metrics(is_error=is_error, scores=scores, lift_k=(2,))
-    >>> m["auroc"], m["auprc"], m["lift_at_2"], m["lift_at_num_errors"]
-    (1.0, 1.0, 3.0, 3.0)
+    >>> ranking_metrics(is_error=is_error, scores=scores, lift_k=2)
+    {'auroc': 1.0, 'auprc': 1.0, 'lift_at_2': 3.0, 'lift_at_num_errors': 3.0}
     """
     ranking = Ranking.from_scores(is_error=is_error, scores=scores)
-    out = {"auroc": ranking.auroc(), "auprc": ranking.auprc()}
-    for k in lift_k:
-        out[f"lift_at_{int(k)}"] = ranking.lift_at_k(k)
-    out["lift_at_num_errors"] = ranking.lift_at_k(int(ranking.is_error.sum()))
-    return out
-
-
-# --- straightforward references (scikit-learn and the authors' lift) ---------------------------
-
-
-def reference_lift_at_k(is_error: np.ndarray, errorness: np.ndarray, k: int) -> float:
-    """The authors' ``lift_at_k``: rate of errors among the top k by error-ness over the base rate."""
-    top = np.argsort(errorness)[-k:]
-    return float(np.mean(is_error[top]) / np.mean(is_error))
-
-
-def reference_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k=(100,)) -> dict[str, float]:
-    """Same keys as :func:`ranking_metrics`, computed the straightforward way."""
-    from sklearn.metrics import average_precision_score, roc_auc_score  # slow import; references only
-
-    errorness = 1 - scores
-    out = {
-        "auroc": float(roc_auc_score(is_error, errorness)),
-        "auprc": float(average_precision_score(is_error, errorness)),
-    }
-    for k in lift_k:
-        out[f"lift_at_{int(k)}"] = reference_lift_at_k(is_error, errorness, int(k))
-    out["lift_at_num_errors"] = reference_lift_at_k(is_error, errorness, int(is_error.sum()))
-    return out
+    return {name.format(k=int(lift_k)): fn(ranking, int(lift_k)) for name, fn in METRICS.items()}
 
 
 def filter_metrics(*, is_error: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
