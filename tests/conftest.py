@@ -33,7 +33,11 @@ def venv_env() -> dict:
 
 
 def run(cmd, cwd, check=True, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=kwargs.pop("env", venv_env()), text=True,
+    """Run ``cmd`` in ``cwd`` with the venv first on PATH; the stages there import the ``labelbench``
+    of ``cwd`` (not this checkout's editable install), so a test can edit a clone's package."""
+    env = kwargs.pop("env", None) or venv_env()
+    env["PYTHONPATH"] = str(cwd)
+    result = subprocess.run(cmd, cwd=cwd, env=env, text=True,
                             capture_output=True, shell=isinstance(cmd, str), **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
