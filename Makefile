@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 	@$(BIN)/python -m labelbench.ops.plots_template --if-needed --out .dvc/plots_template.html \
-	  || echo "warning: offline plots page not built (npm unavailable?); dvc plots pages will need network" >&2
+	  || echo "warning: offline plots page not built (vl-convert-python missing?); dvc plots will fail until it is" >&2
 
 # Exact versions from requirements.lock; the package itself is installed editable without deps.
 $(STAMP): requirements.lock pyproject.toml
