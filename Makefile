@@ -3,12 +3,12 @@
 #   make test        set-up, the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
+.PHONY: setup reproduce publish test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
 
 setup: $(STAMP)
 	@$(BIN)/python -m labelbench.ops.plots_template --if-needed --out .dvc/plots_template.html \
@@ -24,8 +24,17 @@ $(STAMP): requirements.lock pyproject.toml
 check-remote:
 	@$(BIN)/python -m labelbench.ops.remote_check
 
+# Plain `dvc pull` from the public remote (the default): the authors' data and every published
+# output of dvc.lock. Outputs not published yet are named by dvc; `dvc repro` rebuilds them.
 pull: setup check-remote
-	dvc pull data/published.dvc
+	@dvc pull || echo "dvc pull: the outputs named above are not in the public remote yet; \
+	\`dvc repro\` rebuilds them (maintainers: \`make publish\` after the change lands)" >&2
+
+# Maintainers, after a change lands: every cached output of the committed dvc.lock and the
+# run-cache into the public remote's writable location (`dvc remote modify --local published url <path>`).
+publish:
+	dvc push -r published
+	dvc push -r published --run-cache
 
 reproduce: pull
 	dvc repro

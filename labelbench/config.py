@@ -1,63 +1,163 @@
-"""Reading and checking ``params.yaml``: every stage goes through here, so a typo fails once, clearly."""
+"""``params.yaml``, read one way: a typed schema per stage that rejects unknown keys and bad values
+before any work starts, with one message naming the key, the value and what is allowed.
+
+Each stage script passes the schema of the keys it reads to :func:`load_params`; the result holds
+those keys and no others, and ``tests/test_dvc_layout.py`` checks that they are exactly the stage's
+``params:`` in ``dvc.yaml``. This module holds the training half's blocks; the evaluation half's,
+which need the score and ensemble registries, live in :mod:`labelbench.evaluation.params`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal, TypeVar
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from labelbench.evaluation.ensembles import check_scheme
-from labelbench.evaluation.scores import resolve_method
-
-PUBLISHED_ROOT = "data/published"
+#: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
+TOP_LEVEL_KEYS = (
+    "score", "adjust_pred_probs", "ensemble", "lift_k", "published",
+    "evaluate", "benchmark", "report", "raw", "crossval", "train",
+)
 
 
 class ParamsError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class Params:
-    raw: dict
-    path: Path
+class Block(BaseModel):
+    """A params block: unknown keys are errors, no type coercion (``"3"`` is not 3, ``true`` not 1)."""
 
-    @property
-    def score(self) -> str:
-        return resolve_method(self.raw["score"], adjust_pred_probs=self.adjust_pred_probs)
-
-    @property
-    def adjust_pred_probs(self) -> bool:
-        return self.raw.get("adjust_pred_probs", False)
-
-    @property
-    def ensemble(self) -> str:
-        return check_scheme(self.raw["ensemble"])
-
-    @property
-    def datasets(self) -> dict[str, str]:
-        """Dataset name -> root folder of the data contract that holds it."""
-        return dict(self.raw["datasets"])
-
-    def dataset_root(self, name: str) -> Path:
-        if name not in self.datasets:
-            raise ParamsError(
-                f"{self.path}: dataset {name!r} is not in `datasets`; known: {', '.join(self.datasets)}"
-            )
-        return Path(self.datasets[name])
-
-    def models_for(self, name: str) -> list[str]:
-        """Published data uses `models`; data trained here uses `crossval.models`."""
-        root = self.dataset_root(name)
-        if root.as_posix().rstrip("/") == PUBLISHED_ROOT:
-            return list(self.raw["models"])
-        return list(self.raw.get("crossval", {}).get("models", []))
-
-    def section(self, name: str) -> dict:
-        return dict(self.raw.get(name, {}))
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def _unique(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"names must be unique, got {values}")
+    return values
+
+
+class Part(Block):
+    """Some keys of a block shared with other stages (a stage declares each key it reads)."""
+
+
+Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1), AfterValidator(_unique)]
+
+
+def _fold_ids(ids: list[int]) -> list[int]:
+    if ids != list(range(len(ids))) or len(ids) < 2:
+        raise ValueError(f"must be the fold ids 0..k-1 with k >= 2, e.g. [0, 1, 2, 3, 4]; got {ids}")
+    return ids
+
+
+class Noise(Block):
+    """Synthetic label noise of one trained dataset (cleanlab's generator; 0 keeps the labels)."""
+
+    noise_amount: Annotated[float, Field(ge=0, lt=1)]
+    sparsity: Annotated[float, Field(ge=0, le=1)]
+    noise_seed: Annotated[int, Field(ge=0)]
+
+
+class Train(Block):
+    """Training settings of every crossval stage (echoed into each fold's config.yaml)."""
+
+    pretrained: bool
+    epochs: Annotated[int, Field(ge=1)]
+    batch_size: Annotated[int, Field(ge=1)]
+    lr: Annotated[float, Field(gt=0)]
+    weight_decay: Annotated[float, Field(ge=0)]
+    image_size: Annotated[int, Field(ge=1)]
+    seed: Annotated[int, Field(ge=0)]
+    device: Literal["auto", "cpu", "cuda"]
+    mixed_precision: bool
+    workers: Annotated[int, Field(ge=0)]
+    threads: Annotated[int, Field(ge=0)]
+
+
+class Raw(Block):
+    sources: str
+    cifar10_raw: str
+    download: bool
+
+
+class Crossval(Block):
+    """The cross-validation matrix: which datasets and models are trained here, on which folds."""
+
+    datasets: dict[str, Noise]
+    models: Names
+    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+    fold_seed: Annotated[int, Field(ge=0)] | None
+
+
+#: Whole blocks, checked in full whenever a stage reads part of one, so that a typo or a bad
+#: value anywhere in a block is refused before any of its stages works.
+FULL_BLOCKS: dict[str, type[Block]] = {"raw": Raw, "crossval": Crossval, "train": Train}
+
+
+# --- one schema per training stage: exactly the keys it reads --------------------------------
+
+
+class RawParams(Part):
+    raw: Raw
+
+
+class CrossvalDatasets(Part):
+    datasets: dict[str, Noise]
+
+
+class NoiseParams(Part):
+    crossval: CrossvalDatasets
+
+
+class FoldsSettings(Part):
+    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+    fold_seed: Annotated[int, Field(ge=0)] | None
+
+
+class FoldsParams(Part):
+    crossval: FoldsSettings
+
+
+class FoldIds(Part):
+    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+
+
+class CrossvalParams(Part):
+    train: Train
+    crossval: FoldIds
+
+
+class AssembleSettings(Part):
+    models: Names
+    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+
+
+class AssembleParams(Part):
+    crossval: AssembleSettings
+
+
+Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def declared_keys(schema: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted params keys a schema reads, as a stage lists them under ``params:`` in dvc.yaml
+    (a block that a stage reads whole is one key).
+
+    >>> declared_keys(FoldsParams)
+    ['crossval.folds', 'crossval.fold_seed']
+    """
+    keys = []
+    for name, field in schema.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Part):
+            keys += declared_keys(kind, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
@@ -67,34 +167,41 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
-    for key in ("score", "ensemble", "datasets", "models"):
-        if key not in raw:
-            raise ParamsError(f"{path}: missing key {key!r}")
-    if not isinstance(raw.get("adjust_pred_probs", False), bool):
-        raise ParamsError(f"{path}: adjust_pred_probs must be true or false")
-    params = Params(raw=raw, path=path)
-    try:
-        params.score  # noqa: B018 - validates method and adjust_pred_probs together
-        params.ensemble  # noqa: B018
-    except ValueError as exc:
-        raise ParamsError(f"{path}: {exc}") from None
-    if not isinstance(raw["datasets"], dict) or not raw["datasets"]:
-        raise ParamsError(f"{path}: `datasets` must map dataset names to data roots")
-    return params
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ParamsError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    return raw
 
 
-def read_params_block(path: str | Path, name: str) -> dict:
-    """The ``name:`` block of a params.yaml (empty when absent); ValueError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+def _subset(raw, schema: type[BaseModel]):
+    """The part of ``raw`` that ``schema`` reads (other keys of a shared block belong to other stages)."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    block = raw.get(name) or {}
-    if not isinstance(block, dict):
-        raise ValueError(f"{path}: `{name}` must be a mapping")
-    return block
+        return raw
+    out = {}
+    for name, field in schema.model_fields.items():
+        if name in raw:
+            kind = field.annotation
+            out[name] = _subset(raw[name], kind) if isinstance(kind, type) and issubclass(kind, Part) else raw[name]
+    return out
+
+
+def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = prefix + ".".join(str(part) for part in error["loc"])
+            value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
+            problems.append(f"{key} = {value}: {error['msg']}")
+        raise ParamsError(f"{path}: " + "; ".join(problems)) from None
+
+
+def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schema:
+    """Validate the keys ``schema`` reads (and, in full, each block they belong to); ParamsError
+    naming each bad key, its value and the rule."""
+    raw = read_yaml(path)
+    for key in schema.model_fields:
+        if key in FULL_BLOCKS and key in raw:
+            _validate(FULL_BLOCKS[key], raw[key], path, prefix=f"{key}.")
+    return _validate(schema, _subset(raw, schema), path)

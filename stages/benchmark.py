@@ -1,35 +1,33 @@
-"""Stage `benchmark`: every method variant × dataset × model, the ensembles and cleanlab's filters.
+"""Stage `benchmark`: every score variant × dataset × model, the ensembles and cleanlab's filters.
 
-Independent of `score`: writes metrics/benchmark.csv, metrics/filters.csv, metrics/summary.json.
+    python stages/benchmark.py --out metrics
+
+Independent of the `score` param: writes ``<out>/benchmark.csv``, ``<out>/filters.csv`` and
+``<out>/summary.json``.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from labelbench.evaluation.benchmark import datasets_from_params, run_benchmark, write_outputs
-from labelbench.data.io import DataError
 from labelbench.config import ParamsError, load_params
+from labelbench.data.io import DataError
+from labelbench.evaluation.benchmark import run_benchmark, write_outputs
+from labelbench.evaluation.params import BenchmarkParams
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="metrics")
-    args = parser.parse_args()
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
-        section = params.section("benchmark")
-        table, filters = run_benchmark(
-            datasets_from_params(params),
-            lift_k=int(section.get("lift_k", [100])[0]),
-            ensembles=section.get("ensembles", []),
-            workers=int(section.get("workers", 2)),
-        )
+        params = load_params(BenchmarkParams)
+        table, filters = run_benchmark(params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles,
+                                       workers=params.benchmark.workers)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_outputs(table, filters, Path(args.out), lift_k=int(section.get("lift_k", [100])[0]))
+    write_outputs(table, filters, args.out, lift_k=params.lift_k)
     return 0
 
 

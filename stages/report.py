@@ -1,7 +1,9 @@
-"""Stage `report`: reports/benchmark.md and the PNG figures, from the benchmark stage's outputs.
+"""Stage `report`: the markdown report and the PNG figures, from the benchmark stage's outputs.
 
-Independent of `score`: reads metrics/benchmark.csv, metrics/filters.csv, metrics/summary.json and
-the datasets (for the PR curves and the most-likely-mislabeled list, with params `report.*`).
+    python stages/report.py --metrics metrics --out reports/benchmark.md --figures plots
+
+Reads ``<metrics>/{benchmark.csv,filters.csv,summary.json}`` and the datasets (for the PR curves
+and the most-likely-mislabeled list); writes ``--out`` and ``<figures>/{auroc_dot_plot,pr_curves}.png``.
 """
 
 import argparse
@@ -11,14 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS, datasets_from_params
-from labelbench.data.io import DataError
 from labelbench.config import ParamsError, load_params
+from labelbench.data.io import DataError
+from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS
+from labelbench.evaluation.metrics import metric_names
+from labelbench.evaluation.params import ReportParams
 from labelbench.evaluation.report import dot_plot, method_scores, pr_curves, top_ranked, write_markdown
-from labelbench.evaluation.scores import resolve_method
 
 
-def read_table(path: str, columns: list[str]) -> pd.DataFrame:
+def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     """A table written by the benchmark stage, with its columns checked."""
     try:
         frame = pd.read_csv(path)
@@ -26,41 +29,41 @@ def read_table(path: str, columns: list[str]) -> pd.DataFrame:
         raise DataError(path, f"not a readable CSV ({exc})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing or frame.empty:
-        raise DataError(path, f"missing columns {missing}" if missing else "has no rows")
+        raise DataError(path, f"missing columns {missing} (rerun the benchmark stage)" if missing else "has no rows")
     return frame
 
 
-def read_summary(path: str) -> dict:
+def read_summary(path: Path) -> dict:
     try:
-        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+        summary = json.loads(path.read_text(encoding="utf-8"))
         summary["num_pairs"], summary["methods"].items()  # noqa: B018 - shape check
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(path, f"not a summary written by the benchmark stage ({exc!r})") from None
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--figures", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
-        section = params.section("report")
-        datasets = datasets_from_params(params)
-        benchmark = read_table("metrics/benchmark.csv", BENCHMARK_COLUMNS)
-        filters = read_table("metrics/filters.csv", FILTER_COLUMNS)
-        summary = read_summary("metrics/summary.json")
-        method = resolve_method(section.get("ranking_method", "self_confidence"))
-        scored = method_scores(datasets, method=method, ensemble=section.get("ranking_ensemble", params.ensemble))
-        top = top_ranked(scored, top_n=int(section.get("top_n", 20)))
-        figures = ["plots/auroc_dot_plot.png", "plots/pr_curves.png"]
-        dot_plot(benchmark, Path(figures[0]))
-        pr_curves(scored, Path(figures[1]), method=method)
+        params = load_params(ReportParams)
+        benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
+        filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
+        summary = read_summary(args.metrics / "summary.json")
+        report = params.report
+        scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
+        top = top_ranked(scored, top_n=report.top_n)
+        figures = [args.figures / "auroc_dot_plot.png", args.figures / "pr_curves.png"]
+        dot_plot(benchmark, figures[0])
+        pr_curves(scored, figures[1], method=report.ranking_method)
     except (DataError, ParamsError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_markdown(Path("reports/benchmark.md"), benchmark=benchmark, filters=filters,
-                   summary=summary, top=top, figures=figures)
+    write_markdown(args.out, benchmark=benchmark, filters=filters, summary=summary, top=top,
+                   figures=[f.as_posix() for f in figures], lift_k=params.lift_k)
     return 0
 
 

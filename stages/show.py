@@ -1,27 +1,24 @@
-"""Print the headline table (metrics/<dataset>.json of the selected score) in the terminal."""
+"""Print the headline table (metrics/models/<dataset>.json of the selected score) in the terminal."""
 
-import argparse
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from labelbench.config import ParamsError, load_params
+from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.report import headline
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
     try:
-        params = load_params(args.params)
+        params = load_params(EvaluateParams)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     adjust = " + adjust_pred_probs" if params.adjust_pred_probs else ""
     title = f"Label error detection with {params.score}{adjust} (ensemble: {params.ensemble})"
-    Console(width=120).print(headline(Path("metrics"), list(params.datasets), title=title))
+    Console(width=120).print(headline(Path("metrics"), list(params.roots()), lift_k=params.lift_k, title=title))
     print("Full tables: reports/benchmark.md   All variants: metrics/benchmark.csv")
     return 0
 

@@ -68,6 +68,11 @@ def clone_repo(dest: Path) -> Path:
     return dest
 
 
+def make(target: str, repo: Path, **kwargs) -> subprocess.CompletedProcess:
+    """``make <target>`` in ``repo`` with this interpreter's virtualenv (no set-up of a new one)."""
+    return run(["make", "-s", f"VENV={Path(sys.prefix)}", target], repo, **kwargs)
+
+
 def load_stage(name: str):
     """Import ``stages/<name>.py`` as a module (stage scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO_ROOT / "stages" / f"{name}.py")
@@ -81,15 +86,18 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def small_clone(dest: Path, *, datasets: dict, folds: int | None = 3) -> Path:
-    """:func:`clone_repo` with a quick configuration, committed: ``datasets`` replaces the
-    evaluated datasets and digits trains ``folds`` folds of 1 epoch at 8 px (None: unchanged).
-    dvc.lock is dropped, since it records the full configuration."""
+def small_clone(dest: Path, *, published: list[str], trained: bool = True, folds: int | None = 3) -> Path:
+    """:func:`clone_repo` with a quick configuration, committed: ``published`` replaces the evaluated
+    published datasets; digits is trained (``folds`` folds of 1 epoch at 8 px; None: unchanged) or,
+    with ``trained=False``, not at all. dvc.lock is dropped, since it records the full configuration."""
     root = clone_repo(dest)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["datasets"] = datasets
+    params["published"]["datasets"] = published
+    if not trained:
+        params["crossval"]["datasets"] = {}
     if folds is not None:
-        params["crossval"].update(folds=folds, fold_ids=list(range(folds)), epochs=1, image_size=8)
+        params["crossval"]["folds"] = list(range(folds))
+        params["train"].update(epochs=1, image_size=8)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "dvc.lock").unlink(missing_ok=True)
     run(["git", "add", "-A"], root)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import DVC_REMOTE, run, small_clone, stages_run
+from conftest import DVC_REMOTE, run, small_clone, stages_run, venv_env
 from labelbench.ops.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
@@ -14,9 +14,8 @@ pytestmark = pytest.mark.slow
 def repo(tmp_path_factory, published):
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
-    # One dataset keeps the test quick; the stages are the same for every dataset. benchmark and
-    # report depend on data/trained too, so digits trains, as small as possible.
-    root = small_clone(tmp_path_factory.mktemp("repo"), datasets={"roman-numeral": "data/published"})
+    # One dataset and no training keep the test quick; the stages are the same for every dataset.
+    root = small_clone(tmp_path_factory.mktemp("repo"), published=["roman-numeral"], trained=False)
     run(["dvc", "pull", "-q", "data/published.dvc"], root)
     run(["dvc", "repro", "-q"], root)
     run(["git", "add", "-A"], root)
@@ -32,63 +31,87 @@ def test_pull_gives_the_published_tree(repo, published):
 
 
 def test_repro_outputs_and_noop(repo):
-    metrics = json.loads((repo / "metrics/roman-numeral.json").read_text())
+    metrics = json.loads((repo / "metrics/models/roman-numeral.json").read_text())
     swin = metrics["models"]["swin_base_patch4_window7_224"]
     assert swin["auroc"] == pytest.approx(0.834956, abs=5e-7)
     assert metrics["num_errors"] == 372 and metrics["num_examples"] == 2831
-    assert "ensemble:avg_scores_weighted_by_inv_log_loss" in metrics["models"]
+    ensemble = metrics["models"]["ensemble:avg_scores_weighted_by_inv_log_loss"]
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    assert headline == {metric: {"roman-numeral": ensemble[metric]}
+                        for metric in ("auroc", "auprc", "lift_at_100", "lift_at_num_errors")}
     for rel in ["metrics/benchmark.csv", "metrics/filters.csv", "metrics/summary.json",
                 "reports/benchmark.md", "plots/auroc_dot_plot.png", "plots/pr/roman-numeral.csv",
                 "data/scores/roman-numeral.csv"]:
         assert (repo / rel).is_file(), rel
+        assert (repo / rel).stat().st_mode & 0o777 == 0o644, rel  # the usual mode (umask 022)
     again = run(["dvc", "repro"], repo)
     assert stages_run(again.stdout) == []
     assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
 
 
-def test_exp_run_margin_reruns_only_score_and_evaluate(repo):
+def restore(repo):
+    run(["git", "checkout", "--", "."], repo)
+    run(["dvc", "checkout", "-q"], repo)
+
+
+def test_exp_run_margin_reruns_only_evaluate(repo):
     result = run(["dvc", "exp", "run", "-S", "score=margin"], repo)
-    ran = stages_run(result.stdout)
-    assert sorted(ran) == ["evaluate@roman-numeral", "score@roman-numeral"], result.stdout
+    assert stages_run(result.stdout) == ["evaluate"], result.stdout
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
-    changed = diff["metrics/roman-numeral.json"]
+    assert set(diff) == {"metrics/headline.json"}
+    assert diff["metrics/headline.json"]["auroc.roman-numeral"]["new"] == pytest.approx(0.840040, abs=5e-7)
+    # per dataset and model, on request
+    detail = json.loads(run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/models/roman-numeral.json"],
+                            repo).stdout)["metrics/models/roman-numeral.json"]
     key = "models.swin_base_patch4_window7_224.auroc"
-    assert changed[key]["old"] == pytest.approx(0.834956, abs=5e-7)
-    assert changed[key]["new"] == pytest.approx(0.824684, abs=5e-7)
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    text = json.dumps(shown)
+    assert detail[key]["old"] == pytest.approx(0.834956, abs=5e-7)
+    assert detail[key]["new"] == pytest.approx(0.824684, abs=5e-7)
+    text = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
     assert '"score": "margin"' in text and '"adjust_pred_probs": false' in text
-    assert "metrics/roman-numeral.json" in text
+    # plain `dvc exp show` and `dvc metrics diff` at 120 columns: real numbers, no cut names
+    for cmd in (["dvc", "exp", "show", "--no-pager"], ["dvc", "metrics", "diff"]):
+        shown = run(cmd, repo, env={**venv_env(), "COLUMNS": "120"}).stdout
+        assert "auroc.roman-numeral" in shown and "0.84" in shown, shown
+        assert max(len(line) for line in shown.splitlines()) <= 120
     # plots diff renders both revisions into one offline page
     out = repo / "plots_diff"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
     page = (out / "index.html").read_text()
-    assert "Precision" in page or "precision" in page
+    assert "Precision-recall of the selected score" in page
     if is_offline_template(repo / ".dvc/plots_template.html"):
         assert "cdn.jsdelivr" not in page and 'src="http' not in page
-    run(["git", "checkout", "--", "."], repo)
-    run(["dvc", "checkout", "-q"], repo)
+    restore(repo)
 
 
 def test_adjust_pred_probs_run(repo):
     result = run(["dvc", "exp", "run", "-S", "score=self_confidence", "-S", "adjust_pred_probs=true"], repo)
-    assert sorted(stages_run(result.stdout)) == ["evaluate@roman-numeral", "score@roman-numeral"]
-    metrics = json.loads((repo / "metrics/roman-numeral.json").read_text())
+    assert stages_run(result.stdout) == ["evaluate"]
+    metrics = json.loads((repo / "metrics/models/roman-numeral.json").read_text())
     assert metrics["models"]["swin_base_patch4_window7_224"]["auroc"] == pytest.approx(0.837348, abs=5e-7)
-    run(["git", "checkout", "--", "."], repo)
-    run(["dvc", "checkout", "-q"], repo)
+    restore(repo)
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["score=marginal"], "unknown score method 'marginal'; valid: self_confidence, normalized_margin"),
-        (["score=cwe", "adjust_pred_probs=true"], "adjust_pred_probs=True is not supported by method 'confidence_weighted_entropy'"),
+        (["score=marginal"], "score = 'marginal': Value error, unknown score method 'marginal'; valid: self_confidence"),
+        (["score=cwe", "adjust_pred_probs=true"],
+         "adjust_pred_probs=True is not supported by method 'confidence_weighted_entropy'"),
+        (["lift_k=-5"], "lift_k = -5: Input should be greater than or equal to 1"),
+        (["lift_k=[100]"], "lift_k = [100]: Input should be a valid integer"),
+        (["published.models=[]"], "published.models = []: List should have at least 1 item"),
+        (["published.models=[swin_base]"], "unknown ['swin_base']; allowed: resnet18, resnet50d"),
+        (["crossval.folds=3"], "crossval.folds = 3: Input should be a valid list"),
+        (["crossval.folds=[1,2,3]"], "must be the fold ids 0..k-1"),
+        (["evaluate.curve_point=5"], "evaluate.curve_point = 5: Extra inputs are not permitted"),
     ],
 )
-def test_bad_params_fail_clearly(repo, overrides, message):
+def test_bad_params_are_refused_before_any_work(repo, overrides, message):
+    tracked = {p: (repo / p).read_bytes() for p in ("metrics/headline.json", "metrics/benchmark.csv")}
     args = ["dvc", "exp", "run"] + [a for o in overrides for a in ("-S", o)]
     result = run(args, repo, check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
-    run(["git", "checkout", "--", "."], repo)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert {p: (repo / p).read_bytes() for p in tracked} == tracked  # nothing deleted or half-written
+    restore(repo)

@@ -27,6 +27,18 @@ def workdir(tmp_path, monkeypatch):
 )
 def test_bad_benchmark_outputs(workdir, capsys, name, content, message):
     (workdir / "metrics" / name).write_text(content)
-    assert load_stage("report").main([]) == 1
+    argv = ["--metrics", "metrics", "--out", "reports/benchmark.md", "--figures", "plots"]
+    assert load_stage("report").main(argv) == 1
     assert message in capsys.readouterr().err
     assert not (workdir / "reports").exists()
+    assert not (workdir / "plots").exists()
+
+
+def test_markdown_tables_bold_the_best_of_each_column():
+    import pandas as pd
+
+    from labelbench.evaluation.report import _markdown_table
+
+    frame = pd.DataFrame({"a": [0.5, 0.75], "b": [0.9, 0.1]}, index=pd.Index(["x", "y"], name="method"))
+    assert _markdown_table(frame).splitlines()[2:] == ["| x        | 0.5000     | **0.9000** |",
+                                                       "| y        | **0.7500** | 0.1000     |"]

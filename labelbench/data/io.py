@@ -16,6 +16,7 @@ loaded with pickles enabled.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -143,11 +144,50 @@ def list_models(root: os.PathLike | str, dataset: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.npy"))
 
 
+def checksums_path(root: os.PathLike | str) -> Path | None:
+    """The ``sha256sum`` list of a data root: ``<root>.SHA256SUMS`` beside it (kept in git, so that it
+    pins the files even if the folder is damaged), else ``<root>/SHA256SUMS``; None when neither."""
+    for path in (Path(f"{root}.SHA256SUMS"), Path(root) / "SHA256SUMS"):
+        if path.is_file():
+            return path
+    return None
+
+
+def read_checksums(path: Path) -> dict[str, str]:
+    """A ``sha256sum`` file as relative path -> digest."""
+    sums = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name:
+            raise DataError(path, f"line {number} is not '<sha256>  <path>'")
+        sums[name] = digest
+    return sums
+
+
+def verify_checksum(path: Path, root: Path, sums: dict[str, str], listing: Path) -> None:
+    """DataError unless ``path`` has the digest that ``listing`` records for it (relative to ``root``)."""
+    name = path.relative_to(root).as_posix()
+    if name not in sums:
+        raise DataError(path, f"not listed in {listing}")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != sums[name]:
+        raise DataError(path, f"differs from {listing}: these are not the recorded bytes "
+                              f"(restore them with `dvc checkout --force {root}`)")
+
+
 def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None) -> Dataset:
-    """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``."""
+    """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``.
+
+    Where the root has a checksum list (:func:`checksums_path`; the authors' artifacts do), every
+    file read must match it, so a changed byte is one clear error, not a silently different result."""
     folder = Path(root) / name
     if not folder.is_dir():
         raise DataError(folder, "dataset folder not found")
+    listing = checksums_path(root)
+    if listing is not None:
+        sums = read_checksums(listing)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if models is None or path.parent.name != "pred_probs" or path.stem in models:
+                verify_checksum(path, Path(root), sums, listing)
     labels_path = folder / "given_labels.npy"
     given = load_npy(labels_path)
     check_labels(given, labels_path)
@@ -217,18 +257,23 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; outputs get the usual mode
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move the finished folder ``tmp`` (a sibling of ``out_dir``) into place, replacing an older
     ``out_dir``: readers see the old folder or the new one, never a half-written one."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
     old = None
     if out_dir.exists() or out_dir.is_symlink():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
@@ -236,6 +281,21 @@ def replace_dir(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block
+    succeeds (so no stale files survive from an earlier run, and a failure leaves the old folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_csv_strings(path: os.PathLike | str):
@@ -269,5 +329,9 @@ def write_npy(path, array: np.ndarray) -> None:
 
 
 def write_csv(path, frame) -> None:
+    """``frame`` as CSV, floats in Python's shortest round-trip form (exact, and several times
+    faster than pandas' own float formatting), NaN as an empty cell."""
+    floats = frame.select_dtypes("floating").columns
+    frame = frame.assign(**{c: ["" if v != v else repr(v) for v in frame[c].tolist()] for c in floats})
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.17g")
+        frame.to_csv(tmp, index=False)

@@ -1,6 +1,6 @@
-"""The `evaluate` stage: metrics and curves of a score table (written by :mod:`labelbench.evaluation.scoring`).
+"""Metrics and curves of a score table (built by :mod:`labelbench.evaluation.scoring`).
 
-Imports only numpy and pandas, so the stage starts fast. Score table (``data/scores/<dataset>.csv``), one row per example, in the dataset's row order:
+Score table (``data/scores/<dataset>.csv``), one row per example, in the dataset's row order:
 ``image_id, given_label, true_label (if known), is_label_error, <model>..., ensemble:<scheme>, rank``
 where each model column holds label quality scores (low = likely error) and ``rank`` orders the
 ensemble column (1 = most likely a label error).
@@ -8,39 +8,10 @@ ensemble column (1 = most likely a label error).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from labelbench.data.io import DataError
-from labelbench.evaluation.metrics import Ranking, ranking_metrics
-
-
-def read_score_table(path: str | Path) -> pd.DataFrame:
-    """Read and validate a score table written by :func:`score_table`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        frame = pd.read_csv(path, dtype={"image_id": str}, float_precision="round_trip")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV ({exc})") from None
-    required = {"image_id", "given_label", "is_label_error", "rank"}
-    missing = required - set(frame.columns)
-    if missing:
-        raise DataError(path, f"missing columns {sorted(missing)}")
-    if frame.empty:
-        raise DataError(path, "has no rows")
-    if not frame["is_label_error"].isin([0, 1]).all():
-        raise DataError(path, "is_label_error must be 0 or 1")
-    for column in score_columns(frame):
-        values = frame[column].to_numpy()
-        if not np.issubdtype(values.dtype, np.floating) or not np.isfinite(values).all():
-            raise DataError(path, f"column {column!r} must hold finite numbers")
-        if values.min() < 0 or values.max() > 1:
-            raise DataError(path, f"column {column!r} has scores outside [0, 1]")
-    return frame
+from labelbench.evaluation.metrics import Ranking, metric_names, ranking_metrics
 
 
 def score_columns(frame: pd.DataFrame) -> list[str]:
@@ -48,29 +19,22 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in fixed]
 
 
-def evaluate_table(
-    frame: pd.DataFrame, *, lift_k: int = 100, cv_accuracy: dict[str, float] | None = None
-) -> dict:
-    """Metrics per score column: AUROC, AUPRC, lift@k, lift@(number of errors), CV accuracy.
-
-    The top-level metrics repeat the headline column's (the ensemble), so that `dvc exp show
-    --drop models` gives one compact column per metric and dataset.
-    """
+def evaluate_table(frame: pd.DataFrame, *, lift_k: int, cv_accuracy: dict[str, float]) -> dict:
+    """Every registry metric per score column (each model, then the ensemble), plus CV accuracy."""
     is_error = frame["is_label_error"].to_numpy().astype(bool)
     per_model = {}
     for column in score_columns(frame):
         metrics = ranking_metrics(is_error=is_error, scores=frame[column].to_numpy(), lift_k=lift_k)
-        if cv_accuracy and column in cv_accuracy:
-            metrics["cv_accuracy"] = cv_accuracy[column]
-        per_model[column] = metrics
-    # Headline: the ensemble column when there is one (the last score column), else the only model.
-    headline = per_model[score_columns(frame)[-1]]
-    return {
-        "num_examples": int(is_error.shape[0]),
-        "num_errors": int(is_error.sum()),
-        **{k: v for k, v in headline.items() if k != "cv_accuracy"},
-        "models": per_model,
-    }
+        per_model[column] = {**metrics, "cv_accuracy": cv_accuracy[column]}
+    return {"num_examples": int(is_error.shape[0]), "num_errors": int(is_error.sum()), "models": per_model}
+
+
+def headline(per_dataset: dict[str, dict], *, lift_k: int) -> dict:
+    """``{metric: {dataset: value}}`` of each dataset's headline column (the ensemble when there is
+    one, the last score column, else the only model): what `dvc exp show` compares, metric first so
+    that one metric across datasets reads left to right."""
+    heads = {name: list(result["models"].values())[-1] for name, result in per_dataset.items()}
+    return {metric: {name: head[metric] for name, head in heads.items()} for metric in metric_names(lift_k)}
 
 
 def curve_tables(frame: pd.DataFrame, *, points: int = 101, lift_k_grid=None) -> dict[str, pd.DataFrame]:

@@ -17,37 +17,26 @@ import pandas as pd
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
 from labelbench.evaluation.ensembles import ensemble_scores
 from labelbench.data.io import atomic_path, load_dataset, write_text
-from labelbench.evaluation.metrics import Ranking
+from labelbench.evaluation.metrics import Ranking, metric_names
 from labelbench.evaluation.scores import ALL_VARIANTS, label_quality_scores
 
-METRIC_TITLES = {
-    "auroc": "AUROC",
-    "auprc": "AUPRC",
-    "lift_at_100": "lift@100",
-    "lift_at_num_errors": "lift@#errors",
-}
+def metric_title(name: str) -> str:
+    """Column title of a registry metric.
+
+    >>> [metric_title(m) for m in ("auroc", "lift_at_100", "lift_at_num_errors")]
+    ['AUROC', 'lift@100', 'lift@#errors']
+    """
+    titles = {"auroc": "AUROC", "auprc": "AUPRC"}
+    return titles.get(name, name.replace("lift_at_", "lift@").replace("num_errors", "#errors"))
 
 
-def _fmt(value: float, best: bool) -> str:
-    text = f"{value:.4f}"
-    return f"**{text}**" if best else text
-
-
-def _markdown_table(frame: pd.DataFrame, *, bold_max_by_column: bool = True) -> str:
-    """Render a numeric frame (index = row labels) with the best value of each column in bold."""
-    header = "| " + " | ".join([frame.index.name or ""] + [str(c) for c in frame.columns]) + " |"
-    rule = "|" + "---|" * (len(frame.columns) + 1)
-    lines = [header, rule]
-    best = frame.max(axis=0) if bold_max_by_column else None
-    for label, row in frame.iterrows():
-        cells = []
-        for column, value in row.items():
-            if isinstance(value, (float, np.floating)) and np.isfinite(value):
-                cells.append(_fmt(float(value), bold_max_by_column and np.isclose(value, best[column], rtol=0, atol=1e-12)))
-            else:
-                cells.append(str(value))
-        lines.append("| " + " | ".join([str(label)] + cells) + " |")
-    return "\n".join(lines)
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A numeric frame (index = row labels) as markdown, the best value of each column in bold."""
+    best = frame.max(axis=0)
+    cells = frame.apply(lambda column: [
+        f"**{v:.4f}**" if np.isfinite(v) and v >= best[column.name] - 1e-12 else f"{v:.4f}" for v in column
+    ])
+    return cells.to_markdown(disable_numparse=True)
 
 
 def _short_model(model: str) -> str:
@@ -124,7 +113,7 @@ def top_ranked(scored: dict, *, top_n: int) -> pd.DataFrame:
 
 
 def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame, summary: dict,
-                   top: pd.DataFrame, figures: list[str]) -> None:
+                   top: pd.DataFrame, figures: list[str], lift_k: int) -> None:
     parts = [
         "# Label error detection benchmark",
         "",
@@ -138,7 +127,7 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
         f"{summary['num_pairs']} (dataset, model) pairs (1 = best variant on every pair).",
         "",
     ]
-    summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=METRIC_TITLES)
+    summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=metric_title)
     summary_frame.index.name = "method"
     parts += [_markdown_table(summary_frame), ""]
     for figure in figures:
@@ -146,9 +135,8 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
     for dataset in dict.fromkeys(benchmark["dataset"]):
         sub = benchmark[benchmark["dataset"] == dataset]
         parts += [f"## {dataset}", ""]
-        for metric in ("auroc", "auprc", "lift_at_num_errors"):
-            if metric in sub.columns:
-                parts += [f"### {METRIC_TITLES[metric]}", "", _markdown_table(variant_tables(benchmark, dataset, metric)), ""]
+        for metric in metric_names(lift_k):
+            parts += [f"### {metric_title(metric)}", "", _markdown_table(variant_tables(benchmark, dataset, metric)), ""]
         if sub["model"].str.startswith(ENSEMBLE_PREFIX).any():
             parts += ["### Ensembles (AUROC)", "", _markdown_table(ensemble_table(benchmark, dataset, "auroc")), ""]
         if (filters["dataset"] == dataset).any():
@@ -188,8 +176,8 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(METRIC_TITLES.get(metric, metric))
-    ax.set_title(f"{METRIC_TITLES.get(metric, metric)} of label quality scores per dataset × model")
+    ax.set_xlabel(metric_title(metric))
+    ax.set_title(f"{metric_title(metric)} of label quality scores per dataset × model")
     fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)
@@ -233,27 +221,21 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def headline(metrics_dir: Path, datasets: list[str], *, title: str):
-    """A ``rich.table.Table`` of metrics/<dataset>.json: one row per dataset × model."""
+def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str):
+    """A ``rich.table.Table`` of ``<metrics_dir>/models/<dataset>.json``: one row per dataset × model."""
     from rich.table import Table
 
+    metrics = metric_names(lift_k) + ["cv_accuracy"]
     table = Table(title=title, title_justify="left")
-    for column in ("dataset", "model", "AUROC", "AUPRC", "lift@100", "lift@#errors", "CV acc."):
+    for column in ["dataset", "model"] + [metric_title(m) for m in metrics]:
         table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
     for name in datasets:
-        path = metrics_dir / f"{name}.json"
-        if not path.is_file():
-            continue
-        data = json.loads(path.read_text())
-        models = data["models"]
+        models = json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"]
         best = max(v["auroc"] for v in models.values())
         for i, (model, values) in enumerate(models.items()):
-            auroc = f"{values['auroc']:.4f}"
-            table.add_row(
-                name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
-                f"[bold]{auroc}[/bold]" if values["auroc"] == best else auroc,
-                f"{values['auprc']:.4f}", f"{values.get('lift_at_100', float('nan')):.3f}",
-                f"{values['lift_at_num_errors']:.3f}", f"{values.get('cv_accuracy', float('nan')):.4f}",
-                end_section=i == len(models) - 1,
-            )
+            cells = [f"{values[m]:.4f}" for m in metrics]
+            if values["auroc"] == best:
+                cells[0] = f"[bold]{cells[0]}[/bold]"
+            table.add_row(name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
+                          *cells, end_section=i == len(models) - 1)
     return table

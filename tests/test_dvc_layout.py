@@ -1,0 +1,141 @@
+"""dvc.yaml against the code: every stage lists exactly the project modules its script can import
+(transitively) and exactly the params keys its script reads, so no output can go stale."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+from labelbench.config import TOP_LEVEL_KEYS, declared_keys
+
+
+def module_file(name: str, root: Path) -> Path | None:
+    """The file of project module ``name`` (``labelbench.x.y``), or None for third-party modules."""
+    if name != "labelbench" and not name.startswith("labelbench."):
+        return None
+    base = root / Path(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def project_imports(script: Path, root: Path) -> set[Path]:
+    """Project files that ``script`` imports, directly or through other project modules, at module
+    level or inside functions (package ``__init__`` files included)."""
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        tree = ast.parse(todo.pop().read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+                    path = module_file(".".join(parts[:i]), root)
+                    if path is not None and path.is_file() and path not in seen:
+                        seen.add(path)
+                        todo.append(path)
+    return seen
+
+
+def docstring_only(path: Path) -> bool:
+    """A package ``__init__`` holding no code cannot change an output, so it need not be a dep."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def stage_script(cmd: str) -> str:
+    match = re.search(r"python (stages/\w+\.py)", cmd)
+    assert match, f"stage command does not run a stages/ script: {cmd}"
+    return match.group(1)
+
+
+def code_deps(deps: list[str], root: Path) -> set[Path]:
+    """Project .py files covered by a stage's deps (a folder covers every file under it)."""
+    files = set()
+    for dep in deps:
+        path = root / dep
+        if dep.startswith("labelbench") and path.is_dir():
+            files |= set(path.rglob("*.py"))
+        elif dep.startswith("labelbench"):
+            files.add(path)
+    return files
+
+
+def schema_of(script: Path):
+    """The params schema a stage script passes to ``load_params`` (None when it reads no params)."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) for alias in node.names}
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) == "load_params"]
+    if not calls:
+        return None
+    (call,) = calls
+    name = call.args[0].id
+    return getattr(importlib.import_module(imported[name]), name)
+
+
+def layout_problems(dvc_yaml: dict, root: Path = REPO_ROOT) -> list[str]:
+    """Every mismatch between the stages of ``dvc_yaml`` and their scripts, one line each."""
+    problems = []
+    for stage_name, stage in dvc_yaml["stages"].items():
+        body = stage.get("do", stage)
+        script = stage_script(body["cmd"])
+        deps = body.get("deps", [])
+        if script not in deps:
+            problems.append(f"{stage_name}: script {script} is not a dep")
+        imported = {p for p in project_imports(root / script, root) if not docstring_only(p)}
+        listed = code_deps(deps, root)
+        for path in sorted(imported - listed):
+            problems.append(f"{stage_name}: imports {path.relative_to(root)} but does not list it in deps")
+        for path in sorted(listed - imported):
+            problems.append(f"{stage_name}: lists {path.relative_to(root)} in deps but does not import it")
+        schema = schema_of(root / script)
+        reads = set(declared_keys(schema)) if schema else set()
+        declared = set(body.get("params", []))
+        for key in sorted(reads - declared):
+            problems.append(f"{stage_name}: reads params key {key} but does not declare it")
+        for key in sorted(declared - reads):
+            problems.append(f"{stage_name}: declares params key {key} but does not read it")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def dvc_yaml() -> dict:
+    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+
+
+def test_every_stage_lists_exactly_what_it_imports_and_reads(dvc_yaml):
+    assert layout_problems(dvc_yaml) == []
+
+
+def test_a_planted_omission_is_caught(dvc_yaml):
+    planted = copy.deepcopy(dvc_yaml)
+    planted["stages"]["report"]["deps"].remove("labelbench/evaluation/metrics.py")  # imported via benchmark
+    planted["stages"]["evaluate"]["params"].remove("lift_k")
+    planted["stages"]["crossval"]["deps"].append("labelbench/evaluation/report.py")
+    assert layout_problems(planted) == [
+        "crossval: lists labelbench/evaluation/report.py in deps but does not import it",
+        "evaluate: reads params key lift_k but does not declare it",
+        "report: imports labelbench/evaluation/metrics.py but does not list it in deps",
+    ]
+
+
+def test_params_yaml_has_exactly_the_known_top_level_keys():
+    from labelbench.config import FULL_BLOCKS
+    import labelbench.evaluation.params  # noqa: F401 - registers the evaluation blocks
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert list(params) == list(TOP_LEVEL_KEYS)
+    assert set(FULL_BLOCKS) | {"score", "adjust_pred_probs", "ensemble", "lift_k"} == set(TOP_LEVEL_KEYS)
