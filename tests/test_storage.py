@@ -76,7 +76,7 @@ def machine_a(tmp_path_factory, published):
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
     root = small_clone(tmp_path_factory.mktemp("machines") / "A", folds=2,
-                       datasets={"roman-numeral": "data/published", "digits": "data/trained"})
+                       published=["roman-numeral"])
     run(CLI + ["start"], root)
     yield root
     run(CLI + ["stop"], root, check=False)

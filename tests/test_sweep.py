@@ -136,7 +136,7 @@ def repo(tmp_path_factory, published):
     if not Path("/proc/self/cwd").exists():
         pytest.skip("needs /proc to check for leftover worker processes")
     # published only, and only `dvc repro evaluate` below: nothing trains
-    root = small_clone(tmp_path_factory.mktemp("sweep"), datasets={"roman-numeral": "data/published"},
+    root = small_clone(tmp_path_factory.mktemp("sweep"), published=["roman-numeral"], trained=False,
                        folds=None).resolve()
     run(["dvc", "pull", "-q", "data/published.dvc"], root)
     run(["dvc", "repro", "-q", "evaluate"], root)
