@@ -66,8 +66,9 @@ def ours(images_u8, labels, *, model_name, num_classes, batch_size, epochs, lr, 
     from labelbench.train.crossval import TrainConfig, create_model, fit
 
     device = torch.device("cuda")
-    config = TrainConfig(model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, image_size=images_u8.shape[-1],
-                         seed=seed, device="cuda", mixed_precision=True, workers=0)
+    config = TrainConfig(model=model_name, pretrained=False, epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=0.01, image_size=images_u8.shape[-1], seed=seed, device="cuda",
+                         mixed_precision=True, workers=0, folds=2, threads=0)  # as bare_loop (AdamW's weight decay)
     torch.manual_seed(seed)
     model = create_model(model_name, num_classes=num_classes, pretrained=False)
     history = fit(model, images_u8, labels, config=config, device=device, resident=resident)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.train.assemble import assemble
+from conftest import load_stage
 from labelbench.data.io import DataError, load_dataset, write_npy
+from labelbench.train.assemble import assemble
+from test_train import make_dataset, write_params
 
-REPO = Path(__file__).resolve().parents[1]
 N, K, FOLDS = 30, 3, 3
 
 
@@ -127,39 +127,28 @@ def test_failed_assemble_keeps_previous_output(tmp_path):
     assert (tmp_path / "out" / "d" / "pred_probs" / "m.npy").read_bytes() == before
 
 
-def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_end_to_end_crossval_then_assemble(tmp_path, capsys):
+def test_end_to_end_crossval_then_assemble(tmp_path, capsys, monkeypatch):
     """Real training (test_resnet, 1 epoch, 16 px) of 3 folds through both stage CLIs."""
-    spec = importlib.util.spec_from_file_location("_tiny_data", REPO / "tests" / "test_train.py")
-    helpers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helpers)
-    data = helpers.make_dataset(tmp_path / "raw" / "tiny")
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "crossval:\n  models: [test_resnet]\n  epochs: 1\n  batch_size: 16\n  folds: 3\n  device: cpu\n"
-    )
-    crossval = _stage("crossval")
+    data = make_dataset(tmp_path / "raw" / "tiny")
+    write_params(tmp_path, {"train.epochs": 1, "train.batch_size": 16, "train.image_size": 16, "train.device": "cpu",
+                            "crossval.folds": [0, 1, 2], "crossval.models": ["test_resnet"]})
+    monkeypatch.chdir(tmp_path)
+    crossval = load_stage("crossval")
     for f in range(3):
         assert crossval.main([
-            "--dataset", "tiny", "--model", "test_resnet", "--fold", str(f), "--params", str(params),
+            "--dataset", "tiny", "--model", "test_resnet", "--fold", str(f),
             "--images", str(data["images_root"]), "--labels", str(data["labels_csv"]),
             "--folds", str(data["folds_csv"]), "--out", str(tmp_path / "crossval" / "tiny" / "test_resnet" / f"fold_{f}"),
         ]) == 0
-    assert _stage("assemble").main([
-        "--dataset", "tiny", "--labels", str(data["labels_csv"]), "--crossval-root", str(tmp_path / "crossval"),
-        "--params", str(params), "--out", str(tmp_path / "trained"),
-    ]) == 0
+    argv = ["--dataset", "tiny", "--labels", str(data["labels_csv"]), "--crossval-root", str(tmp_path / "crossval"),
+            "--out", str(tmp_path / "trained")]
+    assert load_stage("assemble").main(argv) == 0
     assert "tiny/test_resnet: 60 rows x 3 classes" in capsys.readouterr().out
     ds = load_dataset(tmp_path / "trained", "tiny")
     assert ds.pred_probs["test_resnet"].shape == (60, 3) and ds.num_errors == 3
-    assert _stage("assemble").main([
-        "--dataset", "tiny", "--labels", str(data["labels_csv"]), "--crossval-root", str(tmp_path / "crossval"),
-        "--models", "test_resnet", "--folds", "4", "--out", str(tmp_path / "trained"),
-    ]) == 1
+    write_params(tmp_path, {"crossval.folds": [0, 1, 2, 3], "crossval.models": ["test_resnet"]})
+    assert load_stage("assemble").main(argv) == 1  # crossval.folds names a fold that was not trained
     assert "fold_3" in capsys.readouterr().err
+    write_params(tmp_path, {"crossval.folds": [1, 2, 3]})
+    assert load_stage("assemble").main(argv) == 1
+    assert "crossval.folds" in capsys.readouterr().err

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from labelbench.train.dedupe import dedupe, find_duplicates, image_id_sort_key, read_labels_csv
+from labelbench.train.dedupe import dedupe, find_duplicates
+from labelbench.data.io import image_id_sort_key, read_labels_csv
 from labelbench.data.io import DataError
 from conftest import load_stage
 

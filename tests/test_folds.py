@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.train.folds import assign_folds, folds_table
 from conftest import load_stage
+from labelbench.train.folds import assign_folds, folds_table
+from test_train import write_params
 
 
 LABELS = np.random.default_rng(0).choice(4, size=1000, p=[0.4, 0.3, 0.2, 0.1])
@@ -47,30 +48,36 @@ def test_small_class_names_class_and_count():
 
 @pytest.mark.parametrize("k", [1, 0, 2.5, True])
 def test_bad_k(k):
-    with pytest.raises(ValueError, match="k must be an integer >= 2"):
+    with pytest.raises(ValueError, match="n_splits=2 or more|number of folds must be of Integral type"):
         assign_folds(labels=LABELS, k=k, seed=0)
 
 
-def test_stage_writes_image_id_fold_in_input_order(tmp_path):
+def run_stage(folder, labels, out, *, k: int = 5, seed: int | None = 0) -> int:
+    write_params(folder, {"crossval.folds": list(range(k)), "crossval.fold_seed": seed})
+    return load_stage("folds").main(["--in", str(labels), "--out", str(out)])
+
+
+def test_stage_writes_image_id_fold_in_input_order(tmp_path, monkeypatch):
     ids = [f"img/{i:04d}.png" for i in range(len(LABELS))][::-1]
     path = tmp_path / "labels.csv"
     pd.DataFrame({"image_id": ids, "given_label": LABELS, "true_label": "", "label_error": ""}).to_csv(path, index=False)
     out = tmp_path / "folds" / "folds.csv"
-    stage = load_stage("folds")
-    assert stage.main(["--in", str(path), "--out", str(out), "--k", "5", "--seed", "0"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert run_stage(tmp_path, path, out) == 0
     written = pd.read_csv(out)
     assert list(written.columns) == ["image_id", "fold"]
     assert written["image_id"].tolist() == ids
     np.testing.assert_array_equal(written["fold"].to_numpy(), assign_folds(labels=LABELS, k=5, seed=0))
-    assert stage.main(["--in", str(path), "--out", str(out), "--k", "5", "--seed", "null"]) == 0
+    assert run_stage(tmp_path, path, out, seed=None) == 0
     np.testing.assert_array_equal(pd.read_csv(out)["fold"].to_numpy(), assign_folds(labels=LABELS, k=5, seed=None))
 
 
-def test_stage_small_class_is_data_error(tmp_path, capsys):
+def test_stage_small_class_is_data_error(tmp_path, capsys, monkeypatch):
     path = tmp_path / "labels.csv"
     path.write_text("image_id,given_label,true_label,label_error\n" + "".join(
         f"{i}.png,{int(i >= 8)},,\n" for i in range(10)))
-    assert load_stage("folds").main(["--in", str(path), "--out", str(tmp_path / "f.csv"), "--k", "3"]) == 1
+    monkeypatch.chdir(tmp_path)
+    assert run_stage(tmp_path, path, tmp_path / "f.csv", k=3, seed=None) == 1
     err = capsys.readouterr().err
     assert str(path) in err and "class 1 has 2" in err and "missing from a fold" in err
     assert not (tmp_path / "f.csv").exists()
@@ -82,6 +89,15 @@ def test_folds_table_columns():
     assert table.to_dict("list") == {"image_id": ["a", "b", "c", "d"], "fold": [0, 0, 1, 1]}
 
 
-def test_stage_rejects_bad_seed(tmp_path):
-    with pytest.raises(SystemExit):
-        load_stage("folds").main(["--in", "x", "--out", "y", "--k", "5", "--seed", "abc"])
+@pytest.mark.parametrize("changes, message", [
+    ({"crossval.fold_seed": "abc"}, "crossval.fold_seed = 'abc'"),
+    ({"crossval.fold_seed": -1}, "crossval.fold_seed = -1"),
+    ({"crossval.folds": [0]}, "crossval.folds = [0]"),
+    ({"crossval.folds": [0, 2]}, "crossval.folds = [0, 2]"),
+])
+def test_stage_rejects_bad_params(tmp_path, capsys, monkeypatch, changes, message):
+    write_params(tmp_path, changes)
+    monkeypatch.chdir(tmp_path)
+    assert load_stage("folds").main(["--in", "missing.csv", "--out", "f.csv"]) == 1  # before reading anything
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelbench.train.dedupe import read_labels_csv
-from labelbench.train.noise import add_noise, make_noise_matrix, noisy_labels_table, read_classes
-from labelbench.data.io import DataError
 from conftest import load_stage
+from labelbench.data.io import DataError
+from labelbench.data.io import read_classes, read_labels_csv
+from labelbench.train.noise import add_noise, make_noise_matrix, noisy_labels_table
+from test_train import write_params
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
 
@@ -29,7 +30,15 @@ def cifar_10s():
     )
 
 
-def test_reproduces_published_cifar_10s(tmp_path):
+def run_stage(folder: Path, dataset: str, noise: dict, classes: list[str], labels: Path, out: Path) -> int:
+    """stages/noise.py on ``labels`` with ``crossval.datasets = {dataset: noise}``, cwd ``folder``."""
+    write_params(folder, {"crossval.datasets": {dataset: noise}})
+    (folder / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    return load_stage("noise").main([dataset, "--in", str(labels), "--classes", str(folder / "classes.txt"),
+                                     "--out", str(out)])
+
+
+def test_reproduces_published_cifar_10s(tmp_path, monkeypatch):
     """The stage, fed the true labels, returns the published given labels on all 50,000 rows.
 
     The published arrays are NOT in sorted-path order; the stage sorts by image_id
@@ -42,9 +51,9 @@ def test_reproduces_published_cifar_10s(tmp_path):
         path, index=False
     )
     out = tmp_path / "out"
-    assert load_stage("noise").main([
-        "--in", str(path), "--out", str(out), "--noise-amount", "0.2", "--sparsity", "0.4", "--seed", "0",
-    ]) == 0
+    monkeypatch.chdir(tmp_path)
+    noise = {"noise_amount": 0.2, "sparsity": 0.4, "noise_seed": 0}
+    assert run_stage(tmp_path, "cifar-10s", noise, [str(c) for c in range(10)], path, out) == 0
     written = read_labels_csv(out / "labels.csv")
     assert written["image_id"].tolist() == ids
     np.testing.assert_array_equal(written["given_label"].to_numpy(), given)
@@ -153,30 +162,34 @@ def test_table_uses_true_label_then_given_and_keeps_input_order(tmp_path):
     assert 0.45 < record["realised_noise_rate"] <= 0.5
 
 
-def test_stage_zero_amount_passes_through(tmp_path):
+def test_stage_zero_amount_passes_through(tmp_path, monkeypatch):
     text = "image_id,given_label,true_label,label_error\na/1.png,1,0,1\na/2.png,0,,\nb/1.png,1,1,0\n"
     path = tmp_path / "labels.csv"
     path.write_text(text)
     out = tmp_path / "out"
-    assert load_stage("noise").main(["--in", str(path), "--out", str(out), "--noise-amount", "0", "--sparsity", "0"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert run_stage(tmp_path, "human", {"noise_amount": 0, "sparsity": 0, "noise_seed": 0}, ["a", "b"], path, out) == 0
     assert (out / "labels.csv").read_text() == text
     record = json.loads((out / "noise.json").read_text())
     assert record["realised_noise_rate"] == 0 and record["noise_matrix"] is None
 
 
-def test_stage_rejects_bad_input(tmp_path, capsys):
+def test_stage_rejects_bad_input(tmp_path, capsys, monkeypatch):
     path = tmp_path / "labels.csv"
     path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\nb/1.png,3,,\n")
-    classes = tmp_path / "classes.txt"
-    classes.write_text("a\nb\nc\n")
-    stage = load_stage("noise")
-    args = ["--in", str(path), "--out", str(tmp_path / "out"), "--sparsity", "0"]
-    assert stage.main(args + ["--noise-amount", "0.2", "--classes", str(classes)]) == 1
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    noise = {"noise_amount": 0.2, "sparsity": 0, "noise_seed": 0}
+    assert run_stage(tmp_path, "d", noise, ["a", "b", "c"], path, out) == 1
     assert "labels.csv" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        stage.main(args + ["--noise-amount", "1.2"])
-    assert "noise_amount must be in [0, 1)" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert run_stage(tmp_path, "d", {**noise, "noise_amount": 1.2}, ["a", "b", "c"], path, out) == 1
+    assert "crossval.datasets.d.noise_amount = 1.2" in capsys.readouterr().err
+    assert run_stage(tmp_path, "d", {**noise, "noise_amount": 0.8}, ["a", "b", "c"], path, out) == 1  # trace 0
+    assert "int(K * (1 - noise_amount)) >= 1" in capsys.readouterr().err
+    write_params(tmp_path, {"crossval.datasets": {"d": noise}})
+    assert load_stage("noise").main(["other", "--in", str(path), "--classes", "classes.txt", "--out", str(out)]) == 1
+    assert "crossval.datasets has no 'other'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_read_classes(tmp_path):

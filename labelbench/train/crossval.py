@@ -9,7 +9,7 @@ Inputs (written by upstream stages)::
 
 :func:`train_fold` trains on every fold but ``fold`` (on the *given*, possibly noisy labels)
 and predicts the held-out fold. It writes ``out_dir`` atomically (built in a temporary
-sibling folder, then renamed into place)::
+folder beside it, then renamed into place)::
 
     out_dir/
       model.safetensors          state dict (safetensors; nothing here is ever unpickled)
@@ -33,13 +33,12 @@ import dataclasses
 import difflib
 import json
 import os
-import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,11 +47,10 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from labelbench.train.dedupe import read_labels_csv
+from labelbench.config import Train
 from labelbench.data.io import DataError, read_csv_strings, replace_dir, write_npy, write_text
+from labelbench.data.io import read_classes, read_labels_csv
 
-DEVICES = ("auto", "cpu", "cuda")
-PARAMS_IGNORED = frozenset({"models", "datasets", "fold_ids", "fold_seed"})  # pipeline shape, not training settings
 _SHOWN = 5  # how many offending ids an error message names
 
 
@@ -60,66 +58,34 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """``pretrained: true`` but the weights cannot be fetched (offline) nor found in the cache."""
 
 
-# --- config ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings; :meth:`from_params` reads params.yaml's ``crossval:`` block.
+    """One crossval stage's settings: params.yaml's ``train`` block (validated by
+    :class:`labelbench.config.Train`; no defaults here), the timm ``model`` and ``folds`` = k.
+    The field order is that of each fold's ``config.yaml`` echo.
 
     ``threads``: CPU threads for torch (0 = every core this process may use); fixed for the whole run so that CPU
     results are reproducible on a given machine.
     """
 
-    model: str = "test_resnet"
-    pretrained: bool = False
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.01
-    weight_decay: float = 0.01
-    image_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    workers: int = 0
-    folds: int = 5
-    threads: int = 0
-
-    def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            expected = {"str": str, "bool": bool, "int": int, "float": (int, float)}[f.type]
-            if isinstance(value, bool) and f.type != "bool" or not isinstance(value, expected):
-                raise ValueError(f"crossval.{f.name} must be of type {f.type}, got {value!r}")
-        positive = ("epochs", "batch_size", "image_size", "folds")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"crossval.{name} must be >= 1, got {getattr(self, name)}")
-        if self.folds < 2:
-            raise ValueError(f"crossval.folds must be >= 2, got {self.folds}")
-        if not self.lr > 0:
-            raise ValueError(f"crossval.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"crossval.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.workers < 0 or self.threads < 0 or self.seed < 0:
-            raise ValueError("crossval.workers, crossval.threads and crossval.seed must be >= 0")
-        if self.device not in DEVICES:
-            raise ValueError(f"crossval.device must be one of {DEVICES}, got {self.device!r}")
+    model: str
+    pretrained: bool
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    image_size: int
+    seed: int
+    device: str
+    mixed_precision: bool
+    workers: int
+    folds: int
+    threads: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None = None, **overrides) -> "TrainConfig":
-        """Build from a params dict (unknown keys are an error; ``models`` is ignored)."""
-        values = {k: v for k, v in dict(params or {}).items() if k not in PARAMS_IGNORED}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown crossval setting(s) {unknown}; valid: {sorted(known)}")
-        if isinstance(values.get("lr"), int) and not isinstance(values.get("lr"), bool):
-            values["lr"] = float(values["lr"])
-        if isinstance(values.get("weight_decay"), int) and not isinstance(values["weight_decay"], bool):
-            values["weight_decay"] = float(values["weight_decay"])
-        return cls(**values)
+    def of(cls, train: Train, *, model: str, folds: int) -> "TrainConfig":
+        """From the validated ``train`` block, the model and the number of folds k."""
+        return cls(model=model, folds=folds, **train.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,10 +93,8 @@ class TrainConfig:
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error."""
-    if name not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("crossval.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
+        raise ValueError("train.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -164,26 +128,11 @@ def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_
     return text.astype(np.int64).to_numpy()
 
 
-def read_classes(images_root: os.PathLike | str) -> list[str] | None:
-    """Class names from ``classes.txt`` next to the images folder (or inside it), if present."""
-    images_root = Path(images_root)
-    for path in (images_root.parent / "classes.txt", images_root / "classes.txt"):
-        if path.is_file():
-            try:
-                names = path.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError as exc:
-                raise DataError(path, f"not UTF-8 text ({exc})") from None
-            if not names or any(not n.strip() for n in names):
-                raise DataError(path, "must hold one non-empty class name per line, no blank lines")
-            if len(set(names)) != len(names):
-                raise DataError(path, "repeats a class name")
-            return names
-    return None
-
-
 def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tuple[int, list[str] | None]:
-    """K from classes.txt when present (checked against the labels), else max label + 1."""
-    classes = read_classes(images_root)
+    """K from ``classes.txt`` beside the images folder when present (checked against the labels),
+    else max label + 1."""
+    path = Path(images_root).parent / "classes.txt"
+    classes = read_classes(path) if path.is_file() else None
     top = int(labels["given_label"].max())
     if labels["true_label"].notna().any():
         top = max(top, int(labels["true_label"].max()))
@@ -240,8 +189,7 @@ def load_images(
 
     if threads > 1 and len(paths) > 256:
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(work, range(len(paths)), chunksize=64):
-                pass
+            list(pool.map(work, range(len(paths)), chunksize=64))
     else:
         for i in range(len(paths)):
             work(i)
@@ -272,11 +220,8 @@ def check_model_name(name: str) -> None:
     if timm.is_model(name):
         return
     base = name.split(".")[0].lower()
-    names = timm.list_models()
-    close = difflib.get_close_matches(base, names, n=8, cutoff=0.6)
-    stem = base.replace("_", "").replace("-", "")
+    close = difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
     close += [n for n in timm.list_models(f"*{base}*") if n not in close]
-    close += [n for n in names if stem and stem in n.replace("_", "") and n not in close]
     hint = f"; did you mean: {', '.join(close[:10])}?" if close else "; see timm.list_models()"
     raise ValueError(f"unknown timm model {name!r}{hint}")
 
@@ -295,7 +240,7 @@ def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> to
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=3)
     if not timm.is_model_pretrained(name):
         raise PretrainedWeightsUnavailable(
-            f"timm has no pretrained weights for {name!r}; set crossval.pretrained: false "
+            f"timm has no pretrained weights for {name!r}; set train.pretrained: false "
             f"or pick a model from timm.list_models(pretrained=True)"
         )
     try:
@@ -303,7 +248,7 @@ def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> to
     except Exception as exc:  # hub / download / cache failures come in many types
         raise PretrainedWeightsUnavailable(
             f"pretrained weights for {name!r} are not available offline (no network and not in "
-            f"the Hugging Face cache: {type(exc).__name__}: {exc}). Set crossval.pretrained: false "
+            f"the Hugging Face cache: {type(exc).__name__}: {exc}). Set train.pretrained: false "
             f"in params.yaml, or pre-populate the HF cache (HF_HOME) with the weights on a "
             f"machine with network access."
         ) from exc
@@ -536,16 +481,12 @@ class FoldResult:
     seconds: float
 
 
-
-
 def train_fold(
     *, images_root: os.PathLike | str, labels_csv: os.PathLike | str, folds_csv: os.PathLike | str,
-    fold: int, config: TrainConfig | Mapping[str, Any], out_dir: os.PathLike | str,
+    fold: int, config: TrainConfig, out_dir: os.PathLike | str,
 ) -> FoldResult:
     """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring)."""
     started = time.perf_counter()
-    if not isinstance(config, TrainConfig):
-        config = TrainConfig.from_params(config)
     labels_csv, folds_csv, out_dir = Path(labels_csv), Path(folds_csv), Path(out_dir)
     table = read_labels_csv(labels_csv)
     image_ids = table["image_id"].tolist()
@@ -582,8 +523,9 @@ def train_fold(
         labels = torch.from_numpy(given)
 
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        try:
+        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as work:
+            tmp = Path(work) / out_dir.name
+            tmp.mkdir()
             live = _local_live_class()(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
             live.log_params({**config.to_dict(), "fold": fold, "num_classes": k})
 
@@ -617,9 +559,6 @@ def train_fold(
             }
             write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))
             replace_dir(tmp, out_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return FoldResult(
         out_dir=out_dir, heldout_indices=held, pred_probs=probs, history=history,
         heldout_accuracy=heldout_accuracy, seconds=time.perf_counter() - started,

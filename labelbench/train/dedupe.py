@@ -1,14 +1,14 @@
-"""Exact-duplicate removal, and the validated reader of a raw ``labels.csv``.
+"""Exact-duplicate removal from one raw dataset.
 
 Raw layout read here (one dataset)::
 
     <raw>/<dataset>/
       images/<image_id>   PNG files; image_id is a relative path, e.g. ``train/airplane/0001.png``
       labels.csv          image_id, given_label, true_label (int or empty), label_error (0/1 or empty)
-      classes.txt         one class name per line (not read here)
+      classes.txt         one class name per line
 
 Two images are duplicates when the sha256 of their file bytes is equal. In each group of
-duplicates the image whose id sorts first (see :func:`image_id_sort_key`) is kept and the
+duplicates the image whose id sorts first (:func:`~labelbench.data.io.image_id_sort_key`) is kept and the
 others are removed; ``removed.csv`` names, for every removed image, the kept one.
 
 Only images listed in ``labels.csv`` take part. An image listed there but missing from
@@ -16,8 +16,6 @@ Only images listed in ``labels.csv`` take part. An image listed there but missin
 ``images/`` but not listed is ignored: it is not hashed and not written, and is returned in
 :attr:`DedupeResult.unlisted` so the stage can report the count.
 
->>> image_id_sort_key("train/cat/0002.png") < image_id_sort_key("train/cat-x/0001.png")
-True
 """
 
 from __future__ import annotations
@@ -25,110 +23,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
-from labelbench.data.io import DataError, read_csv_strings
+from labelbench.data.io import _SHOWN, DataError, image_id_sort_key, read_labels_csv
 
-LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
 REMOVED_COLUMNS = ("image_id", "duplicate_of")
-_SHOWN = 5  # how many offending ids an error message names
-
-
-def image_id_sort_key(image_id: str) -> tuple[tuple[str, ...], str]:
-    """Sort key of torchvision's ``ImageFolder`` order: by folder components, then file name.
-
-    Plain string sorting differs when a folder name is a prefix of another one followed by a
-    character below ``/`` (``cat`` vs ``cat-x``); ImageFolder sorts the class names themselves.
-    """
-    parts = PurePosixPath(image_id).parts
-    return tuple(parts[:-1]), parts[-1]
-
-
-def sorted_order(image_ids: Sequence[str]) -> np.ndarray:
-    """Permutation (N,) int64 that puts ``image_ids`` in ImageFolder order (stable)."""
-    keys = [image_id_sort_key(i) for i in image_ids]
-    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
-
-
-# --- reading labels.csv ---------------------------------------------------------------------
-
-
-def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
-    """Read and validate a ``labels.csv``; every failure is a DataError naming the file.
-
-    Returns a frame of N rows, in file order, with the columns in file order:
-    ``image_id`` str (unique, relative, non-empty), ``given_label`` int64 >= 0,
-    ``true_label`` nullable Int64 >= 0, ``label_error`` nullable Int64 in {0, 1}; any extra
-    column is kept as str. Where both ``true_label`` and ``label_error`` are present,
-    ``label_error`` must equal ``given_label != true_label``.
-    """
-    path = Path(path)
-    raw = read_csv_strings(path)
-    missing = [c for c in LABEL_COLUMNS if c not in raw.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
-    if len(raw) == 0:
-        raise DataError(path, "has a header but no rows")
-
-    ids = raw["image_id"].str.strip()
-    blank = ids == ""
-    if blank.any():
-        raise DataError(path, f"{int(blank.sum())} row(s) with an empty image_id (first at row {_row(blank)})")
-    bad_ids = [i for i in ids if not _is_relative_id(i)]
-    if bad_ids:
-        raise DataError(path, f"image_id must be a relative path inside images/, got {bad_ids[:_SHOWN]}")
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise DataError(path, f"{len(dup)} repeated image_id(s), e.g. {list(dup.iloc[:_SHOWN])}")
-
-    frame = raw.copy()
-    frame["image_id"] = ids
-    frame["given_label"] = _int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(
-        np.int64
-    )
-    frame["true_label"] = _int_column(raw["true_label"], path, "true_label", allow_empty=True)
-    errors = _int_column(raw["label_error"], path, "label_error", allow_empty=True)
-    if ((errors != 0) & (errors != 1)).fillna(False).any():
-        raise DataError(path, f"label_error must be 0, 1 or empty; found {sorted(set(errors.dropna()) - {0, 1})}")
-    frame["label_error"] = errors
-    both = frame["true_label"].notna() & errors.notna()
-    expected = (frame["given_label"] != frame["true_label"]).astype("Int64")
-    wrong = both & (expected != errors).fillna(False)
-    if wrong.any():
-        raise DataError(
-            path, f"label_error disagrees with given_label != true_label on {int(wrong.sum())} row(s) "
-            f"(first at row {_row(wrong)}, image_id {frame['image_id'][wrong].iloc[0]!r})"
-        )
-    return frame
-
-
-def _row(mask: pd.Series) -> int:
-    """1-based data row (the header is not counted) of the first True in ``mask``."""
-    return int(np.flatnonzero(mask.to_numpy())[0]) + 1
-
-
-def _is_relative_id(image_id: str) -> bool:
-    p = PurePosixPath(image_id)
-    return not p.is_absolute() and "\\" not in image_id and ".." not in p.parts and p.name != ""
-
-
-def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:
-    """Parse decimal non-negative integers; empty strings become <NA> where allowed."""
-    text = values.str.strip()
-    empty = text == ""
-    if empty.any() and not allow_empty:
-        raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
-    bad = ~empty & ~text.str.fullmatch(r"\+?\d+")
-    if bad.any():
-        raise DataError(
-            path, f"{name} must be integers >= 0; found {list(text[bad].unique()[:_SHOWN])} "
-            f"(first at row {_row(bad)})"
-        )
-    return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")
 
 
 # --- dedupe ---------------------------------------------------------------------------------

@@ -23,8 +23,6 @@ The global numpy RNG state is saved before and restored after, so callers see no
 from __future__ import annotations
 
 import contextlib
-import math
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -34,8 +32,7 @@ from cleanlab.benchmarking.noise_generation import (
     generate_noisy_labels,
 )
 
-from labelbench.train.dedupe import sorted_order
-from labelbench.data.io import DataError
+from labelbench.data.io import sorted_order
 
 
 @contextlib.contextmanager
@@ -49,16 +46,11 @@ def preserved_numpy_rng() -> Iterator[None]:
 
 
 def check_noise_params(*, noise_amount: float, sparsity: float, num_classes: int) -> int:
-    """Validate the parameters and return the trace ``int(K * (1 - noise_amount))``.
-
-    Raises ValueError stating the valid range: noise_amount in [0, 1) with a trace >= 1,
-    sparsity in [0, 1], K >= 2.
-    """
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if not _is_real(noise_amount) or not 0 <= noise_amount < 1:
+    """The trace ``int(K * (1 - noise_amount))``; ValueError unless noise_amount is in [0, 1) with a
+    trace >= 1 and sparsity in [0, 1] (params.yaml is validated already; this guards library calls)."""
+    if not 0 <= noise_amount < 1:
         raise ValueError(f"noise_amount must be in [0, 1), got {noise_amount!r}")
-    if not _is_real(sparsity) or not 0 <= sparsity <= 1:
+    if not 0 <= sparsity <= 1:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
     trace = int(num_classes * (1 - noise_amount))
     if trace < 1:
@@ -68,10 +60,6 @@ def check_noise_params(*, noise_amount: float, sparsity: float, num_classes: int
             f"(K = {num_classes}: below {1 - 1 / num_classes:g})"
         )
     return trace
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def make_noise_matrix(*, num_classes: int, noise_amount: float, sparsity: float, seed: int = 0) -> np.ndarray:
@@ -176,23 +164,3 @@ def noisy_labels_table(
         "realised_noise_rate": changed / len(true),
         "noise_matrix": matrix.tolist(),
     }
-
-
-def read_classes(path) -> list[str]:
-    """Class names (K,) from a ``classes.txt``: one per line, non-empty, unique, K >= 2."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        names = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc})") from None
-    if not names:
-        raise DataError(path, "is empty")
-    if any(not n.strip() for n in names):
-        raise DataError(path, "contains blank lines")
-    if len(set(names)) != len(names):
-        raise DataError(path, "repeats a class name")
-    if len(names) < 2:
-        raise DataError(path, f"needs at least 2 classes, has {len(names)}")
-    return names

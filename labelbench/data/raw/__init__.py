@@ -19,26 +19,18 @@ digits               none (scikit-learn)                         ImageFolder (di
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
+from labelbench.data.download import fetch, verify
 from labelbench.data.io import DataError
-from labelbench.data.raw.cifar import (
-    CIFAR10_MD5,
-    CIFAR10_URL,
-    RestrictedUnpickler,
-    cifar10n_labels,
-    cifar10s_labels,
-    cifar2png_ids,
-    convert_cifar10,
-    convert_cifar10n,
-    convert_cifar10s,
-    load_cifar10_train,
-)
+from labelbench.data.raw.cifar import CIFAR10_MD5, CIFAR10_URL, convert_cifar10, convert_cifar10n, convert_cifar10s
 from labelbench.data.raw.digits import convert_digits
 from labelbench.data.raw.food import FOOD101N_URL, convert_food101n
-from labelbench.data.raw.layout import LABEL_COLUMNS, RawTable, atomic_dir, read_raw
-from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, ROMAN_CLASSES, convert_roman, roman_review_labels
+from labelbench.data.raw.layout import RawTable
+from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, convert_roman
 
 
 @dataclass(frozen=True)
@@ -50,6 +42,15 @@ class Source:
     md5: str | None = None
     sha256: str | None = None
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a dataset is built: ``convert(out=..., **{argument: path of its source}, [cifar10_raw=...])``."""
+
+    convert: Callable[..., RawTable]
+    sources: dict[str, Source] = field(default_factory=dict)
+    needs_cifar10: bool = False  # reuses the raw cifar-10 folder (raw.cifar10_raw)
 
 
 CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
@@ -65,7 +66,16 @@ ROMAN_ZIP = Source("roman-numeral.zip", note=f"the Data-Centric AI competition b
 ROMAN_XLSX = Source("roman-numeral_manual_review.xlsx", note="the manual label review of the roman-numeral data")
 FOOD101N_ZIP = Source("Food-101N_release.zip", FOOD101N_URL)
 
-DATASETS = ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral", "food-101n", "digits")
+#: Every dataset the raw stage builds, by name.
+DATASETS: dict[str, Recipe] = {
+    "cifar-10": Recipe(convert_cifar10, {"archive": CIFAR10_TAR}),
+    "cifar-10n-agg": Recipe(partial(convert_cifar10n, variant="agg"), {"human_labels": CIFAR10N_NPZ}, True),
+    "cifar-10n-worst": Recipe(partial(convert_cifar10n, variant="worst"), {"human_labels": CIFAR10N_NPZ}, True),
+    "cifar-10s": Recipe(convert_cifar10s, {"noisy_csv": CIFAR10S_CSV}, True),
+    "roman-numeral": Recipe(convert_roman, {"bundle": ROMAN_ZIP, "review": ROMAN_XLSX}),
+    "food-101n": Recipe(convert_food101n, {"archive": FOOD101N_ZIP}),
+    "digits": Recipe(convert_digits),
+}
 
 
 def source_path(source: Source, sources_dir: os.PathLike | str, *, download: bool) -> Path:
@@ -75,18 +85,12 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
     otherwise it is a DataError that says where to put it."""
     path = Path(sources_dir) / source.name
     if path.is_file():
-        if not (source.md5 or source.sha256):
-            return path
-        from labelbench.data.download import verify
-
         problem = verify(path, md5=source.md5, sha256=source.sha256)
         if problem is None:
             return path
         if not (download and source.url):
             raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
     if download and source.url:
-        from labelbench.data.download import fetch
-
         return fetch(source.url, path, md5=source.md5, sha256=source.sha256)
     where = f" from {source.url}" if source.url else ""
     hint = f" ({source.note})" if source.note else ""
@@ -94,44 +98,19 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
 
 
 def build(
-    dataset: str,
-    *,
-    out: os.PathLike | str,
-    sources_dir: os.PathLike | str,
-    cifar10_raw: os.PathLike | str | None = None,
-    download: bool = False,
+    dataset: str, *, out: os.PathLike | str, sources_dir: os.PathLike | str,
+    cifar10_raw: os.PathLike | str | None = None, download: bool = False,
 ) -> RawTable:
-    """Write raw ``dataset`` (one of :data:`DATASETS`) into ``out`` from ``sources_dir``.
+    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``.
 
     ``cifar10_raw`` is the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse.
     """
-    def src(source: Source) -> Path:
-        return source_path(source, sources_dir, download=download)
-
-    def base() -> Path:
-        if cifar10_raw is None:
-            raise ValueError(f"{dataset} needs cifar10_raw, the raw cifar-10 folder")
-        return Path(cifar10_raw)
-
-    if dataset == "cifar-10":
-        return convert_cifar10(archive=src(CIFAR10_TAR), out=out)
-    if dataset in ("cifar-10n-agg", "cifar-10n-worst"):
-        variant = dataset.rsplit("-", 1)[1]
-        return convert_cifar10n(cifar10_raw=base(), human_labels=src(CIFAR10N_NPZ), variant=variant, out=out)
-    if dataset == "cifar-10s":
-        return convert_cifar10s(cifar10_raw=base(), noisy_csv=src(CIFAR10S_CSV), out=out)
-    if dataset == "roman-numeral":
-        return convert_roman(bundle=src(ROMAN_ZIP), review=src(ROMAN_XLSX), out=out)
-    if dataset == "food-101n":
-        return convert_food101n(archive=src(FOOD101N_ZIP), out=out)
-    if dataset == "digits":
-        return convert_digits(out=out)
-    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-
-
-__all__ = [
-    "DATASETS", "LABEL_COLUMNS", "ROMAN_CLASSES", "DataError", "RawTable", "RestrictedUnpickler", "Source",
-    "atomic_dir", "build", "cifar10n_labels", "cifar10s_labels", "cifar2png_ids", "convert_cifar10",
-    "convert_cifar10n", "convert_cifar10s", "convert_digits", "convert_food101n", "convert_roman",
-    "load_cifar10_train", "read_raw", "roman_review_labels", "source_path",
-]
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    recipe = DATASETS[dataset]
+    if recipe.needs_cifar10 and cifar10_raw is None:
+        raise ValueError(f"{dataset} needs cifar10_raw, the raw cifar-10 folder")
+    paths = {arg: source_path(source, sources_dir, download=download) for arg, source in recipe.sources.items()}
+    if recipe.needs_cifar10:
+        paths["cifar10_raw"] = Path(cifar10_raw)
+    return recipe.convert(out=out, **paths)

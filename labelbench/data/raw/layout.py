@@ -9,43 +9,35 @@ One dataset, written into ``<out>/``::
 A column of ``labels.csv`` is either filled on every row or empty on every row (unknown for
 the whole dataset). Where both are known, ``label_error == (given_label != true_label)``.
 
-The folder is built in a temporary sibling ``.<name>.*.tmp`` and renamed into place only
+The folder is built in a temporary folder ``.<name>.*`` beside it and renamed into place only
 when everything is written, so a crash never leaves a half-written ``<out>``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
 import re
 import shutil
-import tempfile
-import uuid
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from labelbench.data.io import DataError
+from labelbench.data.io import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
+    LABEL_COLUMNS, DataError, atomic_dir, image_id_sort_key, read_classes, read_labels_csv,
+)
 
-LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 _SHOWN = 5
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
 # PNG can hold these modes as they are; anything else (CMYK, YCbCr, F, ...) is stored as RGB.
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
-
-
-def folder_order_key(image_id: str) -> tuple[tuple[str, ...], str]:
-    """torchvision ``ImageFolder`` order: by folder components, then file name."""
-    parts = PurePosixPath(image_id).parts
-    return tuple(parts[:-1]), parts[-1]
 
 
 def check_image_id(image_id: str, source) -> str:
@@ -126,8 +118,8 @@ class RawTable:
         )
 
     def folder_sorted(self) -> "RawTable":
-        """This table in ImageFolder order of image_id (see :func:`folder_order_key`)."""
-        order = sorted(range(len(self)), key=lambda i: folder_order_key(self.image_ids[i]))
+        """This table in ImageFolder order of image_id (see :func:`image_id_sort_key`)."""
+        order = sorted(range(len(self)), key=lambda i: image_id_sort_key(self.image_ids[i]))
         return self.take(order)
 
     def labels_csv(self) -> str:
@@ -159,33 +151,6 @@ def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
 
 
 # --- writing ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_dir(out: os.PathLike | str) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out``; on success it replaces ``out``.
-
-    On any exception the temporary folder is removed and ``out`` is left as it was.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        yield tmp
-        old = None
-        if out.exists() or out.is_symlink():
-            old = out.parent / f".{out.name}.{uuid.uuid4().hex}.old"
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ImageWriter:
@@ -270,42 +235,17 @@ def read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive, *, limi
 def read_raw(root: os.PathLike | str) -> RawTable:
     """Read ``labels.csv`` and ``classes.txt`` of a raw folder (images are not opened)."""
     root = Path(root)
-    classes_path = root / "classes.txt"
-    labels_path = root / "labels.csv"
-    for p in (classes_path, labels_path):
-        if not p.is_file():
-            raise DataError(p, "file not found")
-    try:
-        classes = classes_path.read_text(encoding="utf-8").splitlines()
-        text = labels_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(labels_path, f"not UTF-8 text ({exc})") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(rows[0]) != LABEL_COLUMNS:
-        raise DataError(labels_path, f"header must be {','.join(LABEL_COLUMNS)}")
-    rows = rows[1:]
-    if any(len(r) != len(LABEL_COLUMNS) for r in rows):
-        raise DataError(labels_path, f"every row needs {len(LABEL_COLUMNS)} fields")
-    columns = list(zip(*rows)) if rows else [(), (), (), ()]
-    ids = list(columns[0])
-    given = _int_field(columns[1], labels_path, "given_label", optional=False)
-    true = _int_field(columns[2], labels_path, "true_label", optional=True)
-    errors = _int_field(columns[3], labels_path, "label_error", optional=True)
-    if errors is not None and not np.isin(errors, (0, 1)).all():
-        raise DataError(labels_path, "label_error must be 0, 1 or empty")
+    classes = read_classes(root / "classes.txt")
+    frame = read_labels_csv(root / "labels.csv")
+    optional = {}
+    for column in ("true_label", "label_error"):
+        values = frame[column]
+        if values.notna().any() and values.isna().any():
+            raise DataError(root / "labels.csv", f"{column} is empty on {int(values.isna().sum())} row(s) "
+                                                 "(empty must mean: empty on every row)")
+        optional[column] = values.to_numpy(np.int64) if values.notna().all() else None
     return RawTable(
-        image_ids=ids, given_labels=given, classes=classes, true_labels=true,
-        label_errors=None if errors is None else errors.astype(bool),
-    ).check(labels_path)
-
-
-def _int_field(values: Sequence[str], path, name: str, *, optional: bool) -> np.ndarray | None:
-    empty = [v.strip() == "" for v in values]
-    if optional and values and all(empty):
-        return None
-    if any(empty):
-        raise DataError(path, f"{name} is empty on {sum(empty)} row(s) (empty must mean: empty on every row)")
-    try:
-        return np.array([int(v) for v in values], dtype=np.int64)
-    except ValueError:
-        raise DataError(path, f"{name} must hold integers") from None
+        image_ids=frame["image_id"].tolist(), given_labels=frame["given_label"].to_numpy(np.int64), classes=classes,
+        true_labels=optional["true_label"],
+        label_errors=None if optional["label_error"] is None else optional["label_error"].astype(bool),
+    ).check(root / "labels.csv")
