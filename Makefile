@@ -49,8 +49,9 @@ test-fast: setup
 benchmark: pull
 	$(BIN)/python benchmarks/bench_benchmark_stage.py
 
-# Every score x adjust_pred_probs variant as a queued DVC experiment (2 workers) -> table + reports/sweep.md.
-# `dvc repro evaluate` first, so that digits is trained once, not inside every experiment.
+# Every valid score x adjust_pred_probs pair as a queued DVC experiment of the evaluate stage, run by
+# 2 queue workers -> comparison table + reports/sweep.md. `dvc repro evaluate` first, so that digits is
+# trained once (the experiments then find it in the run-cache), not inside every experiment.
 sweep: pull
 	dvc repro evaluate
 	$(BIN)/python -m labelbench.ops.sweep --jobs 2
