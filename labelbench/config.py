@@ -51,28 +51,33 @@ def _fold_ids(ids: list[int]) -> list[int]:
     return ids
 
 
+FoldList = Annotated[list[int], AfterValidator(_fold_ids)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+
+
 class Noise(Block):
     """Synthetic label noise of one trained dataset (cleanlab's generator; 0 keeps the labels)."""
 
     noise_amount: Annotated[float, Field(ge=0, lt=1)]
     sparsity: Annotated[float, Field(ge=0, le=1)]
-    noise_seed: Annotated[int, Field(ge=0)]
+    noise_seed: Count
 
 
 class Train(Block):
     """Training settings of every crossval stage (echoed into each fold's config.yaml)."""
 
     pretrained: bool
-    epochs: Annotated[int, Field(ge=1)]
-    batch_size: Annotated[int, Field(ge=1)]
+    epochs: Positive
+    batch_size: Positive
     lr: Annotated[float, Field(gt=0)]
     weight_decay: Annotated[float, Field(ge=0)]
-    image_size: Annotated[int, Field(ge=1)]
-    seed: Annotated[int, Field(ge=0)]
+    image_size: Positive
+    seed: Count
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool
-    workers: Annotated[int, Field(ge=0)]
-    threads: Annotated[int, Field(ge=0)]
+    workers: Count
+    threads: Count
 
 
 class Raw(Block):
@@ -86,8 +91,8 @@ class Crossval(Block):
 
     datasets: dict[str, Noise]
     models: Names
-    folds: Annotated[list[int], AfterValidator(_fold_ids)]
-    fold_seed: Annotated[int, Field(ge=0)] | None
+    folds: FoldList
+    fold_seed: Count | None
 
 
 #: Whole blocks, checked in full whenever a stage reads part of one, so that a typo or a bad
@@ -111,8 +116,8 @@ class NoiseParams(Part):
 
 
 class FoldsSettings(Part):
-    folds: Annotated[list[int], AfterValidator(_fold_ids)]
-    fold_seed: Annotated[int, Field(ge=0)] | None
+    folds: FoldList
+    fold_seed: Count | None
 
 
 class FoldsParams(Part):
@@ -120,7 +125,7 @@ class FoldsParams(Part):
 
 
 class FoldIds(Part):
-    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+    folds: FoldList
 
 
 class CrossvalParams(Part):
@@ -130,7 +135,7 @@ class CrossvalParams(Part):
 
 class AssembleSettings(Part):
     models: Names
-    folds: Annotated[list[int], AfterValidator(_fold_ids)]
+    folds: FoldList
 
 
 class AssembleParams(Part):

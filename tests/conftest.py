@@ -70,7 +70,7 @@ def clone_repo(dest: Path) -> Path:
 
 def make(target: str, repo: Path, **kwargs) -> subprocess.CompletedProcess:
     """``make <target>`` in ``repo`` with this interpreter's virtualenv (no set-up of a new one)."""
-    return run(["make", "-s", f"VENV={Path(sys.prefix)}", target], repo, **kwargs)
+    return run(["make", "-s", "-o", "setup", f"VENV={Path(sys.prefix)}", target], repo, **kwargs)
 
 
 def load_stage(name: str):

@@ -11,7 +11,7 @@ import pandas as pd
 from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
 
 from labelbench.data.io import load_dataset
-from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, _metric_row
+from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, FILTER_BY, _metric_row
 from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, LOG_LOSS_SEARCH_T
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, label_quality_scores
 
@@ -106,3 +106,29 @@ def _reference_weights_inner(weighting, labels, pred_probs_list):
         if loss < best:
             best, best_weights = loss, weights
     return best_weights
+
+
+def reference_filters(datasets: dict[str, tuple[str, Sequence[str]]], **find_label_issues_kwargs) -> pd.DataFrame:
+    """For each dataset × model × ``filter_by``: cleanlab's ``find_label_issues`` with its default
+    settings (unless ``find_label_issues_kwargs`` says otherwise), then scikit-learn's precision,
+    recall and F1 against the real errors. One dataset loaded at a time, nothing shared."""
+    from cleanlab.filter import find_label_issues
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    rows = []
+    for name, (root, models) in datasets.items():
+        data = load_dataset(root, name, models=list(models))
+        for model in models:
+            for filter_by in FILTER_BY:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # tiny-class and zero-division warnings
+                    flagged = find_label_issues(data.given_labels, data.pred_probs[model], filter_by=filter_by,
+                                                **find_label_issues_kwargs)
+                    rows.append({
+                        "dataset": name, "model": model, "filter_by": filter_by,
+                        "precision": float(precision_score(data.label_errors, flagged, zero_division=0)),
+                        "recall": float(recall_score(data.label_errors, flagged, zero_division=0)),
+                        "f1": float(f1_score(data.label_errors, flagged, zero_division=0)),
+                        "num_flagged": int(flagged.sum()),
+                    })
+    return pd.DataFrame(rows)

@@ -1,16 +1,23 @@
-"""The benchmark table reproduces the authors' numbers and the straightforward computation to 1e-9."""
+"""The benchmark table reproduces the authors' numbers and the straightforward computation to 1e-9;
+its filters, with one confident joint per pair, equal cleanlab's find_label_issues exactly.
 
+The exactness tests need the published pred_probs: without them they fail, they do not skip."""
+
+
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from cleanlab.count import compute_confident_joint
 from cleanlab.filter import find_label_issues
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from conftest import DATASETS, MODELS, REPO_ROOT
-from labelbench.evaluation.benchmark import FILTER_BY, run_benchmark, summarize
-from reference import reference_benchmark
+from conftest import DATASETS, MODELS, PUBLISHED, REPO_ROOT
 from labelbench.data.io import load_dataset
+from labelbench.evaluation import benchmark as bench
+from labelbench.evaluation.benchmark import FILTER_BY, run_benchmark, summarize
+from reference import reference_benchmark, reference_filters
 
 SWIN = "swin_base_patch4_window7_224"
 KEY = ["dataset", "model", "method", "adjust_pred_probs"]
@@ -43,6 +50,15 @@ AUTHORS_FILTERS = [
     ("cifar-10n-worst", SWIN, "predicted_neq_given", "f1", 0.952723),
     ("cifar-10s", SWIN, "both", "f1", 0.987163),
 ]
+
+
+@pytest.fixture(scope="module")
+def published():
+    """The published pred_probs; missing, the exactness tests fail (conftest's fixture would skip)."""
+    if not (PUBLISHED / "roman-numeral" / "given_labels.npy").is_file():
+        pytest.fail(f"published artifacts not found at {PUBLISHED}: the benchmark's exactness tests need them",
+                    pytrace=False)
+    return PUBLISHED
 
 
 @pytest.fixture(scope="module")
@@ -101,22 +117,35 @@ def test_filters_match_sklearn_on_a_sample(tables, published):
 
 
 def test_committed_tables_are_what_the_code_computes(tables):
-    """metrics/benchmark.csv and filters.csv in the repository are reproducible to 1e-9."""
+    """metrics/benchmark.csv and filters.csv in the repository are reproduced to 1e-12."""
     table, filters = tables
-    path = REPO_ROOT / "metrics" / "benchmark.csv"
-    if not path.is_file():
-        pytest.skip("metrics/benchmark.csv not generated yet")
-    committed = pd.read_csv(path, float_precision="round_trip")
+    committed = pd.read_csv(REPO_ROOT / "metrics" / "benchmark.csv", float_precision="round_trip")
     committed = committed[committed.dataset.isin(DATASETS)]
     merged = table.merge(committed, on=KEY, suffixes=("", "_file"), validate="one_to_one")
-    assert len(merged) == len(table)
+    assert len(merged) == len(table) == len(committed)
     for metric in METRICS:
-        assert (merged[metric] - merged[f"{metric}_file"]).abs().max() <= 1e-9
+        assert (merged[metric] - merged[f"{metric}_file"]).abs().max() <= 1e-12, metric
     committed_filters = pd.read_csv(REPO_ROOT / "metrics" / "filters.csv", float_precision="round_trip")
     committed_filters = committed_filters[committed_filters.dataset.isin(DATASETS)]
-    merged = filters.merge(committed_filters, on=["dataset", "model", "filter_by"], suffixes=("", "_file"))
-    assert len(merged) == len(filters)
-    assert (merged["f1"] - merged["f1_file"]).abs().max() <= 1e-12
+    merged = filters.merge(committed_filters, on=["dataset", "model", "filter_by"], suffixes=("", "_file"),
+                           validate="one_to_one")
+    assert len(merged) == len(filters) == len(committed_filters)
+    for column in ("precision", "recall", "f1"):
+        assert (merged[column] - merged[f"{column}_file"]).abs().max() <= 1e-12, column
+    assert (merged["num_flagged"] == merged["num_flagged_file"]).all()
+
+
+def test_filters_match_the_straightforward_loop(tables, published):
+    """Every filter row equals cleanlab's find_label_issues (default settings) + scikit-learn."""
+    _, filters = tables
+    datasets = {name: (str(published), MODELS) for name in ("roman-numeral", "cifar-10n-worst")}
+    reference = reference_filters(datasets, n_jobs=1)
+    ours = filters[filters.dataset.isin(datasets)]
+    merged = ours.merge(reference, on=["dataset", "model", "filter_by"], suffixes=("", "_ref"), validate="one_to_one")
+    assert len(merged) == len(ours) == len(reference)
+    assert (merged["num_flagged"] == merged["num_flagged_ref"]).all()
+    for column in ("precision", "recall", "f1"):
+        assert (merged[column] - merged[f"{column}_ref"]).abs().max() <= 1e-12, column
 
 
 def test_summary_normalisation(tables):
@@ -146,3 +175,24 @@ def test_parallel_equals_serial(published):
     b = run_benchmark(datasets, workers=2)
     pd.testing.assert_frame_equal(a[0], b[0])
     pd.testing.assert_frame_equal(a[1], b[1])
+
+
+def test_precomputed_confident_joint_filters_equal_plain_find_label_issues(published):
+    """The stage computes each pair's confident joint once and hands it to find_label_issues: the
+    masks equal cleanlab's find_label_issues without it, for every filter, on every published pair."""
+    for name in DATASETS:
+        data = load_dataset(published, name, models=MODELS[:2])
+        for model in MODELS[:2]:
+            labels, probs = data.given_labels, data.pred_probs[model]
+            confident_joint = compute_confident_joint(labels, probs)
+            for filter_by in FILTER_BY:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    plain = find_label_issues(labels, probs, filter_by=filter_by, n_jobs=1)
+                ours = bench._find_label_issues(labels, probs, filter_by, confident_joint)
+                assert np.array_equal(ours, plain), (name, model, filter_by)
+
+
+def test_unknown_ensemble_scheme_is_a_value_error(published):
+    with pytest.raises(ValueError, match="unknown ensemble scheme"):
+        run_benchmark({"roman-numeral": (str(published), MODELS)}, ensembles=["nope"], workers=1)

@@ -165,3 +165,34 @@ def test_log_loss_is_sklearns_bit_for_bit(published):
         assert log_loss(labels, p) == sklearn_log_loss(labels, p)
     with pytest.raises(ValueError, match="every one of the 4 classes"):
         log_loss(np.zeros(5, np.int64), np.full((5, 4), 0.25))
+
+
+@pytest.mark.parametrize("seed, ties", [(0, False), (3, True)])
+def test_curve_tables_match_sklearn(seed, ties):
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from labelbench.evaluation.evaluate import curve_tables
+
+    labels, p, is_error = random_problem(seed, ties=ties)
+    scores = label_quality_scores(labels=labels, pred_probs=p, method="self_confidence")
+    ranking = Ranking.from_scores(is_error=is_error, scores=scores)
+    precision, recall = ranking.pr_curve()
+    sk_precision, sk_recall, _ = precision_recall_curve(is_error, 1 - scores, drop_intermediate=False)
+    # scikit-learn: ascending thresholds, stops at full recall, then appends (1, 0)
+    n = sk_precision.shape[0] - 1
+    np.testing.assert_allclose(precision[:n], sk_precision[:-1][::-1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(recall[:n], sk_recall[:-1][::-1], rtol=0, atol=1e-12)
+    assert recall[n - 1] == 1.0
+    fpr, tpr = ranking.roc_curve()
+    sk_fpr, sk_tpr, _ = roc_curve(is_error, 1 - scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tpr, sk_tpr, rtol=0, atol=1e-12)
+    # the resampled tables DVC plots: best precision at recall >= r, best TPR at FPR <= f
+    import pandas as pd
+
+    frame = pd.DataFrame({"is_label_error": is_error.astype(int), "m": scores})
+    tables = curve_tables(frame, points=11)
+    for r, value in zip(tables["pr"]["recall"], tables["pr"]["precision"]):
+        assert value == pytest.approx(sk_precision[:-1][sk_recall[:-1] >= r - 1e-12].max(), abs=1e-12)
+    for f, value in zip(tables["roc"]["fpr"], tables["roc"]["tpr"]):
+        assert value == pytest.approx(sk_tpr[sk_fpr <= f + 1e-12].max(), abs=1e-12)

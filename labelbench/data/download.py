@@ -1,4 +1,4 @@
-"""Fetching source files safely: stream to a temporary file beside the destination, check
+"""Fetching source files safely: download into a temporary file beside the destination, check
 size and hash, then rename into place (:func:`labelbench.data.io.atomic_path`). A failed or
 unverifiable download leaves nothing behind; every failure is one :class:`DownloadError`
 naming the URL and the path where the file can be placed by hand instead.
@@ -9,15 +9,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO, Iterable
 
 from labelbench.data.io import atomic_path
 
-CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -34,32 +33,6 @@ class DownloadError(RuntimeError):
         )
 
 
-def _check(chunks: Iterable[bytes], *, sha256: str | None, md5: str | None, size: int | None) -> str | None:
-    """Hash ``chunks`` (stopping past ``size`` bytes); None when they match every given check."""
-    hashers = {name: hashlib.new(name, usedforsecurity=False) for name, want in (("sha256", sha256), ("md5", md5))
-               if want}
-    seen = 0
-    for chunk in chunks:
-        seen += len(chunk)
-        if size is not None and seen > size:
-            return f"more than the expected {size} bytes"
-        for h in hashers.values():
-            h.update(chunk)
-    if size is not None and seen != size:
-        return f"size {seen} bytes, expected {size}"
-    for name, want in (("sha256", sha256), ("md5", md5)):
-        if want and hashers[name].hexdigest() != want.lower():
-            return f"{name} {hashers[name].hexdigest()}, expected {want.lower()}"
-    return None
-
-
-def _read(fh: BinaryIO, copy_to: BinaryIO | None = None) -> Iterable[bytes]:
-    while chunk := fh.read(CHUNK):
-        if copy_to is not None:
-            copy_to.write(chunk)
-        yield chunk
-
-
 def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
            size: int | None = None) -> str | None:
     """None when ``path`` is a file matching every given check, else the problem in words."""
@@ -68,21 +41,22 @@ def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | Non
         return "file not found"
     if size is not None and path.stat().st_size != size:
         return f"size {path.stat().st_size} bytes, expected {size}"
-    with open(path, "rb") as fh:
-        return _check(_read(fh), sha256=sha256, md5=md5, size=size)
+    for name, want in (("sha256", sha256), ("md5", md5)):
+        if want:
+            with open(path, "rb") as fh:
+                got = hashlib.file_digest(fh, lambda: hashlib.new(name, usedforsecurity=False)).hexdigest()
+            if got != want.lower():
+                return f"{name} {got}, expected {want.lower()}"
+    return None
 
 
 def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
           size: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> Path:
-    """Download ``url`` to ``dest`` (http/https only) and return ``dest``.
-
-    If ``dest`` exists and passes the known checks (all of ``sha256``, ``md5``, ``size`` that
-    are given; with none given, existing is enough) nothing is downloaded. Otherwise the body
-    is streamed into a temporary file in dest's folder, checked, and renamed onto ``dest``.
-    ``timeout`` (seconds) bounds connecting and each read. Raises :class:`DownloadError`.
-    """
+    """Download ``url`` (http/https only) to ``dest`` unless ``dest`` already passes the given checks
+    (with none given, existing is enough); ``timeout`` (seconds) bounds connecting and each read.
+    Returns ``dest``; raises :class:`DownloadError`."""
     dest = Path(dest)
-    if dest.is_file() and verify(dest, sha256=sha256, md5=md5, size=size) is None:
+    if verify(dest, sha256=sha256, md5=md5, size=size) is None:
         return dest
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
@@ -91,7 +65,7 @@ def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: 
     with atomic_path(dest) as tmp:
         try:
             with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-                problem = _check(_read(response, out), sha256=sha256, md5=md5, size=size)
+                shutil.copyfileobj(response, out)
         except urllib.error.HTTPError as exc:
             raise DownloadError(url, dest, f"HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
@@ -100,6 +74,7 @@ def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: 
             raise DownloadError(url, dest, f"timed out after {timeout} s ({exc})") from None
         except (OSError, http.client.HTTPException) as exc:  # reset, short read, bad status line
             raise DownloadError(url, dest, f"transfer failed ({type(exc).__name__}: {exc})") from None
+        problem = verify(tmp, sha256=sha256, md5=md5, size=size)
         if problem:
             raise DownloadError(url, dest, f"downloaded file does not verify: {problem}")
     return dest

@@ -10,8 +10,9 @@ Outputs (long form):
 
 Fast path: each score vector is computed once (adjusted pred_probs shared between methods,
 per-model scores reused by the ``avg_scores*`` ensembles, log losses computed once per model),
-every metric comes from one sort, and (dataset, model) tasks run on a process pool.
-:func:`reference_benchmark` is the straightforward computation the tests compare against.
+every metric comes from one sort, each pair's confident joint is computed once for cleanlab's
+filters, the datasets are loaded once, and (dataset, model) tasks run on a process pool.
+``tests/reference.py`` holds the straightforward computation the tests compare against.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from cleanlab.count import compute_confident_joint
 from cleanlab.filter import find_label_issues
-from cleanlab.rank import get_label_quality_ensemble_scores, get_label_quality_scores
 
-from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, ensemble_scores, ensemble_weights, weighted_pred_probs
-from labelbench.data.io import load_dataset
+from labelbench.evaluation.ensembles import (
+    ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, weighted_pred_probs,
+)
+from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.metrics import filter_metrics, metric_names, ranking_metrics
-from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores, label_quality_scores
+from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
 FILTER_BY = (
     "prune_by_class",
@@ -64,8 +67,12 @@ def _metric_row(dataset, model, method, adjust, metrics):
     return {"dataset": dataset, "model": model, "method": method, "adjust_pred_probs": adjust, **metrics}
 
 
+# Datasets loaded (and validated) once in the parent, before the fork: the workers inherit them.
+_LOADED: dict[str, Dataset] = {}
+
+
 def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
-    data = load_dataset(task.root, task.dataset, models=list(task.models))
+    data = _LOADED[task.dataset]
     labels, is_error = data.given_labels, data.label_errors
     rows, filter_rows = [], []
     if task.kind == "model":
@@ -75,8 +82,9 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
             metrics = ranking_metrics(is_error=is_error, scores=scores, lift_k=task.lift_k)
             rows.append(_metric_row(task.dataset, model, method, adjust, metrics))
         if task.filters:
+            confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
             for filter_by in FILTER_BY:
-                flagged = _find_label_issues(labels, pred_probs, filter_by)
+                flagged = _find_label_issues(labels, pred_probs, filter_by, confident_joint)
                 filter_rows.append(
                     {"dataset": task.dataset, "model": model, "filter_by": filter_by,
                      **filter_metrics(is_error=is_error, flagged=flagged)}
@@ -114,10 +122,17 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
     return rows, filter_rows
 
 
-def _find_label_issues(labels, pred_probs, filter_by):
+#: The filters of find_label_issues that use a confident joint handed to them (the others compute
+#: their own, or none); a test holds the result equal to find_label_issues without it.
+USES_CONFIDENT_JOINT = ("prune_by_class", "prune_by_noise_rate", "both")
+
+
+def _find_label_issues(labels, pred_probs, filter_by, confident_joint=None):
+    given = {"confident_joint": confident_joint} if filter_by in USES_CONFIDENT_JOINT else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns about tiny classes; not ours to show
-        return find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1)
+        # n_jobs=1: the stage's own pool spreads the pairs; cleanlab's pool inside it would only contend
+        return find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1, **given)
 
 
 def make_tasks(
@@ -148,6 +163,10 @@ def run_benchmark(
     workers: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every task; returns (benchmark table, filter table) in a stable order."""
+    for check in ensembles:
+        check_scheme(check)
+    _LOADED.clear()
+    _LOADED.update({name: load_dataset(root, name, models=list(models)) for name, (root, models) in datasets.items()})
     tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters)
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     if workers > 1:
@@ -205,10 +224,6 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
         "num_pairs": int(single.groupby(["dataset", "model"]).ngroups),
         "methods": {v: {m: float(means.loc[v, m]) for m in metrics} for v in order},
     }
-
-
-def datasets_from_params(params) -> dict[str, tuple[str, list[str]]]:
-    return {name: (str(params.dataset_root(name)), params.models_for(name)) for name in params.datasets}
 
 
 def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from labelbench.config import FULL_BLOCKS, Block, Names, Noise, Part
+from labelbench.config import FULL_BLOCKS, Block, Names, Noise, Part, Positive
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -27,7 +27,6 @@ def _one_of(allowed: tuple[str, ...]):
 
 Scheme = Annotated[str, AfterValidator(check_scheme)]
 Method = Annotated[str, AfterValidator(resolve_method)]
-LiftK = Annotated[int, Field(ge=1)]
 
 
 class Published(Block):
@@ -43,11 +42,11 @@ class Evaluate(Block):
 
 class Benchmark(Block):
     ensembles: Annotated[list[Scheme], Field(min_length=1)]
-    workers: Annotated[int, Field(ge=1)]
+    workers: Positive
 
 
 class Report(Block):
-    top_n: Annotated[int, Field(ge=1)]
+    top_n: Positive
     ranking_method: Method
     ranking_ensemble: Scheme
 
@@ -86,7 +85,7 @@ class EvaluateParams(Datasets):
     score: Method
     adjust_pred_probs: bool
     ensemble: Scheme
-    lift_k: LiftK
+    lift_k: Positive
     evaluate: Evaluate
 
     @model_validator(mode="after")
@@ -96,11 +95,11 @@ class EvaluateParams(Datasets):
 
 
 class BenchmarkParams(Datasets):
-    lift_k: LiftK
+    lift_k: Positive
     benchmark: Benchmark
 
 
 class ReportParams(Datasets):
-    lift_k: LiftK
+    lift_k: Positive
     report: Report
 

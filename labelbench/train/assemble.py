@@ -1,19 +1,8 @@
-"""Assemble per-fold held-out predictions into the pred_probs data contract.
-
-Reads, for each model, the fold folders written by :func:`labelbench.train.train_fold`
-(``heldout_indices.npy`` int (n_fold,), ``heldout_pred_probs.npy`` float (n_fold, K)) and the
-labels table the folds were trained on, and writes ``<out_root>/<dataset>/`` (see
-:mod:`labelbench.data.io`)::
-
-    given_labels.npy        int64 (N,)
-    true_labels.npy         int64 (N,)   only when every row of labels.csv has a true_label
-    label_errors.npy        bool  (N,)   label_error column, else given != true
-    image_ids.txt           N lines, labels.csv order
-    pred_probs/<model>.npy  float64 (N, K)
-
-Every row must appear in exactly one fold of each model (DataError naming the fold folder
-otherwise). The dataset folder is built in a temporary folder beside it, checked with
-:func:`labelbench.data.io.load_dataset`, and only then renamed into place.
+"""Assemble per-fold held-out predictions (``heldout_indices.npy``, ``heldout_pred_probs.npy`` of
+:func:`labelbench.train.crossval.train_fold`) into the pred_probs data contract of :mod:`labelbench.data.io`:
+true_labels.npy only when every row has a true_label; label_errors.npy = label_error, else given != true.
+Every row must be in exactly one fold of each model; the output is checked with ``load_dataset``
+before it replaces an older one.
 """
 
 from __future__ import annotations
@@ -25,10 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from labelbench.data.io import read_labels_csv
-from labelbench.data.io import DataError, check_pred_probs, load_dataset, load_npy, replace_dir, write_npy, write_text
-
-_SHOWN = 5
+from labelbench.data.io import _SHOWN, DataError, check_pred_probs, load_dataset, load_npy, read_labels_csv
+from labelbench.data.io import replace_dir, write_npy, write_text
 
 
 def _fold_arrays(fold_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +38,6 @@ def _fold_arrays(fold_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def assemble_pred_probs(fold_dirs: Sequence[os.PathLike | str], n: int) -> np.ndarray:
     """(n, K) float64 from the held-out predictions of ``fold_dirs``: each row exactly once."""
-    if not fold_dirs:
-        raise ValueError("no fold folders given")
     out: np.ndarray | None = None
     owner = np.full(n, -1, dtype=np.int64)  # which fold dir filled each row
     dirs = [Path(d) for d in fold_dirs]
@@ -68,9 +53,8 @@ def assemble_pred_probs(fold_dirs: Sequence[os.PathLike | str], n: int) -> np.nd
         unique, counts = np.unique(indices, return_counts=True)
         if (counts > 1).any():
             rows = unique[counts > 1]
-            raise DataError(
-                fold_dir / "heldout_indices.npy", f"{rows.size} row(s) repeated within the fold: {rows[:_SHOWN].tolist()}"
-            )
+            raise DataError(fold_dir / "heldout_indices.npy",
+                            f"{rows.size} row(s) repeated within the fold: {rows[:_SHOWN].tolist()}")
         taken = owner[indices] >= 0
         if taken.any():
             rows = indices[taken]
@@ -95,9 +79,7 @@ def assemble(
     out_root: os.PathLike | str, dataset: str,
 ):
     """Write ``<out_root>/<dataset>/`` (module docstring) and return its :class:`~labelbench.data.io.Dataset`."""
-    labels_csv, out_root = Path(labels_csv), Path(out_root)
-    if not fold_dirs:
-        raise ValueError("no models given")
+    out_root = Path(out_root)
     if not dataset or "/" in dataset or dataset in (".", ".."):
         raise ValueError(f"invalid dataset name {dataset!r}")
     for model in fold_dirs:
@@ -119,14 +101,11 @@ def assemble(
             f"{int(table['label_error'].isna().sum())} row(s) have neither"
         )
     pred_probs = {model: assemble_pred_probs(dirs, n) for model, dirs in fold_dirs.items()}
-    ks = {m: p.shape[1] for m, p in pred_probs.items()}
     top = int(max(given.max(), true.max() if true is not None else 0))
-    for model, k in ks.items():
-        if top >= k:
-            raise DataError(
-                Path(fold_dirs[model][0]) / "heldout_pred_probs.npy",
-                f"{k} classes but {labels_csv} holds label {top}",
-            )
+    for model, probs in pred_probs.items():
+        if top >= probs.shape[1]:
+            raise DataError(Path(fold_dirs[model][0]) / "heldout_pred_probs.npy",
+                            f"{probs.shape[1]} classes but {labels_csv} holds label {top}")
 
     out_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{dataset}.", dir=out_root) as work:

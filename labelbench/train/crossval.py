@@ -1,29 +1,21 @@
 """Cross-validation training of one timm model on one fold: out-of-sample ``pred_probs``.
 
-Inputs (written by upstream stages)::
-
-    <images_root>/<image_id>     PNG files (``image_id`` e.g. ``train/3/0001.png``)
-    <images_root>/../classes.txt optional, one class name per line (K = its line count)
-    labels.csv                   image_id, given_label, true_label, label_error
-    folds.csv                    image_id, fold (0..k-1), rows in labels.csv order
-
-:func:`train_fold` trains on every fold but ``fold`` (on the *given*, possibly noisy labels)
-and predicts the held-out fold. It writes ``out_dir`` atomically (built in a temporary
-folder beside it, then renamed into place)::
+:func:`train_fold` trains on every fold but ``fold`` (on the *given*, possibly noisy labels of
+labels.csv; folds.csv holds ``image_id, fold`` in labels.csv order; K = lines of the optional
+``classes.txt`` beside the images folder) and predicts the held-out fold. It writes ``out_dir``
+atomically::
 
     out_dir/
-      model.safetensors          state dict (safetensors; nothing here is ever unpickled)
+      model.safetensors          state dict (nothing here is ever unpickled)
       heldout_indices.npy        int64 (n_fold,)    row indices into labels.csv
       heldout_pred_probs.npy     float64 (n_fold, K) softmax of the held-out rows
       config.yaml                the training config, timm ``args.yaml`` style, plus provenance
       dvclive/                   per-epoch train/loss, train/accuracy, lr (metrics.json, plots/)
 
-Images are decoded once into a uint8 tensor (N, 3, S, S): every mode converted to RGB
-(grayscale replicated), resized to ``image_size``; normalisation with the model's mean/std
-happens per batch on the device. On CPU, a fixed seed gives byte-identical outputs (seeded
-model init, seeded shuffle generator, deterministic algorithms, fixed thread count). On CUDA:
-channels_last, pinned memory + non_blocking copies, bf16 autocast, fused AdamW, and no host
-sync inside an epoch (loss and accuracy accumulate on the device, read once per epoch).
+Images are decoded once into a uint8 tensor (N, 3, S, S) (RGB, resized to ``image_size``) and
+normalised per batch on the device. On CPU a fixed seed gives byte-identical outputs (seeded
+init and shuffle, deterministic algorithms, fixed thread count). On CUDA: channels_last, pinned
+memory, bf16 autocast, fused AdamW, and no host sync inside an epoch.
 """
 
 from __future__ import annotations
@@ -33,7 +25,6 @@ import dataclasses
 import difflib
 import json
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,10 +39,11 @@ import yaml
 from PIL import Image
 
 from labelbench.config import Train
-from labelbench.data.io import DataError, read_csv_strings, replace_dir, write_npy, write_text
-from labelbench.data.io import read_classes, read_labels_csv
+from labelbench.data.io import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
+from labelbench.data.io import write_npy, write_text
 
 _SHOWN = 5  # how many offending ids an error message names
+RESIDENT_FRACTION = 0.25  # keep the uint8 training images on the GPU when under this share of free memory
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -60,13 +52,8 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One crossval stage's settings: params.yaml's ``train`` block (validated by
-    :class:`labelbench.config.Train`; no defaults here), the timm ``model`` and ``folds`` = k.
-    The field order is that of each fold's ``config.yaml`` echo.
-
-    ``threads``: CPU threads for torch (0 = every core this process may use); fixed for the whole run so that CPU
-    results are reproducible on a given machine.
-    """
+    """params.yaml's ``train`` block plus the timm ``model`` and ``folds`` = k, in the order of each
+    fold's ``config.yaml`` echo. ``threads``: torch CPU threads (0 = every usable core)."""
 
     model: str
     pretrained: bool
@@ -84,7 +71,6 @@ class TrainConfig:
 
     @classmethod
     def of(cls, train: Train, *, model: str, folds: int) -> "TrainConfig":
-        """From the validated ``train`` block, the model and the number of folds k."""
         return cls(model=model, folds=folds, **train.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +78,6 @@ class TrainConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without CUDA is an error."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
     if name == "auto":
@@ -100,27 +85,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# --- data -----------------------------------------------------------------------------------
-
-
 def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_csv=None) -> np.ndarray:
     """Fold of every row (N,) int64; the ``image_id`` column must match ``image_ids`` in order."""
-    path = Path(path)
     raw = read_csv_strings(path)
     missing = [c for c in ("image_id", "fold") if c not in raw.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
-    reference = f" ({labels_csv})" if labels_csv is not None else ""
+    reference = f"the labels table ({labels_csv})"
     if len(raw) != len(image_ids):
-        raise DataError(path, f"has {len(raw)} rows but the labels table{reference} has {len(image_ids)}")
+        raise DataError(path, f"has {len(raw)} rows but {reference} has {len(image_ids)}")
     ids = raw["image_id"].str.strip().to_numpy()
     differ = np.flatnonzero(ids != np.asarray(image_ids, dtype=object))
     if differ.size:
         i = int(differ[0])
-        raise DataError(
-            path, f"{differ.size} row(s) differ from the labels table{reference}: row {i + 1} is "
-            f"{ids[i]!r}, expected {image_ids[i]!r} (rows must be in labels.csv order)"
-        )
+        raise DataError(path, f"{differ.size} row(s) differ from {reference}: row {i + 1} is {ids[i]!r}, "
+                              f"expected {image_ids[i]!r} (rows must be in labels.csv order)")
     text = raw["fold"].str.strip()
     bad = ~text.str.fullmatch(r"\d+")
     if bad.any():
@@ -129,46 +108,27 @@ def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_
 
 
 def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tuple[int, list[str] | None]:
-    """K from ``classes.txt`` beside the images folder when present (checked against the labels),
-    else max label + 1."""
+    """K from ``classes.txt`` beside the images folder when present, else max label + 1."""
     path = Path(images_root).parent / "classes.txt"
     classes = read_classes(path) if path.is_file() else None
     top = int(labels["given_label"].max())
     if labels["true_label"].notna().any():
         top = max(top, int(labels["true_label"].max()))
     if classes is None:
-        if top + 1 < 2:
-            raise DataError(labels_csv or "labels.csv", f"needs at least 2 classes, labels hold only {top + 1}")
+        if top < 1:
+            raise DataError(labels_csv, f"needs at least 2 classes, labels hold only {top + 1}")
         return top + 1, None
     if top >= len(classes):
-        raise DataError(
-            labels_csv or "labels.csv", f"holds label {top} but classes.txt lists only {len(classes)} classes"
-        )
+        raise DataError(labels_csv, f"holds label {top} but classes.txt lists only {len(classes)} classes")
     return len(classes), classes
 
 
-def _decode(path: Path, image_size: int) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = image.convert("RGB")  # grayscale (L, I, 1, LA) is replicated over 3 channels
-    except FileNotFoundError:
-        raise DataError(path, "image file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
-    if rgb.size != (image_size, image_size):
-        rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
-
-
 def load_images(
-    images_root: os.PathLike | str, image_ids: Sequence[str], image_size: int, *,
-    threads: int | None = None, listed_in=None,
+    images_root: os.PathLike | str, image_ids: Sequence[str], image_size: int, *, listed_in=None
 ) -> torch.Tensor:
     """Decode every image once: uint8 tensor (N, 3, image_size, image_size), ``image_ids`` order.
 
-    Missing files and unreadable images raise DataError naming them (``listed_in``: the file
-    that lists the ids, named in the error about missing ones).
+    Missing and unreadable images raise DataError naming them (``listed_in``: the file listing the ids).
     """
     images_root = Path(images_root)
     if not images_root.is_dir():
@@ -177,107 +137,63 @@ def load_images(
     missing = [i for i, p in zip(image_ids, paths) if not p.is_file()]
     if missing:
         where = f" in {listed_in}" if listed_in is not None else ""
-        raise DataError(
-            images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}"
-            + (" ..." if len(missing) > _SHOWN else "")
-        )
+        more = " ..." if len(missing) > _SHOWN else ""
+        raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
     out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-    threads = threads or min(8, _usable_cores())
 
-    def work(i: int) -> None:
-        out[i] = _decode(paths[i], image_size)
+    def decode(i: int) -> None:
+        try:
+            with Image.open(paths[i]) as image:
+                rgb = image.convert("RGB")  # grayscale is replicated over 3 channels
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(paths[i], f"not a readable image ({type(exc).__name__}: {exc})") from None
+        if rgb.size != (image_size, image_size):
+            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(rgb, dtype=np.uint8)
 
-    if threads > 1 and len(paths) > 256:
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, range(len(paths)), chunksize=64))
-    else:
-        for i in range(len(paths)):
-            work(i)
+    with ThreadPoolExecutor(min(8, _usable_cores())) as pool:
+        list(pool.map(decode, range(len(paths))))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-class _InMemory(torch.utils.data.Dataset):
-    """Indexed by a whole batch of row indices at once (one gather per batch, no collate)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index):
-        index = torch.as_tensor(index, dtype=torch.int64)
-        return self.images[index], self.labels[index]
-
-
-# --- model ----------------------------------------------------------------------------------
-
-
-def check_model_name(name: str) -> None:
-    """Raise ValueError with the closest timm names when ``name`` is not a timm model."""
-    import timm
-
-    if timm.is_model(name):
-        return
-    base = name.split(".")[0].lower()
-    close = difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
-    close += [n for n in timm.list_models(f"*{base}*") if n not in close]
-    hint = f"; did you mean: {', '.join(close[:10])}?" if close else "; see timm.list_models()"
-    raise ValueError(f"unknown timm model {name!r}{hint}")
-
-
 def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> torch.nn.Module:
-    """``timm.create_model(name, pretrained, num_classes, in_chans=3)`` with clear errors.
-
-    Unknown name -> ValueError listing close names. ``pretrained=True`` when the weights are
-    neither downloadable nor cached -> :class:`PretrainedWeightsUnavailable` (never a silent
-    fall back to random weights).
-    """
+    """``timm.create_model`` with clear errors: an unknown name -> ValueError listing close names;
+    pretrained weights neither downloadable nor cached -> :class:`PretrainedWeightsUnavailable`
+    (never a silent fall back to random weights)."""
     import timm
 
-    check_model_name(name)
+    if not timm.is_model(name):
+        base = name.split(".")[0].lower()
+        close = difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
+        close += [n for n in timm.list_models(f"*{base}*") if n not in close]
+        hint = f"; did you mean: {', '.join(close[:10])}?" if close else "; see timm.list_models()"
+        raise ValueError(f"unknown timm model {name!r}{hint}")
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=3)
     if not timm.is_model_pretrained(name):
-        raise PretrainedWeightsUnavailable(
-            f"timm has no pretrained weights for {name!r}; set train.pretrained: false "
-            f"or pick a model from timm.list_models(pretrained=True)"
-        )
+        raise PretrainedWeightsUnavailable(f"timm has no pretrained weights for {name!r}; set train.pretrained: "
+                                           "false or pick a model from timm.list_models(pretrained=True)")
     try:
         return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=3)
     except Exception as exc:  # hub / download / cache failures come in many types
         raise PretrainedWeightsUnavailable(
-            f"pretrained weights for {name!r} are not available offline (no network and not in "
-            f"the Hugging Face cache: {type(exc).__name__}: {exc}). Set train.pretrained: false "
-            f"in params.yaml, or pre-populate the HF cache (HF_HOME) with the weights on a "
-            f"machine with network access."
+            f"pretrained weights for {name!r} are not available offline (no network and not in the Hugging Face "
+            f"cache: {type(exc).__name__}: {exc}). Set train.pretrained: false in params.yaml, or pre-populate the "
+            "HF cache (HF_HOME) with the weights on a machine with network access."
         ) from exc
-
-
-def model_mean_std(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))
-
-
-# --- training -------------------------------------------------------------------------------
 
 
 def _usable_cores() -> int:
     """Cores this process may run on (the affinity mask, not the host's core count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
         return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
 def torch_settings(config: TrainConfig, device: torch.device):
-    """Seed everything; on CPU also deterministic algorithms and a fixed thread count.
-
-    Process-wide torch settings are restored on exit.
-    """
+    """Seed everything; on CPU also deterministic algorithms and a fixed thread count (restored on exit)."""
     previous = (
         torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
@@ -296,33 +212,24 @@ def torch_settings(config: TrainConfig, device: torch.device):
         torch.backends.cudnn.benchmark = previous[3]
 
 
-class _Normalize:
-    """uint8 (B, 3, S, S) on the device -> normalised float, channels_last on CUDA."""
+def _to_device(model: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Move ``model`` to ``device`` (channels_last on CUDA); return its input transform: uint8
+    (B, 3, S, S) on the device -> float normalised with the model's mean/std."""
+    from timm.data import resolve_model_data_config
 
-    def __init__(self, mean, std, device: torch.device):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self.mean) / self.std
-        return x.contiguous(memory_format=self.memory_format)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    cfg = resolve_model_data_config(model)
+    mean = torch.tensor(cfg["mean"], device=device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(cfg["std"], device=device).view(1, -1, 1, 1) * 255
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return lambda x: ((x.float() - mean) / std).contiguous(memory_format=memory_format)
 
 
 def _autocast(device: torch.device, config: TrainConfig):
-    if device.type == "cuda" and config.mixed_precision:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-RESIDENT_FRACTION = 0.25  # keep the uint8 training images on the GPU when under this share of free memory
-
-
-def _fits_on_device(images: torch.Tensor, device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    free, _total = torch.cuda.mem_get_info(device)
-    return images.numel() * images.element_size() <= RESIDENT_FRACTION * free
+    enabled = device.type == "cuda" and config.mixed_precision
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def batch_source(
@@ -331,18 +238,17 @@ def batch_source(
 ) -> tuple[Callable[[], Any], int]:
     """``(epoch_batches, steps)``: ``epoch_batches()`` yields one shuffled epoch of (uint8, int64) batches.
 
-    The shuffle comes from a generator seeded with ``seed``. No ragged last batch (a batch of 1
-    breaks BatchNorm) unless everything fits in one batch. ``resident`` (CUDA only; None = when
-    it fits): copy the images to the GPU once and gather batches there; otherwise a DataLoader
-    over the in-memory tensor, with pinned memory on CUDA (copy with ``non_blocking=True``).
+    No ragged last batch (a batch of 1 breaks BatchNorm) unless everything fits in one batch.
+    ``resident`` (CUDA only; None = when under RESIDENT_FRACTION of free memory): gather batches
+    from a copy on the GPU; otherwise a DataLoader, with pinned memory on CUDA.
     """
     n = len(labels)
     batch_size = min(batch_size, n)
     drop_last = n > batch_size
     steps = n // batch_size if drop_last else 1
     generator = torch.Generator().manual_seed(seed)
-    if resident is None:
-        resident = _fits_on_device(images, device)
+    if resident is None and device.type == "cuda":
+        resident = images.numel() * images.element_size() <= RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
     if resident and device.type == "cuda":
         images_d, labels_d = images.to(device), labels.to(device)
 
@@ -353,11 +259,12 @@ def batch_source(
                 yield images_d[index], labels_d[index]
 
         return epoch_batches, steps
+    # batch_size=None: the dataset is indexed by a whole batch of row indices at once (no collate)
     sampler = torch.utils.data.BatchSampler(
         torch.utils.data.RandomSampler(range(n), generator=generator), batch_size, drop_last
     )
     loader = torch.utils.data.DataLoader(
-        _InMemory(images, labels), sampler=sampler, batch_size=None, num_workers=workers,
+        torch.utils.data.TensorDataset(images, labels), sampler=sampler, batch_size=None, num_workers=workers,
         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
     )
     return (lambda: iter(loader)), steps
@@ -370,19 +277,15 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on uint8 ``images`` (N, 3, S, S) and int64 ``labels`` (N,).
 
-    AdamW + OneCycleLR, cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds,
-    images_per_s}`` (``on_epoch(epoch, stats)`` is called after each epoch). ``resident``: see
-    :func:`batch_source`.
+    AdamW + OneCycleLR, cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}``
+    (also passed to ``on_epoch(epoch, stats)``). ``resident``: see :func:`batch_source`.
     """
     cuda = device.type == "cuda"
     epoch_batches, steps = batch_source(
         images, labels, batch_size=config.batch_size, seed=config.seed, device=device,
         workers=config.workers, resident=resident,
     )
-    model.to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    normalize = _Normalize(*model_mean_std(model), device)
+    normalize = _to_device(model, device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **({"fused": True} if cuda else {})
     )
@@ -426,12 +329,10 @@ def predict(
 ) -> np.ndarray:
     """Softmax probabilities float64 (N, K) of uint8 ``images`` (N, 3, S, S), in order."""
     cuda = device.type == "cuda"
-    model.to(device).eval()
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    normalize = _Normalize(*model_mean_std(model), device)
+    normalize = _to_device(model, device)
+    model.eval()
     chunks = []
-    step = max(1, 2 * config.batch_size)
+    step = 2 * config.batch_size
     for start in range(0, len(images), step):
         xb = images[start : start + step]
         if cuda:
@@ -443,18 +344,11 @@ def predict(
     return torch.softmax(logits, dim=1).numpy()
 
 
-# --- one fold -------------------------------------------------------------------------------
-
-
 def _local_live_class():
-    """dvclive.Live writing files under its ``dir`` only: no DVC repo, no git, no Studio.
-
-    ``Live(save_dvc_exp=False, dvcyaml=None)`` (dvclive 3.49) still opens the DVC repo (and
-    runs ``dvc init`` in a git repo that has none), reads Studio settings, and inside
-    ``dvc exp run`` git-adds untracked files under its dir on ``end()``; our dir is a temporary
-    folder renamed afterwards, so none of that may happen. The two hooks overridden here are
-    dvclive internals: fail loudly if a dvclive upgrade renames them.
-    """
+    """dvclive.Live writing files under its ``dir`` only. Even with ``save_dvc_exp=False, dvcyaml=None``
+    (dvclive 3.49) Live opens the DVC repo (running ``dvc init`` in a git repo without one), reads
+    Studio settings, and inside ``dvc exp run`` git-adds files under its dir, a temporary folder
+    here. The two overridden hooks are dvclive internals: fail loudly if an upgrade renames them."""
     from dvclive import Live
 
     if not all(callable(getattr(Live, hook, None)) for hook in ("_init_dvc", "_init_studio")):
@@ -487,7 +381,7 @@ def train_fold(
 ) -> FoldResult:
     """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring)."""
     started = time.perf_counter()
-    labels_csv, folds_csv, out_dir = Path(labels_csv), Path(folds_csv), Path(out_dir)
+    out_dir = Path(out_dir)
     table = read_labels_csv(labels_csv)
     image_ids = table["image_id"].tolist()
     folds = read_folds_csv(folds_csv, image_ids, labels_csv=labels_csv)
@@ -496,24 +390,20 @@ def train_fold(
         raise DataError(
             folds_csv, f"holds folds {found[:20]} but crossval.folds is {config.folds} (expected 0..{config.folds - 1})"
         )
-    if not 0 <= fold < config.folds:
-        raise ValueError(f"fold must be in 0..{config.folds - 1}, got {fold}")
     k, classes = num_classes_of(images_root, table, labels_csv=labels_csv)
     given = table["given_label"].to_numpy(np.int64)
     held = np.flatnonzero(folds == fold).astype(np.int64)
     train_rows = np.flatnonzero(folds != fold).astype(np.int64)
-    counts = np.bincount(given[train_rows], minlength=k)
-    absent = np.flatnonzero(counts == 0)
+    absent = np.flatnonzero(np.bincount(given[train_rows], minlength=k) == 0)
     if absent.size:
         def describe(c):
             name = f" ({classes[c]!r})" if classes else ""
-            anywhere = "" if (given == c).any() else ", and none in the whole labels table"
-            return f"class {c}{name}{anywhere}"
+            return f"class {c}{name}" + ("" if (given == c).any() else ", and none in the whole labels table")
 
         raise DataError(
-            folds_csv, f"{', '.join(describe(int(c)) for c in absent[:_SHOWN])}: no training example "
-            f"when fold {fold} is held out (training folds {[f for f in found if f != fold]}); "
-            f"every class needs examples outside each fold (use stratified folds)"
+            folds_csv, f"{', '.join(describe(int(c)) for c in absent[:_SHOWN])}: no training example when fold "
+            f"{fold} is held out (training folds {[f for f in found if f != fold]}); every class needs examples "
+            "outside each fold (use stratified folds)"
         )
 
     device = resolve_device(config.device)
@@ -522,19 +412,16 @@ def train_fold(
         images = load_images(images_root, image_ids, config.image_size, listed_in=labels_csv)
         labels = torch.from_numpy(given)
 
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.", dir=out_dir.parent) as work:
-            tmp = Path(work) / out_dir.name
-            tmp.mkdir()
+        with atomic_dir(out_dir) as tmp:
             live = _local_live_class()(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
             live.log_params({**config.to_dict(), "fold": fold, "num_classes": k})
 
             def on_epoch(epoch: int, stats: dict[str, float]) -> None:
+                # wall-clock figures (seconds, images/s) stay out of the outputs: the fold folder
+                # must be byte-identical across reruns so `dvc repro` changes nothing
                 live.log_metric("train/loss", stats["loss"])
                 live.log_metric("train/accuracy", stats["accuracy"])
                 live.log_metric("lr", stats["lr"])
-                # wall-clock figures (seconds, images/s) go to the log line, not the outputs: the
-                # fold folder must be byte-identical across reruns so `dvc repro` changes nothing
                 live.next_step()
 
             train_idx = torch.from_numpy(train_rows)
@@ -551,14 +438,13 @@ def train_fold(
             meta = {"labelbench": json.dumps({"model": config.model, "num_classes": k}, sort_keys=True)}
             save_model(model, str(tmp / "model.safetensors"), metadata=meta)
             write_npy(tmp / "heldout_indices.npy", held)
-            write_npy(tmp / "heldout_pred_probs.npy", probs.astype(np.float64, copy=False))
+            write_npy(tmp / "heldout_pred_probs.npy", probs)
             echo = {
                 **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
                 "num_heldout": int(held.size), "device_used": device.type,
                 "images": str(images_root), "labels": str(labels_csv), "folds_csv": str(folds_csv),
             }
             write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))
-            replace_dir(tmp, out_dir)
     return FoldResult(
         out_dir=out_dir, heldout_indices=held, pred_probs=probs, history=history,
         heldout_accuracy=heldout_accuracy, seconds=time.perf_counter() - started,
@@ -569,11 +455,10 @@ def load_fold_model(fold_dir: os.PathLike | str, *, device: str = "cpu") -> torc
     """Rebuild a trained fold's model from ``config.yaml`` + ``model.safetensors`` (no pickles)."""
     from safetensors.torch import load_model
 
-    fold_dir = Path(fold_dir)
-    config_path = fold_dir / "config.yaml"
+    config_path = Path(fold_dir) / "config.yaml"
     if not config_path.is_file():
         raise DataError(config_path, "file not found")
     echo = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     model = create_model(echo["model"], num_classes=int(echo["num_classes"]), pretrained=False)
-    load_model(model, str(fold_dir / "model.safetensors"), device=device)
+    load_model(model, str(Path(fold_dir) / "model.safetensors"), device=device)
     return model

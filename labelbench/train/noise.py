@@ -7,12 +7,10 @@ The recipe (cleanlab's noise generation; ``K`` classes, ``a`` = noise_amount, ``
     np.random.seed(seed)
     noisy = generate_noisy_labels(true_labels, noise_matrix)
 
-applied to the true labels **in ImageFolder order** (sorted by folder, then file name; see
-:func:`labelbench.train.dedupe.image_id_sort_key`). With ``seed=0`` and ``a=0.2, s=0.4`` this
-reproduces the published CIFAR-10S labels on all 50,000 rows. Note that ``int()`` truncates
-the trace, so the expected noise rate is ``(K - int(K * (1 - a))) / K`` for balanced classes.
-
-The global numpy RNG state is saved before and restored after, so callers see no change.
+applied to the true labels **in ImageFolder order** (:func:`labelbench.data.io.image_id_sort_key`).
+With ``seed=0`` and ``a=0.2, s=0.4`` this reproduces the published CIFAR-10S labels on all 50,000
+rows. ``int()`` truncates the trace, so the expected noise rate is ``(K - int(K * (1 - a))) / K``
+for balanced classes. The global numpy RNG state is restored afterwards.
 
 >>> true = np.repeat(np.arange(4), 250)
 >>> noisy, matrix = add_noise(true_labels=true, noise_amount=0.5, sparsity=0.0, seed=0)
@@ -27,10 +25,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from cleanlab.benchmarking.noise_generation import (
-    generate_noise_matrix_from_trace,
-    generate_noisy_labels,
-)
+from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_trace, generate_noisy_labels
 
 from labelbench.data.io import sorted_order
 
@@ -45,18 +40,14 @@ def preserved_numpy_rng() -> Iterator[None]:
         np.random.set_state(state)
 
 
-def check_noise_params(*, noise_amount: float, sparsity: float, num_classes: int) -> int:
-    """The trace ``int(K * (1 - noise_amount))``; ValueError unless noise_amount is in [0, 1) with a
-    trace >= 1 and sparsity in [0, 1] (params.yaml is validated already; this guards library calls)."""
-    if not 0 <= noise_amount < 1:
-        raise ValueError(f"noise_amount must be in [0, 1), got {noise_amount!r}")
-    if not 0 <= sparsity <= 1:
-        raise ValueError(f"sparsity must be in [0, 1], got {sparsity!r}")
+def noise_trace(*, noise_amount: float, num_classes: int) -> int:
+    """The trace ``int(K * (1 - noise_amount))``; ValueError when it is below 1 (params.yaml checks the
+    ranges of noise_amount and sparsity, but not against K)."""
     trace = int(num_classes * (1 - noise_amount))
     if trace < 1:
         raise ValueError(
-            f"noise_amount={noise_amount!r} gives trace int({num_classes} * (1 - {noise_amount!r})) = "
-            f"{trace}; valid noise_amount is in [0, 1) with int(K * (1 - noise_amount)) >= 1 "
+            f"noise_amount={noise_amount!r} gives trace int({num_classes} * (1 - {noise_amount!r})) = {trace}; "
+            f"valid noise_amount is in [0, 1) with int(K * (1 - noise_amount)) >= 1 "
             f"(K = {num_classes}: below {1 - 1 / num_classes:g})"
         )
     return trace
@@ -64,44 +55,28 @@ def check_noise_params(*, noise_amount: float, sparsity: float, num_classes: int
 
 def make_noise_matrix(*, num_classes: int, noise_amount: float, sparsity: float, seed: int = 0) -> np.ndarray:
     """cleanlab's noise matrix ``P(given=i | true=j)``, shape (K, K), columns summing to 1."""
-    trace = check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=num_classes)
+    trace = noise_trace(noise_amount=noise_amount, num_classes=num_classes)
     with preserved_numpy_rng():
         matrix = generate_noise_matrix_from_trace(
-            int(num_classes),
-            trace=trace,
-            frac_zero_noise_rates=sparsity,
-            valid_noise_matrix=False,
-            seed=seed,
+            num_classes, trace=trace, frac_zero_noise_rates=sparsity, valid_noise_matrix=False, seed=seed
         )
-    if matrix is None:
-        raise ValueError(f"cleanlab found no noise matrix for K={num_classes}, trace={trace}")
     return np.asarray(matrix, dtype=np.float64)
 
 
 def add_noise(
-    *,
-    true_labels: np.ndarray,
-    noise_amount: float,
-    sparsity: float,
-    seed: int = 0,
-    num_classes: int | None = None,
+    *, true_labels: np.ndarray, noise_amount: float, sparsity: float, seed: int = 0, num_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noisy labels (N,) int64 and the noise matrix (K, K) float64 for true labels (N,) int.
+    """Noisy labels (N,) int64 and the noise matrix (K, K) float64 for true labels (N,) int >= 0.
 
     ``num_classes`` defaults to ``max(true_labels) + 1``; every class 0..K-1 must occur
-    (cleanlab's generator needs it). Rows are used in the order given: pass them in
-    ImageFolder order to reproduce the authors. ``noise_amount == 0`` returns the labels
-    unchanged with an identity matrix.
+    (cleanlab's generator needs it). Rows are used in the order given. ``noise_amount == 0``
+    returns the labels unchanged with an identity matrix.
     """
     true_labels = np.asarray(true_labels)
-    if true_labels.ndim != 1 or true_labels.size == 0:
-        raise ValueError(f"true_labels must be a non-empty 1-D array, got shape {true_labels.shape}")
     if not np.issubdtype(true_labels.dtype, np.integer):
         raise ValueError(f"true_labels must be integers, got dtype {true_labels.dtype}")
-    if true_labels.min() < 0:
-        raise ValueError(f"true_labels must be >= 0, got min {true_labels.min()}")
     k = int(true_labels.max()) + 1 if num_classes is None else num_classes
-    check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=k)
+    noise_trace(noise_amount=noise_amount, num_classes=k)
     if true_labels.max() >= k:
         raise ValueError(f"true_labels must be < num_classes={k}, got max {true_labels.max()}")
     absent = np.flatnonzero(np.bincount(true_labels, minlength=k) == 0)
@@ -118,33 +93,16 @@ def add_noise(
 
 
 def noisy_labels_table(
-    *,
-    labels: pd.DataFrame,
-    noise_amount: float,
-    sparsity: float,
-    seed: int = 0,
-    num_classes: int | None = None,
+    *, labels: pd.DataFrame, noise_amount: float, sparsity: float, seed: int = 0, num_classes: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Apply the recipe to a validated labels.csv frame (see :func:`labelbench.train.dedupe.read_labels_csv`).
-
-    True labels are ``true_label``, or ``given_label`` where ``true_label`` is empty. Noise
-    is drawn in ImageFolder order of ``image_id``; the returned frame keeps the input order
-    and columns with ``given_label`` = noisy, ``true_label`` = true, ``label_error`` =
-    ``given != true`` (0/1). With ``noise_amount == 0`` the frame is returned unchanged (real
-    human labels pass through). The dict is the ``noise.json`` record: noise_amount,
-    sparsity, seed, num_classes, num_examples, num_changed, realised_noise_rate and
-    noise_matrix (K lists of K floats, ``[i][j] = P(given=i | true=j)``; null when passed through).
-    """
+    """The recipe on a :func:`~labelbench.data.io.read_labels_csv` frame (true labels: ``true_label``, else
+    ``given_label``): the frame with given_label = noisy, true_label, label_error = given != true, unchanged
+    when ``noise_amount == 0``; and the ``noise.json`` record (noise_matrix[i][j] = P(given=i | true=j))."""
     true = labels["true_label"].fillna(labels["given_label"]).to_numpy(dtype=np.int64)
     k = int(true.max()) + 1 if num_classes is None else int(num_classes)
-    check_noise_params(noise_amount=noise_amount, sparsity=sparsity, num_classes=k)
-    record = {
-        "noise_amount": noise_amount,
-        "sparsity": sparsity,
-        "seed": seed,
-        "num_classes": k,
-        "num_examples": int(len(labels)),
-    }
+    noise_trace(noise_amount=noise_amount, num_classes=k)
+    record = {"noise_amount": noise_amount, "sparsity": sparsity, "seed": seed, "num_classes": k,
+              "num_examples": int(len(labels))}
     if noise_amount == 0:
         return labels.copy(), {**record, "num_changed": 0, "realised_noise_rate": 0.0, "noise_matrix": None}
     order = sorted_order(labels["image_id"].tolist())
@@ -158,9 +116,5 @@ def noisy_labels_table(
     out["true_label"] = pd.array(true, dtype="Int64")
     out["label_error"] = pd.array((noisy != true).astype(np.int64), dtype="Int64")
     changed = int((noisy != true).sum())
-    return out, {
-        **record,
-        "num_changed": changed,
-        "realised_noise_rate": changed / len(true),
-        "noise_matrix": matrix.tolist(),
-    }
+    return out, {**record, "num_changed": changed, "realised_noise_rate": changed / len(true),
+                 "noise_matrix": matrix.tolist()}

@@ -35,12 +35,11 @@ from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, convert_roman
 
 @dataclass(frozen=True)
 class Source:
-    """A source file: its name under the sources folder, and where it comes from."""
+    """A source file: its name under the sources folder, where it comes from, its md5 when published."""
 
     name: str
     url: str | None = None
     md5: str | None = None
-    sha256: str | None = None
     note: str = ""
 
 
@@ -54,14 +53,9 @@ class Recipe:
 
 
 CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
-CIFAR10N_NPZ = Source(
-    "cifar-10n_human_labels.npz",
-    note="CIFAR-10N human labels (clean_label, aggre_label, worse_label, ...) as .npz",
-)
-CIFAR10S_CSV = Source(
-    "cifar-10s_noisy_labels_noise_amount_0.2_sparsity_0.4.csv",
-    note="CIFAR-10S noisy labels (columns image,label) from the confident-learning authors",
-)
+CIFAR10N_NPZ = Source("cifar-10n_human_labels.npz", note="CIFAR-10N human labels (clean_label, aggre_label, ...)")
+CIFAR10S_CSV = Source("cifar-10s_noisy_labels_noise_amount_0.2_sparsity_0.4.csv",
+                      note="CIFAR-10S noisy labels (columns image,label) from the confident-learning authors")
 ROMAN_ZIP = Source("roman-numeral.zip", note=f"the Data-Centric AI competition bundle {ROMAN_BUNDLE_URL} as a zip")
 ROMAN_XLSX = Source("roman-numeral_manual_review.xlsx", note="the manual label review of the roman-numeral data")
 FOOD101N_ZIP = Source("Food-101N_release.zip", FOOD101N_URL)
@@ -79,19 +73,18 @@ DATASETS: dict[str, Recipe] = {
 
 
 def source_path(source: Source, sources_dir: os.PathLike | str, *, download: bool) -> Path:
-    """Path of ``source`` under ``sources_dir``, checked against its hash when one is known.
-
-    A missing or unverified file is fetched when ``download`` is set and a URL is known;
-    otherwise it is a DataError that says where to put it."""
+    """Path of ``source`` under ``sources_dir``, checked against its md5 when known; a missing or
+    unverified file is fetched when ``download`` is set and a URL is known, else a DataError says
+    where to put it."""
     path = Path(sources_dir) / source.name
     if path.is_file():
-        problem = verify(path, md5=source.md5, sha256=source.sha256)
+        problem = verify(path, md5=source.md5)
         if problem is None:
             return path
         if not (download and source.url):
             raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
     if download and source.url:
-        return fetch(source.url, path, md5=source.md5, sha256=source.sha256)
+        return fetch(source.url, path, md5=source.md5)
     where = f" from {source.url}" if source.url else ""
     hint = f" ({source.note})" if source.note else ""
     raise DataError(path, f"source file not found; place it there{where}{hint}")
@@ -101,10 +94,8 @@ def build(
     dataset: str, *, out: os.PathLike | str, sources_dir: os.PathLike | str,
     cifar10_raw: os.PathLike | str | None = None, download: bool = False,
 ) -> RawTable:
-    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``.
-
-    ``cifar10_raw`` is the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse.
-    """
+    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``
+    (``cifar10_raw``: the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     recipe = DATASETS[dataset]

@@ -1,27 +1,20 @@
 """CIFAR-10 and the label sets built on it: CIFAR-10N (aggregate / worst) and CIFAR-10S.
 
-Sources
--------
-``cifar-10-python.tar.gz`` (:data:`CIFAR10_URL`, md5 :data:`CIFAR10_MD5`): a gzip tar holding
-``cifar-10-batches-py/data_batch_1`` .. ``data_batch_5``, ``test_batch`` and ``batches.meta``.
-Each batch is a Python-2 pickle of a dict: ``data`` uint8 (10000, 3072), a row being the
-1024 red, 1024 green, then 1024 blue values of a 32x32 image in row-major order; ``labels``
-10000 ints. ``batches.meta`` holds ``label_names``. The pickles are read by
-:class:`RestrictedUnpickler`, which builds nothing but plain containers and numpy arrays.
+Sources:
 
-CIFAR-10N human labels, an ``.npz`` (loaded with ``allow_pickle=False``) with int arrays
-(50000,) ``clean_label``, ``aggre_label``, ``worse_label``, ``random_label1..3``; entry i
-labels CIFAR-10 training image i (torchvision order: data_batch_1 rows first).
-
-CIFAR-10S noisy labels, a CSV with header ``image,label``: ``image`` a path ending in
-``train/<class name>/<NNNN>.png`` (the ``cifar2png`` layout: images of a class numbered from
-0001 in training order), ``label`` the noisy class index.
+* ``cifar-10-python.tar.gz``: ``cifar-10-batches-py/data_batch_1..5`` and ``batches.meta``,
+  Python-2 pickles of dicts (``data`` uint8 (10000, 3072): the R, G, then B planes of 32x32
+  images; ``labels``; meta ``label_names``), read by :class:`RestrictedUnpickler`, which builds
+  nothing but plain containers and numpy arrays.
+* CIFAR-10N, an ``.npz`` of int arrays (50000,) ``clean_label``, ``aggre_label``, ``worse_label``,
+  ...; entry i labels training image i (torchvision order: data_batch_1 rows first).
+* CIFAR-10S, a CSV ``image,label``: ``image`` a path ending in ``train/<class name>/<NNNN>.png``
+  (the ``cifar2png`` layout: a class's images numbered from 0001 in training order).
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import os
 import pickle
@@ -51,52 +44,35 @@ def cifar10n_image_id(index: int) -> str:
 
 # --- restricted unpickling ------------------------------------------------------------------
 
-
-def _reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct as fn
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
-
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct
 
 _ALLOWED = {
-    ("builtins", "dict"): lambda: dict,
-    ("builtins", "list"): lambda: list,
-    ("builtins", "str"): lambda: str,
-    ("builtins", "bytes"): lambda: bytes,
-    ("builtins", "int"): lambda: int,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("builtins", "dict"): dict, ("builtins", "list"): list, ("builtins", "str"): str,
+    ("builtins", "bytes"): bytes, ("builtins", "int"): int, ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype, ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
 }
-_PY2_MODULES = {"__builtin__": "builtins"}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only builtins dict/list/str/bytes/int and numpy's array
-    reconstruction (``_reconstruct``, ``ndarray``, ``dtype``); any other global raises
-    :class:`pickle.UnpicklingError`."""
+    """Resolves only the globals of :data:`_ALLOWED`; any other raises :class:`pickle.UnpicklingError`."""
 
     def find_class(self, module: str, name: str):
-        key = (_PY2_MODULES.get(module, module), name)
+        key = ("builtins" if module == "__builtin__" else module, name)  # Python-2 pickles say __builtin__
         if key not in _ALLOWED:
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
-        return _ALLOWED[key]()
+        return _ALLOWED[key]
 
 
-def restricted_loads(data: bytes, source) -> object:
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`; DataError naming ``source`` on failure."""
+def restricted_loads(data: bytes, source) -> dict:
+    """Unpickle a dict with :class:`RestrictedUnpickler` (bytes keys decoded); DataError naming ``source``."""
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(source, f"refusing to unpickle: {exc}") from None
-    except Exception as exc:  # malformed pickles raise many types
-        raise DataError(source, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
-
-
-def _str_keys(obj, source) -> dict:
+        obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except Exception as exc:  # a forbidden global is an UnpicklingError; malformed pickles raise many types
+        raise DataError(source, f"not a readable or allowed pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
         raise DataError(source, f"expected a pickled dict, got {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -106,65 +82,50 @@ def _str_keys(obj, source) -> dict:
 
 
 def load_cifar10_train(archive: os.PathLike | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Read the training set from ``cifar-10-python.tar.gz`` without extracting it.
-
-    Returns ``images`` uint8 (50000, 32, 32, 3) RGB, ``labels`` int64 (50000,) and the class
-    names, in torchvision order (data_batch_1 rows first ... data_batch_5). Any corrupt,
-    truncated or unexpected content raises DataError naming the archive (and member).
-    """
+    """The training set of ``cifar-10-python.tar.gz``, read without extracting it: ``images`` uint8
+    (50000, 32, 32, 3) RGB, ``labels`` int64 (50000,) and the class names, in torchvision order.
+    Corrupt or unexpected content raises DataError naming the archive (and member)."""
     archive = Path(archive)
     if not archive.is_file():
         raise DataError(archive, "file not found")
     images, labels = [], []
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            meta = _str_keys(restricted_loads(_member(tar, archive, META), f"{archive}::{META}"), f"{archive}::{META}")
+            meta = restricted_loads(_member(tar, archive, META), f"{archive}::{META}")
             names = meta.get("label_names")
             if not isinstance(names, list) or not names:
                 raise DataError(f"{archive}::{META}", "no label_names list")
             classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
             for member in TRAIN_BATCHES:
                 where = f"{archive}::{member}"
-                batch = _str_keys(restricted_loads(_member(tar, archive, member), where), where)
-                data, lab = batch.get("data"), batch.get("labels")
-                if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-                    shape = getattr(data, "shape", None)
-                    raise DataError(where, f"'data' must be a uint8 (n, 3072) array, got {type(data).__name__} {shape}")
-                if not isinstance(lab, list) or not all(isinstance(v, int) for v in lab):
+                batch = restricted_loads(_member(tar, archive, member), where)
+                data, lab = batch.get("data"), np.asarray(batch.get("labels"))
+                if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
+                    raise DataError(where, f"'data' must be a uint8 (n, 3072) array, got {type(data).__name__}")
+                if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
                     raise DataError(where, "'labels' must be a list of ints")
                 if len(lab) != data.shape[0]:
                     raise DataError(where, f"has {data.shape[0]} images but {len(lab)} labels")
                 images.append(data)
-                labels.append(np.asarray(lab, dtype=np.int64))
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+                labels.append(lab.astype(np.int64))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(archive, f"corrupt or truncated tar.gz archive ({type(exc).__name__}: {exc})") from None
-    data = np.concatenate(images)
     labels = np.concatenate(labels)
     if labels.min() < 0 or labels.max() >= len(classes):
         raise DataError(archive, f"labels outside [0, {len(classes)})")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, classes
+    return np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, classes
 
 
 def _member(tar: tarfile.TarFile, archive: Path, name: str) -> bytes:
     try:
-        info = tar.getmember(name)
+        return tar.extractfile(name).read()
     except KeyError:
         raise DataError(archive, f"member {name} missing") from None
-    if not info.isfile():
-        raise DataError(f"{archive}::{name}", "not a regular file")
-    fh = tar.extractfile(info)
-    data = fh.read()
-    if len(data) != info.size:
-        raise DataError(f"{archive}::{name}", "truncated")
-    return data
 
 
 def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> RawTable:
-    """``cifar-10-python.tar.gz`` -> raw layout of the 50,000 training images.
-
-    Image i (torchvision order) becomes ``images/train/image_id_<i>.png``; given_label and
-    true_label are the CIFAR-10 labels, label_error 0. Rows in index order i = 0..49999.
-    """
+    """``cifar-10-python.tar.gz`` -> raw layout: image i (torchvision order) becomes
+    ``images/train/image_id_<i>.png``, given = true = its label, label_error 0; rows in index order."""
     images, labels, classes = load_cifar10_train(archive)
     table = RawTable(
         image_ids=[cifar10n_image_id(i) for i in range(len(labels))],
@@ -184,12 +145,23 @@ def _cifar10_raw(cifar10_raw) -> RawTable:
     if not Path(cifar10_raw).is_dir():
         raise DataError(cifar10_raw, "raw cifar-10 folder not found; build it first (dataset cifar-10)")
     table = read_raw(cifar10_raw)
-    where = Path(cifar10_raw) / "labels.csv"
     if table.image_ids != [cifar10n_image_id(i) for i in range(len(table))]:
-        raise DataError(where, "is not a CIFAR-10 raw table (ids must be train/image_id_<i>.png in order)")
+        raise DataError(Path(cifar10_raw) / "labels.csv",
+                        "is not a CIFAR-10 raw table (ids must be train/image_id_<i>.png in order)")
     if table.classes != CIFAR10_CLASSES:
         raise DataError(Path(cifar10_raw) / "classes.txt", f"expected the CIFAR-10 classes {CIFAR10_CLASSES}")
     return table
+
+
+def _copy_images(source_root, table: RawTable, source_of: dict[str, str], out) -> None:
+    with atomic_dir(out) as tmp:
+        writer = ImageWriter(tmp)
+        for image_id in table.image_ids:
+            path = Path(source_root) / "images" / source_of[image_id]
+            if not path.is_file():
+                raise DataError(path, "image file not found")
+            writer.copy(image_id, path)
+        write_metadata(tmp, table)
 
 
 # --- CIFAR-10N ----------------------------------------------------------------------------
@@ -203,12 +175,8 @@ def load_cifar10n(human_labels: os.PathLike | str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        raise DataError(path, f"not a readable .npz without pickles ({exc})") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(path, f"not a readable .npz archive ({exc})") from None
-    except Exception as exc:  # zipfile.BadZipFile and friends
-        raise DataError(path, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # pickled arrays (ValueError), zipfile/zlib/OS errors
+        raise DataError(path, f"not a readable .npz without pickles ({type(exc).__name__}: {exc})") from None
     needed = ["clean_label", *CIFAR10N_VARIANTS.values()]
     missing = [k for k in needed if k not in arrays]
     if missing:
@@ -225,13 +193,8 @@ def load_cifar10n(human_labels: os.PathLike | str) -> dict[str, np.ndarray]:
 
 
 def cifar10n_labels(*, human_labels: os.PathLike | str, variant: str) -> RawTable:
-    """Label table of CIFAR-10N ``variant`` (``"agg"`` or ``"worst"``), no images needed.
-
-    Row i is ``train/image_id_<i>.png`` (index order); given_label = ``aggre_label`` or
-    ``worse_label``, true_label = ``clean_label``, label_error = given != true.
-    """
-    if variant not in CIFAR10N_VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(CIFAR10N_VARIANTS)}, got {variant!r}")
+    """Label table of CIFAR-10N ``variant`` (a key of :data:`CIFAR10N_VARIANTS`), no images needed:
+    row i is ``train/image_id_<i>.png``, given = that variant's label, true = ``clean_label``."""
     arrays = load_cifar10n(human_labels)
     given, true = arrays[CIFAR10N_VARIANTS[variant]], arrays["clean_label"]
     return RawTable(
@@ -243,9 +206,8 @@ def cifar10n_labels(*, human_labels: os.PathLike | str, variant: str) -> RawTabl
 def convert_cifar10n(
     *, cifar10_raw: os.PathLike | str, human_labels: os.PathLike | str, variant: str, out: os.PathLike | str
 ) -> RawTable:
-    """CIFAR-10N ``variant`` = the raw CIFAR-10 folder (from :func:`convert_cifar10`) relabelled
-    by the human-label ``.npz`` (see :func:`cifar10n_labels`); images are copied. The npz must
-    have one entry per CIFAR-10 image and its clean_label must equal the CIFAR-10 labels."""
+    """CIFAR-10N ``variant``: the raw CIFAR-10 folder's images, relabelled by :func:`cifar10n_labels`.
+    The npz must have one entry per CIFAR-10 image and its clean_label must equal the CIFAR-10 labels."""
     base = _cifar10_raw(cifar10_raw)
     table = cifar10n_labels(human_labels=human_labels, variant=variant)
     if len(table) != len(base):
@@ -257,28 +219,14 @@ def convert_cifar10n(
     return table
 
 
-def _copy_images(source_root, table: RawTable, source_of: dict[str, str], out) -> None:
-    src = Path(source_root) / "images"
-    with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
-        for image_id in table.image_ids:
-            path = src / source_of[image_id]
-            if not path.is_file():
-                raise DataError(path, "image file not found")
-            writer.copy(image_id, path)
-        write_metadata(tmp, table)
-
-
 # --- CIFAR-10S ----------------------------------------------------------------------------
 
 
 def cifar10s_labels(*, noisy_csv: os.PathLike | str) -> RawTable:
-    """Label table of CIFAR-10S from the authors' CSV alone, no images needed.
+    """Label table of CIFAR-10S from the authors' CSV alone, in ImageFolder order (the CSV's own).
 
-    image_id = the path's ``train/<class>/<NNNN>.png`` tail (``/Data/cifar10_png/`` stripped),
-    given_label = ``label``, true_label = index of the class folder (cifar2png puts every
-    image in its true class), label_error = given != true. Rows in ImageFolder order
-    (class folder, then number), which is also the CSV's own order.
+    image_id = the path's ``train/<class>/<NNNN>.png`` tail, given_label = ``label``, true_label =
+    the class folder (cifar2png puts every image in its true class).
     """
     path = Path(noisy_csv)
     if not path.is_file():
@@ -296,17 +244,14 @@ def cifar10s_labels(*, noisy_csv: os.PathLike | str) -> RawTable:
     for line, row in enumerate(rows, start=2):
         if not row:
             continue
-        if len(row) < 2:
-            raise DataError(path, f"line {line}: expected image,label")
         match = _PREFIX_10S.match(row[0].strip().replace("\\", "/"))
         if not match or match.group(2) not in CIFAR10_CLASSES:
             raise DataError(path, f"line {line}: image {row[0]!r} is not .../train/<CIFAR-10 class>/<NNNN>.png")
         try:
-            label = int(row[1])
-        except ValueError:
-            raise DataError(path, f"line {line}: label {row[1]!r} is not an integer") from None
+            given.append(int(row[1]))
+        except (IndexError, ValueError):
+            raise DataError(path, f"line {line}: expected image,label with an integer label, got {row}") from None
         ids.append(match.group(1))
-        given.append(label)
         true.append(CIFAR10_CLASSES.index(match.group(2)))
     given, true = np.array(given, dtype=np.int64), np.array(true, dtype=np.int64)
     return RawTable(
@@ -333,15 +278,13 @@ def cifar2png_ids(labels: np.ndarray, classes: list[str]) -> list[str]:
 def convert_cifar10s(
     *, cifar10_raw: os.PathLike | str, noisy_csv: os.PathLike | str, out: os.PathLike | str
 ) -> RawTable:
-    """CIFAR-10S: :func:`cifar10s_labels` with images copied from the raw CIFAR-10 folder,
-    training image i being ``cifar2png_ids(labels)[i]``. The CSV must name every training
-    image exactly once."""
+    """CIFAR-10S: :func:`cifar10s_labels` with images copied from the raw CIFAR-10 folder, training
+    image i being ``cifar2png_ids(labels)[i]``. The CSV must name every training image exactly once."""
     base = _cifar10_raw(cifar10_raw)
     table = cifar10s_labels(noisy_csv=noisy_csv)
-    names = cifar2png_ids(base.given_labels, base.classes)
     if len(table) != len(base):
         raise DataError(noisy_csv, f"has {len(table)} labels but {cifar10_raw} has {len(base)} images")
-    source_of = dict(zip(names, base.image_ids))
+    source_of = dict(zip(cifar2png_ids(base.given_labels, base.classes), base.image_ids))
     unknown = [i for i in table.image_ids if i not in source_of]
     if unknown:
         raise DataError(noisy_csv, f"{len(unknown)} image(s) not in CIFAR-10's training set, e.g. {unknown[:5]}")

@@ -11,12 +11,8 @@ from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, write_
 
 
 def convert_digits(*, out: os.PathLike | str) -> RawTable:
-    """``sklearn.datasets.load_digits`` -> raw layout.
-
-    Image i (values 0..16) is scaled to 0..255 and written as an 8x8 grayscale PNG
-    ``train/<digit>/<i:04d>.png``. given_label = true_label = the digit, label_error 0,
-    classes ``0``..``9``. Rows in ImageFolder order (digit, then index).
-    """
+    """``sklearn.datasets.load_digits`` -> raw layout: image i (0..16 scaled to 0..255) as an 8x8
+    grayscale PNG ``train/<digit>/<i:04d>.png``, given = true = the digit, rows in ImageFolder order."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()

@@ -1,18 +1,13 @@
 """Food-101N: only its human-verified examples.
 
 Source: ``Food-101N_release.zip`` (:data:`FOOD101N_URL`; no checksum is published) holding
+``Food-101N_release/images/<class_name>/<key>.jpg``, ``meta/classes.txt`` (a header line, then
+the 101 class names) and ``meta/verified_train.tsv`` / ``verified_val.tsv`` (a header line, then
+``<class_name>/<key>.jpg <TAB> verification_label``, 1 = the folder's label is correct).
 
-* ``Food-101N_release/images/<class_name>/<key>.jpg`` (about 310k web images),
-* ``Food-101N_release/meta/classes.txt``: a header line, then the 101 class names,
-  line i+1 naming class i,
-* ``Food-101N_release/meta/verified_train.tsv`` and ``verified_val.tsv``: tab-separated, a
-  header line, then rows ``<class_name>/<key>.jpg <TAB> verification_label`` where 1 means
-  the web label (the folder) is correct and 0 means it is wrong.
-
-Output: the verified examples only, image_id ``train|val/<class_name>/<key stem>.png``
-(JPEG decoded by Pillow and stored as PNG), given_label = index of the folder's class,
-label_error = ``verification_label == 0``, true_label empty (unknown). Rows in ImageFolder
-order (split, class name, file name). An example listed in both files is an error.
+Output: image_id ``train|val/<class_name>/<key stem>.png`` (the JPEG stored as PNG),
+given_label = the folder's class, label_error = ``verification_label == 0``, true_label unknown,
+rows in ImageFolder order. An example listed in both files is an error.
 """
 
 from __future__ import annotations
@@ -24,16 +19,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from labelbench.data.io import DataError
-from labelbench.data.raw.layout import (
-    ImageWriter,
-    RawTable,
-    atomic_dir,
-    check_image_id,
-    decode_image,
-    open_zip,
-    read_zip_member,
-    write_metadata,
-)
+from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, check_image_id, decode_image, open_zip
+from labelbench.data.raw.layout import read_zip_member, write_metadata
 
 FOOD101N_URL = "https://iudata.blob.core.windows.net/food101/Food-101N_release.zip"
 VERIFIED = {"train": "meta/verified_train.tsv", "val": "meta/verified_val.tsv"}
@@ -70,7 +57,7 @@ def _verified(text: str, where: str, classes: list[str]) -> list[tuple[str, str,
     for line_no, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        fields = line.rstrip("\r").split("\t")
+        fields = line.split("\t")
         if len(fields) != 2:
             raise DataError(where, f"line {line_no}: expected 2 tab-separated fields, got {len(fields)}")
         key, flag = fields[0].strip(), fields[1].strip()

@@ -1,21 +1,16 @@
-"""The common raw layout every converter writes, and its reader.
-
-One dataset, written into ``<out>/``::
+"""The common raw layout every converter writes, and its reader. One dataset, in ``<out>/``::
 
     images/<image_id>   image files (PNG); image_id a relative POSIX path, e.g. ``train/i/<uuid>.png``
     labels.csv          image_id, given_label (int), true_label (int or empty), label_error (0/1 or empty)
     classes.txt         class names, one per line: line i names class i
 
-A column of ``labels.csv`` is either filled on every row or empty on every row (unknown for
-the whole dataset). Where both are known, ``label_error == (given_label != true_label)``.
-
-The folder is built in a temporary folder ``.<name>.*`` beside it and renamed into place only
-when everything is written, so a crash never leaves a half-written ``<out>``.
+A column of ``labels.csv`` is either filled on every row or empty on every row (unknown for the
+whole dataset). The folder is built beside ``<out>`` and renamed into place when complete.
 """
 
 from __future__ import annotations
 
-import csv
+import collections
 import io
 import os
 import re
@@ -23,14 +18,14 @@ import shutil
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from labelbench.data.io import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    LABEL_COLUMNS, DataError, atomic_dir, image_id_sort_key, read_classes, read_labels_csv,
+    LABEL_COLUMNS, DataError, atomic_dir, read_classes, read_labels_csv, sorted_order,
 )
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
@@ -66,9 +61,8 @@ class RawTable:
         return len(self.image_ids)
 
     def check(self, source) -> "RawTable":
-        """Validate shapes, ranges, uniqueness and consistency; DataError naming ``source``."""
-        n = len(self.image_ids)
-        if n == 0:
+        """Validate ids, classes, label ranges and consistency; DataError naming ``source``."""
+        if not self.image_ids:
             raise DataError(source, "no examples")
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise DataError(source, f"class names must be non-empty and unique, got {self.classes[:10]}")
@@ -76,39 +70,22 @@ class RawTable:
             raise DataError(source, "class names must be non-empty single-line strings")
         for i in self.image_ids:
             check_image_id(i, source)
-        if len(set(self.image_ids)) != n:
-            seen, dup = set(), []
-            for i in self.image_ids:
-                if i in seen:
-                    dup.append(i)
-                seen.add(i)
+        dup = [i for i, count in collections.Counter(self.image_ids).items() if count > 1]
+        if dup:
             raise DataError(source, f"{len(dup)} repeated image id(s), e.g. {dup[:_SHOWN]}")
-        k = len(self.classes)
-        self.given_labels = _labels(self.given_labels, n, k, source, "given labels")
+        self.given_labels = _labels(self.given_labels, len(self), len(self.classes), source, "given labels")
         if self.true_labels is not None:
-            self.true_labels = _labels(self.true_labels, n, k, source, "true labels")
-        if self.label_errors is not None:
-            errors = np.asarray(self.label_errors)
-            if errors.shape != (n,):
-                raise DataError(source, f"{errors.shape[0] if errors.ndim else 0} label-error flags for {n} images")
-            if errors.dtype != np.bool_:
-                if not np.isin(errors, (0, 1)).all():
-                    raise DataError(source, "label-error flags must be 0/1 or bool")
-                errors = errors.astype(bool)
-            self.label_errors = errors
-            if self.true_labels is not None:
-                wrong = (self.given_labels != self.true_labels) != errors
-                if wrong.any():
-                    row = int(np.flatnonzero(wrong)[0])
-                    raise DataError(
-                        source, f"label_error disagrees with given != true on {int(wrong.sum())} row(s), "
-                        f"first {self.image_ids[row]!r}"
-                    )
+            self.true_labels = _labels(self.true_labels, len(self), len(self.classes), source, "true labels")
+        if self.true_labels is not None and self.label_errors is not None:
+            wrong = (self.given_labels != self.true_labels) != self.label_errors
+            if wrong.any():
+                raise DataError(source, f"label_error disagrees with given != true on {int(wrong.sum())} row(s), "
+                                        f"first {self.image_ids[int(np.flatnonzero(wrong)[0])]!r}")
         return self
 
-    def take(self, order: Sequence[int] | np.ndarray) -> "RawTable":
-        """Rows ``order`` (a permutation or a subset), as a new table."""
-        order = np.asarray(order, dtype=np.int64)
+    def folder_sorted(self) -> "RawTable":
+        """This table in ImageFolder order of image_id (see :func:`labelbench.data.io.image_id_sort_key`)."""
+        order = sorted_order(self.image_ids)
         return RawTable(
             image_ids=[self.image_ids[i] for i in order],
             given_labels=self.given_labels[order],
@@ -117,35 +94,22 @@ class RawTable:
             label_errors=None if self.label_errors is None else self.label_errors[order],
         )
 
-    def folder_sorted(self) -> "RawTable":
-        """This table in ImageFolder order of image_id (see :func:`image_id_sort_key`)."""
-        order = sorted(range(len(self)), key=lambda i: image_id_sort_key(self.image_ids[i]))
-        return self.take(order)
-
     def labels_csv(self) -> str:
-        """The ``labels.csv`` text of this table."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(LABEL_COLUMNS)
-        true = self.true_labels
-        errors = self.label_errors
-        for row, image_id in enumerate(self.image_ids):
-            writer.writerow([
-                image_id,
-                int(self.given_labels[row]),
-                "" if true is None else int(true[row]),
-                "" if errors is None else int(errors[row]),
-            ])
-        return buf.getvalue()
+        """The ``labels.csv`` text of this table (an unknown column is empty)."""
+        unknown = [""] * len(self)
+        return pd.DataFrame({
+            "image_id": self.image_ids,
+            "given_label": self.given_labels,
+            "true_label": unknown if self.true_labels is None else self.true_labels,
+            "label_error": unknown if self.label_errors is None else self.label_errors.astype(np.int64),
+        }).to_csv(index=False, lineterminator="\n")
 
 
 def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
     values = np.asarray(values)
-    if values.shape != (n,):
-        raise DataError(source, f"{values.shape[0] if values.ndim else 0} {what} for {n} images")
-    if not np.issubdtype(values.dtype, np.integer):
-        raise DataError(source, f"{what} must be integers, got dtype {values.dtype}")
-    if n and (values.min() < 0 or values.max() >= k):
+    if values.shape != (n,) or not np.issubdtype(values.dtype, np.integer):
+        raise DataError(source, f"{what} must be {n} integers, got {values.dtype} {values.shape}")
+    if values.min() < 0 or values.max() >= k:
         raise DataError(source, f"{what} outside [0, {k}): min {values.min()}, max {values.max()}")
     return values.astype(np.int64, copy=False)
 
@@ -158,13 +122,10 @@ class ImageWriter:
 
     def __init__(self, root: Path):
         self.images = Path(root) / "images"
-        self._dirs: set[Path] = set()
 
     def path(self, image_id: str) -> Path:
         path = self.images / check_image_id(image_id, self.images)
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
     def save(self, image_id: str, image: Image.Image) -> None:
@@ -188,12 +149,8 @@ def write_metadata(root: Path, table: RawTable) -> None:
 
 
 def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Image:
-    """Decode image bytes fully with Pillow; DataError naming ``source`` when unreadable.
-
-    ``expect`` (e.g. ``"PNG"``) also requires that file format.
-    """
-    if len(data) > MAX_IMAGE_BYTES:
-        raise DataError(source, f"image of {len(data)} bytes exceeds {MAX_IMAGE_BYTES}")
+    """Decode image bytes fully with Pillow (of format ``expect``, e.g. ``"PNG"``, when given);
+    DataError naming ``source`` when unreadable."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()

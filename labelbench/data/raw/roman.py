@@ -1,21 +1,12 @@
 """Roman numerals: the Data-Centric AI competition bundle joined with the manual review sheet.
 
-Sources
--------
-The competition bundle (Andrew Ng's Data-Centric AI Competition 2021, CodaLab bundle
-:data:`ROMAN_BUNDLE_URL`, as linked from the review workbook's ``Links`` sheet) as a zip:
-PNG files ``train/<class>/<name>.png`` and ``val/<class>/<name>.png``, classes
-:data:`ROMAN_CLASSES`; one leading folder (e.g. ``andrew-ng-dcai-comp-2021-data/``) is allowed.
-No checksum is published, so it is not downloaded automatically: place it by hand.
+* The competition bundle (CodaLab :data:`ROMAN_BUNDLE_URL`; no checksum is published, so it is
+  placed by hand) as a zip of PNGs ``train|val/<numeral>/<name>.png``, under at most one folder.
+* The review workbook (``.xlsx``): a sheet whose header has ``file_path`` (``train/i/<uuid>.png``),
+  ``given_label`` (the numeral, e.g. ``iv``) and ``label_error`` (bool); other columns are ignored.
 
-The manual review workbook (``.xlsx``, read with openpyxl read-only, values not formulas):
-a sheet whose header row has ``file_path`` (``train/i/<uuid>.png``), ``given_label`` (the
-numeral, e.g. ``iv``) and ``label_error`` (bool); other columns (action, corrected_label,
-...) are ignored. Class index = position in :data:`ROMAN_CLASSES` (numeric order i..x).
-
-The raw folder holds every reviewed image (2,880; exact duplicates are removed by a later
-stage), rows in ImageFolder order (split, class folder name, file name); true_label is empty
-(unknown), label_error comes from the sheet.
+The raw folder holds every reviewed image (exact duplicates are removed by a later stage) in
+ImageFolder order; class index = position in :data:`ROMAN_CLASSES`, true_label unknown.
 """
 
 from __future__ import annotations
@@ -28,15 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.data.io import DataError
-from labelbench.data.raw.layout import (
-    ImageWriter,
-    RawTable,
-    atomic_dir,
-    decode_image,
-    open_zip,
-    read_zip_member,
-    write_metadata,
-)
+from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, decode_image, open_zip
+from labelbench.data.raw.layout import read_zip_member, write_metadata
 
 ROMAN_CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 ROMAN_BUNDLE_URL = "https://worksheets.codalab.org/bundles/0x497f5d7096724783aa1eb78b85aa321f"
@@ -45,9 +29,7 @@ _ID = re.compile(r"(?:^|(.*)/)((?:train|val)/(" + "|".join(ROMAN_CLASSES) + r")/
 
 
 def _bool(value, path, row: int) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
+    if isinstance(value, (bool, int, float)) and value in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
@@ -72,23 +54,14 @@ def read_review(review: os.PathLike | str) -> list[dict]:
             names = [str(h).strip().lower() if h is not None else "" for h in header or ()]
             if not all(c in names for c in REQUIRED_COLUMNS):
                 continue
-            out = []
-            for values in rows:
-                if values is None or all(v is None for v in values):
-                    continue
-                out.append(dict(zip(names, values)))
-            return out
+            return [dict(zip(names, values)) for values in rows if any(v is not None for v in values)]
     finally:
         wb.close()
     raise DataError(path, f"no sheet has a header with columns {list(REQUIRED_COLUMNS)}")
 
 
 def roman_review_labels(*, review: os.PathLike | str) -> RawTable:
-    """Label table of every reviewed image (no images needed), ImageFolder order.
-
-    image_id = ``file_path``, given_label = index of ``given_label`` in :data:`ROMAN_CLASSES`
-    (must match the class folder), label_error = ``label_error``, true_label unknown.
-    """
+    """Label table of every reviewed image (no images needed); given_label must match the class folder."""
     path = Path(review)
     ids, given, errors = [], [], []
     for row_no, row in enumerate(read_review(path), start=2):
@@ -111,12 +84,8 @@ def roman_review_labels(*, review: os.PathLike | str) -> RawTable:
 
 
 def convert_roman(*, bundle: os.PathLike | str, review: os.PathLike | str, out: os.PathLike | str) -> RawTable:
-    """Competition zip + review sheet -> raw layout (see the module docstring).
-
-    Every PNG under ``train|val/<numeral>/`` in the zip must have a sheet row and every row
-    an image, else DataError naming the zip. Each image is decoded by Pillow (it must be a
-    PNG) and stored byte for byte.
-    """
+    """Competition zip + review sheet -> raw layout. Every PNG under ``train|val/<numeral>/`` must have
+    a sheet row and every row an image; each image must decode as PNG and is stored byte for byte."""
     table = roman_review_labels(review=review)
     bundle = Path(bundle)
     with open_zip(bundle) as zf:
