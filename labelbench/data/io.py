@@ -16,6 +16,7 @@ loaded with pickles enabled.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -328,12 +329,18 @@ def write_npy(path, array: np.ndarray) -> None:
 
 
 def write_csv(path, frame) -> None:
-    """``frame`` as CSV, floats in Python's shortest round-trip form (exact, and several times
-    faster than pandas' own float formatting), NaN as an empty cell."""
-    floats = frame.select_dtypes("floating").columns
-    frame = frame.assign(**{c: ["" if v != v else repr(v) for v in frame[c].tolist()] for c in floats})
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+    """``frame`` as CSV, as pandas writes it but several times faster: floats in Python's shortest
+    round-trip form (exact), missing values as empty cells."""
+    def cells(column):
+        values = frame[column]
+        missing = values.isna().to_numpy()
+        return ["" if gone else (repr(v) if isinstance(v, float) else str(v))
+                for v, gone in zip(values.astype(object).tolist(), missing)]
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(frame.columns)
+        writer.writerows(zip(*(cells(c) for c in frame.columns)))
 
 
 # --- the raw layout's label files (images/, labels.csv, classes.txt) -------------------------
