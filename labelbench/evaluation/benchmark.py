@@ -54,7 +54,6 @@ ENSEMBLE_PREFIX = "ensemble:"
 class Task:
     """One unit of work: a single model's variants and filters, or one dataset's ensembles."""
 
-    root: str
     dataset: str
     models: tuple[str, ...]
     kind: str  # "model" | "ensembles"
@@ -145,12 +144,12 @@ def make_tasks(
     """``datasets``: name -> (data root, models). Ensemble tasks first: they are the longest."""
     lift_k, ensembles = int(lift_k), tuple(ensembles)
     tasks = []
-    for name, (root, models) in datasets.items():
+    for name, (_, models) in datasets.items():
         if ensembles and len(models) > 1:
-            tasks.append(Task(str(root), name, tuple(models), "ensembles", lift_k, ensembles))
-    for name, (root, models) in datasets.items():
+            tasks.append(Task(name, tuple(models), "ensembles", lift_k, ensembles))
+    for name, (_, models) in datasets.items():
         for model in models:
-            tasks.append(Task(str(root), name, (model,), "model", lift_k, filters=filters))
+            tasks.append(Task(name, (model,), "model", lift_k, filters=filters))
     return tasks
 
 
