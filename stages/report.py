@@ -1,9 +1,9 @@
 """Stage `report`: the markdown report and the PNG figures, from the benchmark stage's outputs.
 
-    python stages/report.py --metrics metrics --out reports/benchmark.md --figures plots
+    python stages/report.py --metrics metrics --issues reports/issues --out reports/benchmark.md --figures plots
 
-Reads ``<metrics>/{benchmark.csv,filters.csv,summary.json}`` and the datasets (for the PR curves
-and the most-likely-mislabeled list); writes ``--out`` and ``<figures>/{auroc_dot_plot,pr_curves}.png``.
+Reads ``<metrics>/{benchmark.csv,filters.csv,summary.json}``, the datasets (for the PR curves) and
+``<issues>/<dataset>.csv`` (the most-likely-mislabeled lists); writes ``--out`` and ``<figures>/{auroc_dot_plot,pr_curves}.png``.
 """
 
 import argparse
@@ -45,6 +45,7 @@ def read_summary(path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--issues", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--figures", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
         summary = read_summary(args.metrics / "summary.json")
         report = params.report
         scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
-        top = top_ranked(scored, top_n=report.top_n)
+        top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)
         figures = [args.figures / "auroc_dot_plot.png", args.figures / "pr_curves.png"]
         dot_plot(benchmark, figures[0])
         pr_curves(scored, figures[1], method=report.ranking_method)

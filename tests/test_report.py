@@ -27,7 +27,7 @@ def workdir(tmp_path, monkeypatch):
 )
 def test_bad_benchmark_outputs(workdir, capsys, name, content, message):
     (workdir / "metrics" / name).write_text(content)
-    argv = ["--metrics", "metrics", "--out", "reports/benchmark.md", "--figures", "plots"]
+    argv = ["--metrics", "metrics", "--issues", "reports/issues", "--out", "reports/benchmark.md", "--figures", "plots"]
     assert load_stage("report").main(argv) == 1
     assert message in capsys.readouterr().err
     assert not (workdir / "reports").exists()

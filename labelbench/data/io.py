@@ -5,7 +5,8 @@ Layout read here (one dataset; see DESIGN.md)::
     <root>/<dataset>/
       given_labels.npy        int   (N,)     labels the models were trained on
       true_labels.npy         int   (N,)     optional (CIFAR, synthetic noise)
-      label_errors.npy        bool  (N,)     ground truth: is the given label wrong
+      label_errors.npy        bool  (N,)     ground truth: is the given label wrong (optional for
+                                             datasets added without a known error mask)
       image_ids.txt           N lines        relative image path of row i
       pred_probs/<model>.npy  float (N, K)   out-of-sample predicted probabilities
 
@@ -120,14 +121,14 @@ def read_image_ids(path: os.PathLike | str) -> list[str]:
 class Dataset:
     """One dataset of the contract, validated.
 
-    Attributes: ``given_labels`` (N,) int64, ``label_errors`` (N,) bool, ``true_labels`` (N,)
-    int64 or None, ``image_ids`` N strings, ``pred_probs`` model name -> (N, K) float64.
+    Attributes: ``given_labels`` (N,) int64, ``label_errors`` (N,) bool or None (no known error
+    mask), ``true_labels`` (N,) int64 or None, ``image_ids`` N strings, ``pred_probs`` model name -> (N, K) float64.
     """
 
     name: str
     root: Path
     given_labels: np.ndarray
-    label_errors: np.ndarray
+    label_errors: np.ndarray | None
     image_ids: list[str]
     true_labels: np.ndarray | None = None
     pred_probs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -176,8 +177,11 @@ def verify_checksum(path: Path, root: Path, sums: dict[str, str], listing: Path)
                               f"(restore them with `dvc checkout --force {root}`)")
 
 
-def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None) -> Dataset:
+def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None, *,
+                 label_errors: bool = True) -> Dataset:
     """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``.
+    ``label_errors=False``: a dataset without a known error mask (``label_errors`` None; the
+    file is not read).
 
     Where the root has a checksum list (:func:`checksums_path`; the authors' artifacts do), every
     file read must match it, so a changed byte is one clear error, not a silently different result."""
@@ -190,53 +194,74 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             if models is None or path.parent.name != "pred_probs" or path.stem in models:
                 verify_checksum(path, Path(root), sums, listing)
-    labels_path = folder / "given_labels.npy"
-    given = load_npy(labels_path)
-    check_labels(given, labels_path)
-    n = given.shape[0]
-
-    errors_path = folder / "label_errors.npy"
-    errors = load_npy(errors_path)
-    if errors.dtype != np.bool_:
-        raise DataError(errors_path, f"expected dtype bool, got {errors.dtype}")
-    _check_length(errors, n, errors_path, labels_path)
-
-    ids_path = folder / "image_ids.txt"
-    image_ids = read_image_ids(ids_path)
-    if len(image_ids) != n:
-        raise DataError(ids_path, f"has {len(image_ids)} lines but {labels_path.name} has {n} labels")
-
     models = list_models(root, name) if models is None else list(models)
     if not models:
         raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")
-    pred_probs = {}
-    for model in models:
-        path = folder / "pred_probs" / f"{model}.npy"
-        probs = check_pred_probs(load_npy(path), path)
-        _check_length(probs, n, path, labels_path)
-        pred_probs[model] = probs
-    k = {p.shape[1] for p in pred_probs.values()}
+    true_path = folder / "true_labels.npy"
+    arrays = check_files(
+        given_labels=folder / "given_labels.npy",
+        pred_probs={m: folder / "pred_probs" / f"{m}.npy" for m in models},
+        label_errors=folder / "label_errors.npy" if label_errors else None,
+        true_labels=true_path if true_path.exists() else None,
+        image_ids=folder / "image_ids.txt",
+    )
+    return Dataset(name=name, root=Path(root), **arrays)
+
+
+def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors: Path | None,
+                true_labels: Path | None, image_ids: Path | None) -> dict:
+    """Read and cross-check the files of one dataset of the contract, wherever they are (the
+    checks of every dataset, and of ``python -m labelbench add-dataset``'s inputs); each problem
+    is one DataError naming the file. Optional files are None.
+
+    Returns ``given_labels`` (N,) int64, ``pred_probs`` model -> (N, K) float64, ``label_errors``
+    (N,) bool or None, ``true_labels`` (N,) int64 or None, ``image_ids`` N strings or None.
+    """
+    given = load_npy(given_labels)
+    check_labels(given, given_labels)
+    n = given.shape[0]
+
+    errors = None
+    if label_errors is not None:
+        errors = load_npy(label_errors)
+        if errors.dtype != np.bool_:
+            raise DataError(label_errors, f"expected dtype bool, got {errors.dtype}")
+        _check_length(errors, n, label_errors, given_labels)
+
+    ids = None
+    if image_ids is not None:
+        ids = read_image_ids(image_ids)
+        if len(ids) != n:
+            raise DataError(image_ids, f"has {len(ids)} lines but {given_labels.name} has {n} labels")
+
+    probs = {}
+    for model, path in pred_probs.items():
+        array = check_pred_probs(load_npy(path), path)
+        _check_length(array, n, path, given_labels)
+        probs[model] = array
+    k = {p.shape[1] for p in probs.values()}
     if len(k) != 1:
-        raise DataError(folder / "pred_probs", f"models disagree on the number of classes: {sorted(k)}")
+        folder = Path(os.path.commonpath([str(p.parent) for p in pred_probs.values()]))
+        raise DataError(folder, f"models disagree on the number of classes: {sorted(k)}")
     num_classes = k.pop()
-    check_labels(given, labels_path, num_classes=num_classes)
+    check_labels(given, given_labels, num_classes=num_classes)
 
     true = None
-    true_path = folder / "true_labels.npy"
-    if true_path.exists():
-        true = check_labels(load_npy(true_path), true_path, num_classes=num_classes)
-        _check_length(true, n, true_path, labels_path)
-        if not np.array_equal(true != given, errors):
-            raise DataError(errors_path, "disagrees with given_labels != true_labels")
-    return Dataset(
-        name=name,
-        root=Path(root),
-        given_labels=given.astype(np.int64, copy=False),
-        label_errors=errors,
-        image_ids=image_ids,
-        true_labels=true,
-        pred_probs=pred_probs,
-    )
+    if true_labels is not None:
+        true = check_labels(load_npy(true_labels), true_labels, num_classes=num_classes)
+        _check_length(true, n, true_labels, given_labels)
+        if errors is not None and not np.array_equal(true != given, errors):
+            raise DataError(label_errors, "disagrees with given_labels != true_labels")
+    return dict(given_labels=given.astype(np.int64, copy=False), label_errors=errors, image_ids=ids,
+                true_labels=true, pred_probs=probs)
+
+
+def read_class_names(path: os.PathLike | str, *, num_classes: int) -> list[str]:
+    """:func:`read_classes`, which must name exactly the ``num_classes`` classes of the pred_probs."""
+    names = read_classes(path)
+    if len(names) != num_classes:
+        raise DataError(path, f"names {len(names)} classes but the pred_probs have {num_classes}")
+    return names
 
 
 def _check_length(array: np.ndarray, n: int, path, reference) -> None:

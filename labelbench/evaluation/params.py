@@ -3,9 +3,10 @@ are checked against their registries, published datasets and models against the 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, RootModel, model_validator
 
 from labelbench.config import FULL_BLOCKS, Block, Names, Noise, Part, Positive
 from labelbench.evaluation.ensembles import check_scheme
@@ -51,7 +52,46 @@ class Report(Block):
     ranking_ensemble: Scheme
 
 
-FULL_BLOCKS.update(published=Published, evaluate=Evaluate, benchmark=Benchmark, report=Report)
+#: Names of added datasets and their models: a folder, a file stem and a DVC metrics key each.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it matches :data:`NAME_PATTERN`, else a ValueError saying what is allowed."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"name {name!r} must match {NAME_PATTERN} (letters, digits, '_' and '-')")
+    return name
+
+
+def check_added_name(name: str) -> str:
+    """An added dataset's name: :func:`check_name`, and not one of the published datasets."""
+    if check_name(name) in PUBLISHED_DATASETS:
+        raise ValueError(f"name {name!r} is a published dataset; choose another")
+    return name
+
+
+class AddedDataset(Block):
+    """One dataset added with ``python -m labelbench add-dataset`` (data/added/<name>)."""
+
+    models: Annotated[Names, AfterValidator(lambda names: [check_name(n) for n in names])]
+    label_errors: bool  # a known error mask: benchmarked; false: ranked issues only
+
+
+class Added(RootModel[dict[Annotated[str, AfterValidator(check_added_name)], AddedDataset]]):
+    """``added``: name -> its models and whether its label errors are known."""
+
+    model_config = {"strict": True, "frozen": True}
+
+
+class Issues(Block):
+    """The ranked label issues (`issues` stage): rows per CSV, images in each PNG grid."""
+
+    rows: Positive
+    grid: Positive
+
+
+FULL_BLOCKS.update(published=Published, added=Added, evaluate=Evaluate, benchmark=Benchmark, report=Report,
+                   issues=Issues)
 
 
 class Trained(Part):
@@ -61,24 +101,50 @@ class Trained(Part):
     models: Names
 
 
+class Source(NamedTuple):
+    """Where one dataset's files are: ``root`` of the data contract, its ``models``, whether its
+    label errors are known (``label_errors``: benchmarked), and ``extras``, the folder that may
+    hold ``classes.txt`` and ``images/<image_id>`` (None for the published datasets)."""
+
+    root: str
+    models: list[str]
+    label_errors: bool
+    extras: str | None
+
+
 class Datasets(Part):
-    """Which datasets and models are evaluated: every published one listed, every one trained here."""
+    """Which datasets and models are evaluated: every published one listed, every one trained
+    here, every one added (data/added)."""
 
     published: Published
     crossval: Trained
+    added: Added
 
     @model_validator(mode="after")
     def _names_once(self):
-        both = set(self.published.datasets) & set(self.crossval.datasets)
-        if both:
-            raise ValueError(f"datasets {sorted(both)} are both published and trained here; keep one")
+        kinds = {"published": set(self.published.datasets), "trained here": set(self.crossval.datasets),
+                 "added": set(self.added.root)}
+        for i, (a, names_a) in enumerate(kinds.items()):
+            for b, names_b in list(kinds.items())[i + 1:]:
+                if names_a & names_b:
+                    raise ValueError(f"datasets {sorted(names_a & names_b)} are both {a} and {b}; keep one")
         return self
 
-    def roots(self) -> dict[str, tuple[str, list[str]]]:
-        """Dataset name -> (data contract root, models), published first, in params order."""
-        out = {name: ("data/published", list(self.published.models)) for name in self.published.datasets}
-        out.update({name: ("data/trained", list(self.crossval.models)) for name in self.crossval.datasets})
+    def sources(self) -> dict[str, Source]:
+        """Every dataset, published first, then trained, then added, in params order."""
+        out = {name: Source("data/published", list(self.published.models), True, None)
+               for name in self.published.datasets}
+        # trained datasets: class names and images are the raw stage's (data/raw/<name>)
+        out.update({name: Source("data/trained", list(self.crossval.models), True, f"data/raw/{name}")
+                    for name in self.crossval.datasets})
+        out.update({name: Source("data/added", list(spec.models), spec.label_errors, f"data/added/{name}")
+                    for name, spec in self.added.root.items()})
         return out
+
+    def roots(self) -> dict[str, tuple[str, list[str]]]:
+        """The benchmarked datasets (those with known label errors) as name -> (data contract root,
+        models), in the order of :meth:`sources`."""
+        return {name: (s.root, s.models) for name, s in self.sources().items() if s.label_errors}
 
 
 class EvaluateParams(Datasets):
@@ -102,4 +168,14 @@ class BenchmarkParams(Datasets):
 class ReportParams(Datasets):
     lift_k: Positive
     report: Report
+
+
+class Ranking(Part):
+    ranking_method: Method
+    ranking_ensemble: Scheme
+
+
+class IssuesParams(Datasets):
+    report: Ranking
+    issues: Issues
 

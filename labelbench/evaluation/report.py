@@ -17,6 +17,7 @@ import pandas as pd
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
 from labelbench.evaluation.ensembles import ensemble_scores
 from labelbench.data.io import atomic_path, load_dataset, write_text
+from labelbench.evaluation.issues import top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
 from labelbench.evaluation.scores import ALL_VARIANTS, label_quality_scores
 
@@ -93,25 +94,6 @@ def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, en
     return out
 
 
-def top_ranked(scored: dict, *, top_n: int) -> pd.DataFrame:
-    """The ``top_n`` examples per dataset ranked most likely mislabeled (by the last score column
-    of :func:`method_scores`: the ensemble, or the only model)."""
-    frames = []
-    for name, (data, curves) in scored.items():
-        scores = list(curves.values())[-1]
-        top = np.argsort(1 - scores)[::-1][:top_n]
-        frames.append(pd.DataFrame({
-            "dataset": name,
-            "rank": np.arange(1, len(top) + 1),
-            "image_id": [data.image_ids[i] for i in top],
-            "given_label": data.given_labels[top],
-            "true_label": data.true_labels[top] if data.true_labels is not None else "",
-            "is_label_error": data.label_errors[top],
-            "score": scores[top],
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
 def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame, summary: dict,
                    top: pd.DataFrame, figures: list[str], lift_k: int) -> None:
     parts = [
@@ -141,15 +123,29 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
             parts += ["### Ensembles (AUROC)", "", _markdown_table(ensemble_table(benchmark, dataset, "auroc")), ""]
         if (filters["dataset"] == dataset).any():
             parts += ["### cleanlab `find_label_issues` filters (F1)", "", _markdown_table(filter_table(filters, dataset)), ""]
-        rows = top[top["dataset"] == dataset]
-        if not rows.empty:
-            parts += [f"### {len(rows)} examples ranked most likely mislabeled", "",
-                      "| rank | image_id | given | true | real error | score |", "|---|---|---|---|---|---|"]
-            for r in rows.itertuples():
-                parts.append(f"| {r.rank} | `{r.image_id}` | {r.given_label} | {r.true_label} | "
-                             f"{'yes' if r.is_label_error else 'no'} | {r.score:.4f} |")
-            parts.append("")
+        parts += _ranked_list(top, dataset)
+    for dataset in dict.fromkeys(top["dataset"]):
+        if dataset not in set(benchmark["dataset"]):
+            parts += [f"## {dataset}", "", "Not benchmarked: no known label errors (added without `--errors`), so "
+                      "no metric; the ranked list only.", ""] + _ranked_list(top, dataset)
     write_text(path, "\n".join(parts))
+
+
+def _ranked_list(top: pd.DataFrame, dataset: str) -> list[str]:
+    """Markdown lines: the dataset's rows of :func:`top_ranked` (reports/issues/<dataset>.csv)."""
+    rows = top[top["dataset"] == dataset]
+    if rows.empty:
+        return []
+    known = [c for c in ("true_label", "is_label_error") if c in rows and rows[c].ne("").all()]
+    titles = {"true_label": "true", "is_label_error": "real error"}
+    lines = [f"### {len(rows)} examples ranked most likely mislabeled (`reports/issues/{dataset}.csv`)", "",
+             "| " + " | ".join(["rank", "image_id", "given", "suggested"] + [titles[c] for c in known] + ["score"]) + " |",
+             "|" + "---|" * (5 + len(known))]
+    for r in rows.to_dict("records"):
+        cells = [str(r["rank"]), f"`{r['image_id']}`", r["given_label"], r["suggested_label"]]
+        cells += [("yes" if r[c] == "1" else "no") if c == "is_label_error" else r[c] for c in known]
+        lines.append("| " + " | ".join(cells + [f"{r['score']:.4f}"]) + " |")
+    return lines + [""]
 
 
 def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None:

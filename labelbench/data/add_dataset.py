@@ -1,0 +1,219 @@
+"""``python -m labelbench add-dataset``: a dataset of your own into the benchmark, all or nothing.
+
+The inputs are checked with the data contract's checks (:func:`labelbench.data.io.check_files`, the
+same as for the published data) plus what the stages need of a new dataset; the first problem is
+one error naming the file (or the name) and nothing is written. Then, in this order:
+
+1. ``data/added/<name>/`` in the data-contract layout (the inputs' bytes; ``image_ids.txt`` numbered
+   rows when no ids are given; ``classes.txt`` and ``images/<image_id>`` where given), written to a
+   temporary folder, loaded back with :func:`labelbench.data.io.load_dataset`, then renamed into place;
+2. ``dvc add data/added/<name>`` (``data/added/<name>.dvc``, ``/<name>`` in ``data/added/.gitignore``);
+3. ``added.<name>`` in ``params.yaml``: only the ``added:`` block is rewritten (every comment and
+   every other line keeps its bytes), and the new text is validated with every evaluation stage's
+   schema before anything is written.
+
+A failure in step 2 or 3 undoes the earlier steps. With ``--errors`` the dataset is benchmarked
+(``label_errors: true``); without, it gets the ranked issues only. The next ``dvc repro`` runs the
+evaluation stages (which depend on ``data/added`` and the ``added`` param) and nothing else.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from labelbench.config import ParamsError, Positive, load_params
+from labelbench.data.io import (
+    DataError, _is_relative_id, check_files, load_dataset, read_class_names, write_text,
+)
+from labelbench.evaluation.params import (
+    BenchmarkParams, Datasets, EvaluateParams, IssuesParams, ReportParams, check_added_name, check_name,
+)
+
+ADDED_ROOT = Path("data/added")
+_SHOWN = 5
+
+
+class AddParams(Datasets):
+    lift_k: Positive
+
+
+def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | None = None,
+                true_labels: Path | None = None, image_ids: Path | None = None, images: Path | None = None,
+                classes: Path | None = None, repo: Path = Path(".")) -> dict:
+    """Check, write, track and register dataset ``name`` in the repository ``repo`` (its root).
+
+    Returns ``{"examples": N, "classes": K, "models": [...], "errors": number or None}``; raises
+    DataError (a file) or ParamsError (the name, params.yaml) before writing anything."""
+    repo = Path(repo)
+    for required in ("params.yaml", "dvc.yaml", ".dvc"):
+        if not (repo / required).exists():
+            raise ParamsError(f"{repo / required}: not found; run add-dataset from the repository root")
+    params = load_params(AddParams, repo / "params.yaml")
+    try:
+        check_added_name(name)
+    except ValueError as exc:
+        raise ParamsError(f"dataset name: {exc}") from None
+    if name in params.sources():
+        raise ParamsError(f"dataset name {name!r}: already in params.yaml (published, trained or added); "
+                          "choose another")
+    folder = repo / ADDED_ROOT / name
+    for path in (folder, folder.with_name(f"{name}.dvc")):
+        if path.exists() or path.is_symlink():
+            raise DataError(path, "already exists; remove it or choose another name")
+
+    arrays, models = check_inputs(pred_probs=pred_probs, labels=labels, errors=errors, true_labels=true_labels,
+                                  image_ids=image_ids, images=images, lift_k=params.lift_k)
+    num_classes = next(iter(arrays["pred_probs"].values())).shape[1]
+    if classes is not None:
+        read_class_names(classes, num_classes=num_classes)
+    params_text = registered_params(repo / "params.yaml", name, models=models, label_errors=errors is not None)
+
+    gitignore = repo / ADDED_ROOT / ".gitignore"
+    old_gitignore = gitignore.read_bytes() if gitignore.is_file() else None
+    write_folder(folder, name=name, models=models, pred_probs=pred_probs, labels=labels, errors=errors,
+                 true_labels=true_labels, image_ids=image_ids, ids=arrays["image_ids"], images=images, classes=classes)
+    try:
+        result = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", (ADDED_ROOT / name).as_posix()],
+                                cwd=repo, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DataError(folder, f"`dvc add` failed: {(result.stderr or result.stdout).strip()}")
+        write_text(repo / "params.yaml", params_text)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.with_name(f"{name}.dvc").unlink(missing_ok=True)
+        if old_gitignore is None:
+            gitignore.unlink(missing_ok=True)
+        else:
+            gitignore.write_bytes(old_gitignore)
+        raise
+    n = arrays["given_labels"].shape[0]
+    return {"examples": n, "classes": num_classes, "models": models,
+            "errors": None if arrays["label_errors"] is None else int(arrays["label_errors"].sum())}
+
+
+def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_labels: Path | None,
+                 image_ids: Path | None, images: Path | None, lift_k: int) -> tuple[dict, list[str]]:
+    """The contract's checks on the user's files, and what the stages need of a new dataset:
+    every class among the given labels (the ensembles' log loss), both kinds of example in the
+    error mask (AUROC), at least ``lift_k`` examples when benchmarked, unique ids, an image per id."""
+    pred_probs = Path(pred_probs)
+    if not pred_probs.is_dir():
+        raise DataError(pred_probs, "not a folder (--pred-probs takes a folder of <model>.npy files)")
+    files = sorted(pred_probs.glob("*.npy"))
+    if not files:
+        raise DataError(pred_probs, "holds no <model>.npy file")
+    for file in files:
+        try:
+            check_name(file.stem)
+        except ValueError as exc:
+            raise DataError(file, f"model {exc}") from None
+    if images is not None and image_ids is None:
+        raise DataError(images, "--images needs --image-ids (the image of each row, relative to this folder)")
+    arrays = check_files(given_labels=Path(labels), pred_probs={f.stem: f for f in files},
+                         label_errors=None if errors is None else Path(errors),
+                         true_labels=None if true_labels is None else Path(true_labels),
+                         image_ids=None if image_ids is None else Path(image_ids))
+    given = arrays["given_labels"]
+    num_classes = next(iter(arrays["pred_probs"].values())).shape[1]
+    absent = sorted(set(range(num_classes)) - set(np.unique(given).tolist()))
+    if absent:
+        raise DataError(labels, f"classes {absent[:_SHOWN]} of the {num_classes} in the pred_probs never occur as "
+                                "a given label; every class must (the ensembles weigh models by log loss)")
+    mask = arrays["label_errors"]
+    if mask is not None:
+        if mask.all() or not mask.any():
+            raise DataError(errors, f"marks {int(mask.sum())} of {mask.shape[0]} examples as errors; a benchmark "
+                                    "needs both errors and correct labels")
+        if given.shape[0] < lift_k:
+            raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at "
+                                    f"least that many (or add it without --errors)")
+    ids = arrays["image_ids"]
+    if ids is not None:
+        repeated = [i for i, count in collections.Counter(ids).items() if count > 1]
+        if repeated:
+            raise DataError(image_ids, f"{len(repeated)} repeated id(s), e.g. {repeated[:_SHOWN]}")
+    if images is not None:
+        images = Path(images)
+        if not images.is_dir():
+            raise DataError(images, "not a folder")
+        bad = [i for i in ids if not _is_relative_id(i)]
+        if bad:
+            raise DataError(image_ids, f"ids must be relative paths inside --images, got {bad[:_SHOWN]}")
+        missing = [i for i in ids if not (images / i).is_file()]
+        if missing:
+            raise DataError(images, f"no image file for {len(missing)} id(s) of {image_ids}, e.g. {missing[:_SHOWN]}")
+    return arrays, [f.stem for f in files]
+
+
+def registered_params(path: Path, name: str, *, models: list[str], label_errors: bool) -> str:
+    """``path``'s text with ``added.<name>`` registered: the top-level ``added:`` block (that line
+    and the indented lines under it) is rewritten, every other line kept byte for byte; the result
+    must parse to the old params plus that entry and satisfy every evaluation stage's schema."""
+    text = path.read_text(encoding="utf-8")
+    old = yaml.safe_load(text)
+    added = dict(old.get("added") or {})
+    added[name] = {"models": list(models), "label_errors": label_errors}
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if re.match(r"added\s*:", line)]
+    block = yaml.safe_dump({"added": added}, sort_keys=False, default_flow_style=False, width=1000)
+    if len(starts) != 1:
+        raise ParamsError(f"{path}: expected one top-level `added:` line, found {len(starts)}")
+    start = end = starts[0]
+    while end + 1 < len(lines) and lines[end + 1][:1] in (" ", "\t"):
+        end += 1
+    new = "".join(lines[:start]) + block + "".join(lines[end + 1:])
+    expected = {**old, "added": added}
+    if yaml.safe_load(new) != expected:
+        raise ParamsError(f"{path}: the `added:` block could not be rewritten on its own (is it in flow style "
+                          "over several lines?); add the entry by hand")
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "params.yaml"
+        candidate.write_text(new, encoding="utf-8")
+        for schema in (EvaluateParams, BenchmarkParams, ReportParams, IssuesParams):
+            try:
+                load_params(schema, candidate)
+            except ParamsError as exc:
+                raise ParamsError(str(exc).replace(str(candidate), str(path) + " (after registering)")) from None
+    return new
+
+
+def write_folder(folder: Path, *, name: str, models: list[str], pred_probs: Path, labels: Path,
+                 errors: Path | None, true_labels: Path | None, image_ids: Path | None, ids: list[str] | None,
+                 images: Path | None, classes: Path | None) -> None:
+    """The inputs' bytes in the contract layout, built beside ``folder``, loaded back, then moved in."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        tmp = work / name
+        (tmp / "pred_probs").mkdir(parents=True)
+        for model in models:
+            shutil.copyfile(Path(pred_probs) / f"{model}.npy", tmp / "pred_probs" / f"{model}.npy")
+        shutil.copyfile(labels, tmp / "given_labels.npy")
+        for source, target in ((errors, "label_errors.npy"), (true_labels, "true_labels.npy"),
+                               (classes, "classes.txt")):
+            if source is not None:
+                shutil.copyfile(source, tmp / target)
+        if image_ids is not None:
+            shutil.copyfile(image_ids, tmp / "image_ids.txt")
+        else:
+            n = np.load(tmp / "given_labels.npy", allow_pickle=False).shape[0]
+            (tmp / "image_ids.txt").write_text("".join(f"{i}\n" for i in range(n)), encoding="utf-8")
+        if images is not None:
+            for image_id in ids:
+                target = tmp / "images" / image_id
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(images) / image_id, target)
+        load_dataset(work, name, models=models, label_errors=errors is not None)
+        os.replace(tmp, folder)  # (only `work` has mkdtemp's mode 0700; the rest has the usual modes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
