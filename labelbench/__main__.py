@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         info = add_dataset(name=args.name, pred_probs=args.pred_probs, labels=args.labels, errors=args.errors,
                            true_labels=args.true_labels, image_ids=args.image_ids, images=args.images,
                            classes=args.classes)
-    except (DataError, ParamsError) as exc:
+    except (DataError, ParamsError, OSError) as exc:
         print(f"error: {exc}\nnothing was written", file=sys.stderr)
         return 1
     kind = (f"{info['errors']} known label errors: benchmarked" if info["errors"] is not None

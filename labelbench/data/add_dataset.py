@@ -165,7 +165,7 @@ def registered_params(path: Path, name: str, *, models: list[str], label_errors:
     added[name] = {"models": list(models), "label_errors": label_errors}
     lines = text.splitlines(keepends=True)
     starts = [i for i, line in enumerate(lines) if re.match(r"added\s*:", line)]
-    block = yaml.safe_dump({"added": added}, sort_keys=False, default_flow_style=False, width=1000)
+    block = yaml.safe_dump({"added": added}, sort_keys=False, default_flow_style=None, width=1000)
     if len(starts) != 1:
         raise ParamsError(f"{path}: expected one top-level `added:` line, found {len(starts)}")
     start = end = starts[0]
