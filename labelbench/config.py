@@ -196,7 +196,7 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            key = prefix + ".".join(str(part) for part in error["loc"])
+            key = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".")  # a root model: the block
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
             problems.append(f"{key} = {value}: {error['msg']}")
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None

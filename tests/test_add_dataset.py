@@ -279,3 +279,25 @@ def _written(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "again.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("added, message", [
+    ({"digits": {"models": ["m"], "label_errors": True}}, "datasets ['digits'] are both trained here and added"),
+    ({"cifar-10s": {"models": ["m"], "label_errors": True}}, "name 'cifar-10s' is a published dataset"),
+    ({"my.data": {"models": ["m"], "label_errors": True}}, "added.my.data.[key] = 'my.data': Value error, name"),
+    ({"mine": {"models": ["m"]}}, "added.mine.label_errors = (missing): Field required"),
+    ({"mine": {"models": ["m/x"], "label_errors": False}}, "name 'm/x' must match"),
+    ({"mine": {"models": ["m"], "label_errors": "yes"}}, "added.mine.label_errors = 'yes': Input should be a valid boolean"),
+    ([], "added = []: Input should be a valid dictionary"),
+])
+def test_bad_added_params_are_refused_naming_the_key(tmp_path, added, message):
+    from conftest import REPO_ROOT
+    from labelbench.config import ParamsError, load_params
+    from labelbench.evaluation.params import IssuesParams
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["added"] = added
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ParamsError) as info:
+        load_params(IssuesParams, tmp_path / "params.yaml")
+    assert message in str(info.value)
