@@ -329,6 +329,18 @@ def test_stage_writes_its_outputs(stage_dir, capsys):
     assert sorted(p.name for p in (stage_dir / "metrics").iterdir()) == ["multiannotator.csv", "multiannotator.json"]
 
 
+def test_stage_without_the_dataset_among_the_evaluated_ones_writes_empty_outputs(stage_dir, capsys):
+    params = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    params["published"]["datasets"] = ["roman-numeral"]
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    argv = ["--published", "published", "--out", "metrics", "--section", "reports/multiannotator.md"]
+    assert load_stage("multiannotator").main(argv) == 0
+    assert "cifar-10n-agg is not among published.datasets" in capsys.readouterr().out
+    assert (stage_dir / "metrics" / "multiannotator.csv").read_text() == ",".join(ma.table_columns(100)) + "\n"
+    assert json.loads((stage_dir / "metrics" / "multiannotator.json").read_text()) == {}
+    assert "Not evaluated" in (stage_dir / "reports" / "multiannotator.md").read_text()
+
+
 def test_stage_refuses_bad_inputs_and_keeps_old_outputs(stage_dir, capsys):
     (stage_dir / "metrics").mkdir()
     (stage_dir / "metrics" / "multiannotator.csv").write_text("old\n")

@@ -263,11 +263,11 @@ def row_metrics(aggregate: Aggregate, *, clean: np.ndarray, annotator_accuracy: 
         out.update(ranking_metrics(is_error=wrong, scores=aggregate.quality, lift_k=lift_k))
     else:
         out.update(dict.fromkeys(metric_names(lift_k), math.nan))
-    out["annotator_spearman"] = (math.nan if aggregate.annotator_quality is None
-                                 else spearman(aggregate.annotator_quality, annotator_accuracy))
-    for name, value in zip(ANNOTATORS, aggregate.annotator_quality if aggregate.annotator_quality is not None
-                           else [math.nan] * len(ANNOTATORS)):
-        out[f"annotator_quality:{name}"] = float(value)
+    estimated = aggregate.annotator_quality
+    out["annotator_spearman"] = math.nan if estimated is None else spearman(estimated, annotator_accuracy)
+    if estimated is None:
+        estimated = np.full(len(ANNOTATORS), math.nan)
+    out.update({f"annotator_quality:{name}": float(value) for name, value in zip(ANNOTATORS, estimated)})
     return out
 
 
@@ -309,8 +309,21 @@ def run_track(track: Track, *, baselines: list[str], dawid_skene_max_iter: int, 
         rows.append({"dataset": track.dataset.name, "method": method, "model": model,
                      **row_metrics(aggregate, clean=track.clean, annotator_accuracy=accuracy.to_numpy(),
                                    lift_k=lift_k)})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=table_columns(lift_k))
     return table, summarise(table, annotator_accuracy=accuracy), seconds
+
+
+def table_columns(lift_k: int) -> list[str]:
+    """Columns of ``multiannotator.csv``."""
+    return ["dataset", "method", "model", "consensus_accuracy", "num_wrong_consensus", *metric_names(lift_k),
+            "annotator_spearman", *(f"annotator_quality:{name}" for name in ANNOTATORS)]
+
+
+def not_evaluated(*, lift_k: int) -> tuple[pd.DataFrame, dict]:
+    """The outputs when the track's dataset is not among the evaluated ones (``published.datasets``): a
+    table with no rows and an empty summary, so that a quick configuration (e.g. roman-numeral only)
+    does not pay for the track."""
+    return pd.DataFrame(columns=table_columns(lift_k)), {}
 
 
 def summarise(table: pd.DataFrame, *, annotator_accuracy: pd.Series) -> dict:
@@ -364,6 +377,9 @@ def _cell(value) -> str:
 def markdown_section(*, table: pd.DataFrame, summary: dict) -> str:
     """The report's "Multi-annotator track (CIFAR-10N)" section from ``multiannotator.csv`` (``table``)
     and ``multiannotator.json`` (``summary``): the caveat, the table, one sentence per metric."""
+    if table.empty:
+        return (f"{SECTION_TITLE}\n\nNot evaluated: `multiannotator.dataset` is not among the evaluated "
+                f"`published.datasets`.\n")
     dataset = table["dataset"].iloc[0]
     trained_on = CIFAR10N_VARIANTS[dataset.removeprefix("cifar-10n-")]
     metric_columns = [c for c in table.columns

@@ -133,11 +133,9 @@ class Multiannotator(Block):
 FULL_BLOCKS.update(multiannotator=Multiannotator)
 
 
-class PublishedModels(Part):
-    models: Annotated[Names, _one_of(PUBLISHED_MODELS)]
-
-
 class MultiannotatorParams(Part):
+    """The track runs when ``multiannotator.dataset`` is among ``published.datasets``, with ``published.models``."""
+
     lift_k: Positive
-    published: PublishedModels
+    published: Published
     multiannotator: Multiannotator
