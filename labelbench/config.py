@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
     "score", "adjust_pred_probs", "ensemble", "lift_k", "published", "added",
-    "evaluate", "benchmark", "report", "issues", "raw", "crossval", "train",
+    "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train",
 )
 
 

@@ -179,3 +179,39 @@ class IssuesParams(Datasets):
     report: Ranking
     issues: Issues
 
+
+
+# --- the multi-annotator track (stage `multiannotator`, labelbench.evaluation.multiannotator) ---
+
+#: Published datasets whose rows carry CIFAR-10N's three human labels (their pred_probs are used).
+MULTIANNOTATOR_DATASETS = ("cifar-10n-agg", "cifar-10n-worst")
+#: crowd-kit aggregators beside majority vote (labelbench.evaluation.multiannotator.BASELINES).
+CROWD_BASELINES = ("dawid_skene", "glad")
+
+
+class Multiannotator(Block):
+    """CROWDLAB on CIFAR-10N against majority vote, crowd-kit baselines and single-label scores."""
+
+    dataset: Literal["cifar-10n-agg", "cifar-10n-worst"]
+    baselines: Annotated[list[str], _one_of(CROWD_BASELINES)]
+    dawid_skene_max_iter: Positive
+    glad_max_iter: Positive
+    score: Method
+    ensemble: Scheme
+
+    @model_validator(mode="after")
+    def _baselines_once(self):
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines must be unique, got {self.baselines}")
+        return self
+
+
+FULL_BLOCKS.update(multiannotator=Multiannotator)
+
+
+class MultiannotatorParams(Part):
+    """The track runs when ``multiannotator.dataset`` is among ``published.datasets``, with ``published.models``."""
+
+    lift_k: Positive
+    published: Published
+    multiannotator: Multiannotator
