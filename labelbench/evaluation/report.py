@@ -107,6 +107,7 @@ def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.Dat
     """Rows: ensemble schemes; columns: the cleanlab variants. Cells as :func:`variant_tables`."""
     rows = _with_variant(benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)])
     table = marked_table(rows, index="short_model", columns="variant", metric=metric)
+    table = table[[variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in table.columns]]
     table.columns.name = None
     table.index.name = "ensemble scheme"
     return table
