@@ -110,7 +110,9 @@ class _Layout:
         end = ends[group_id[errors]]  # last position of each error's tie group
         before = starts[group_id[errors]] - 1  # last position before the group (-1: none)
         # Query positions: every error, every error group's end and the position before it.
-        queries = np.unique(np.r_[errors, end, before[before >= 0]])
+        # no error shares its error-ness with another example: the queries are the errors themselves
+        self.ties = bool((end != errors).any() or (before != errors - 1).any())
+        queries = np.unique(np.r_[errors, end, before[before >= 0]]) if self.ties else errors
         position = np.empty(n, dtype=np.int64)
         position[descending] = np.arange(n)
         bins = np.searchsorted(queries, position, side="left")  # bin t: (queries[t-1], queries[t]]
@@ -157,7 +159,7 @@ def weighted_metrics(ranking: Ranking, weights, *, lift_k: int, only: tuple[str,
     values = {name.format(k=int(lift_k)): [] for name in chosen}
     for block in blocks:
         block = np.ascontiguousarray(block, dtype=np.float32)
-        if block.shape[0] != layout.n or block.sum(axis=0).max() >= 2 ** 22:
+        if block.shape[0] != layout.n:
             raise ValueError(f"bootstrap weights of shape {block.shape} do not fit {layout.n} examples")
         w = block[layout.error_rows]
         sums = _Sums(layout, _cumsum_rows(layout.sums @ block), _cumsum_rows(w), w)
@@ -174,6 +176,11 @@ def _auroc(s: _Sums, k: int) -> np.ndarray:
     # float32 is exact here: sums < 2 * 2**22 and count x sum < 2**24 checked, else float64
     exact = float(s.w.max(initial=0)) * 2 * lay.n < 2 ** 24
     kind = np.float32 if exact else np.float64
+    if not lay.ties:  # the queries are the errors: rows 1.. of both running sums, no gather
+        clean_end = np.subtract(s.all[1:], s.err[1:], dtype=kind)
+        clean_end *= s.w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (clean * total - clean_end.sum(axis=0, dtype=np.float64)) / (total * clean)
     clean_end = s.all[lay.all_end].astype(kind) - s.err[lay.err_end]
     clean_end += s.all[lay.all_before]
     clean_end -= s.err[lay.err_before]
@@ -187,7 +194,8 @@ def _auprc(s: _Sums, k: int) -> np.ndarray:
     """sum over error copies of the precision at their threshold (tie group end), over T."""
     lay = s.layout
     # the flagged weight is 0 only where the error weight is 0 too
-    precision = np.divide(s.err[lay.err_end], np.maximum(s.all[lay.all_end], 1), dtype=np.float64)
+    hits, flagged = (s.err[1:], s.all[1:]) if not lay.ties else (s.err[lay.err_end], s.all[lay.all_end])
+    precision = np.divide(hits, np.maximum(flagged, 1), dtype=np.float64)
     precision *= s.w
     with np.errstate(divide="ignore", invalid="ignore"):
         return precision.sum(axis=0) / s.total_errors

@@ -193,6 +193,9 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
                   "best, or worse (paired bootstrap).", "", verdict_table(summary).to_markdown(), ""]
     for figure in figures:
         parts += [f"![{Path(figure).stem}](../{figure})", ""]
+    if bootstrap and figures:
+        parts += [f"`{Path(figures[0]).name}`: each variant's AUROC minus the best variant's on the same dataset × "
+                  "model, with the paired-bootstrap interval of that difference (a bar reaching 0: tied).", ""]
     for dataset in dict.fromkeys(benchmark["dataset"]):
         sub = benchmark[benchmark["dataset"] == dataset]
         parts += [f"## {dataset}", ""]
@@ -262,8 +265,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     if paired:
         ax.set_xscale("symlog", linthresh=1e-4)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_xlabel(f"{title} minus the best variant's {title} of the same dataset × model "
-                      "(symmetric log scale; bars: paired-bootstrap interval of the difference)")
+        ax.set_xlabel(f"{title} − best {title} of the dataset × model (symlog; bars: paired-bootstrap interval)")
         ax.set_title(f"{title} of each label quality score relative to the best per dataset × model")
     else:
         ax.set_xlabel(title)
