@@ -2,8 +2,8 @@
 
     python stages/benchmark.py --out metrics
 
-Independent of the `score` param: writes ``<out>/benchmark.csv``, ``<out>/filters.csv`` and
-``<out>/summary.json``.
+Independent of the `score` param: writes ``<out>/benchmark.csv`` (with paired-bootstrap intervals
+and ties with the best, params ``benchmark.bootstrap``), ``<out>/filters.csv`` and ``<out>/summary.json``.
 """
 
 import argparse
@@ -13,6 +13,7 @@ from pathlib import Path
 from labelbench.config import ParamsError, load_params
 from labelbench.data.io import DataError
 from labelbench.evaluation.benchmark import run_benchmark, write_outputs
+from labelbench.evaluation.bootstrap import BootstrapSettings
 from labelbench.evaluation.params import BenchmarkParams
 
 
@@ -22,12 +23,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(BenchmarkParams)
+        bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
         table, filters = run_benchmark(params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles,
-                                       workers=params.benchmark.workers)
+                                       workers=params.benchmark.workers, bootstrap=bootstrap)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_outputs(table, filters, args.out, lift_k=params.lift_k)
+    write_outputs(table, filters, args.out, lift_k=params.lift_k, bootstrap=bootstrap)
     return 0
 
 

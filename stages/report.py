@@ -42,18 +42,28 @@ def read_summary(path: Path) -> dict:
     return summary
 
 
+def read_section(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable markdown section ({exc})") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", type=Path, required=True)
     parser.add_argument("--issues", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--figures", type=Path, required=True)
+    parser.add_argument("--section", type=Path, action="append", default=[],
+                        help="markdown written by another stage, appended as is (e.g. reports/multiannotator.md)")
     args = parser.parse_args(argv)
     try:
         params = load_params(ReportParams)
         benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
         filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
         summary = read_summary(args.metrics / "summary.json")
+        sections = [read_section(path) for path in args.section]
         report = params.report
         scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
         top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)
@@ -64,7 +74,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_markdown(args.out, benchmark=benchmark, filters=filters, summary=summary, top=top,
-                   figures=[f.as_posix() for f in figures], lift_k=params.lift_k)
+                   figures=[f.as_posix() for f in figures], lift_k=params.lift_k, sections=sections)
     return 0
 
 

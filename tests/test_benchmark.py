@@ -196,3 +196,60 @@ def test_precomputed_confident_joint_filters_equal_plain_find_label_issues(publi
 def test_unknown_ensemble_scheme_is_a_value_error(published):
     with pytest.raises(ValueError, match="unknown ensemble scheme"):
         run_benchmark({"roman-numeral": (str(published), MODELS)}, ensembles=["nope"], workers=1)
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(published):
+    from labelbench.evaluation.bootstrap import BootstrapSettings
+
+    datasets = {"roman-numeral": (str(published), MODELS)}
+    settings = BootstrapSettings(resamples=200, seed=0, level=0.95)
+    return datasets, settings, run_benchmark(datasets, workers=2, bootstrap=settings)
+
+
+def test_bootstrap_leaves_the_point_estimates_alone_and_is_deterministic(bootstrapped, published):
+    datasets, settings, (table, filters) = bootstrapped
+    plain, plain_filters = run_benchmark(datasets, workers=1)
+    pd.testing.assert_frame_equal(table[plain.columns], plain)
+    pd.testing.assert_frame_equal(filters, plain_filters)
+    for metric in METRICS:
+        assert [f"{metric}_lo", f"{metric}_hi"] == [c for c in table.columns if c.startswith(metric + "_") and
+                                                    c.endswith(("_lo", "_hi")) and "diff" not in c]
+        assert set(table[f"{metric}_vs_best"]) <= {"best", "tied", "worse"}
+    serial = run_benchmark(datasets, workers=1, bootstrap=settings)[0]
+    pd.testing.assert_frame_equal(table, serial)
+
+
+def test_bootstrap_intervals_are_those_of_the_datasets_resamples(bootstrapped, published):
+    """A row's interval recomputed from the dataset's resample weights, and each group's verdicts
+    from the paired differences, equal the table's."""
+    from labelbench.evaluation.bootstrap import paired_verdicts, percentile_interval, resample_weights, weighted_metrics
+    from labelbench.evaluation.metrics import Ranking
+    from labelbench.evaluation.scores import all_variant_scores
+
+    _, settings, (table, _) = bootstrapped
+    data = load_dataset(published, "roman-numeral", models=[SWIN])
+    weights = resample_weights(n=data.given_labels.shape[0], resamples=200, seed=0, name="roman-numeral")
+    replicates, points, expected = [], [], []
+    group = table[(table.dataset == "roman-numeral") & (table.model == SWIN)]
+    for (method, adjust), scores in all_variant_scores(labels=data.given_labels, pred_probs=data.pred_probs[SWIN]).items():
+        row = group[(group.method == method) & (group.adjust_pred_probs == adjust)]
+        ranking = Ranking.from_scores(is_error=data.label_errors, scores=scores)
+        values = weighted_metrics(ranking, weights, lift_k=100)
+        for metric in METRICS:
+            lo, hi = percentile_interval(values[metric], level=settings.level)
+            assert (row[f"{metric}_lo"].item(), row[f"{metric}_hi"].item()) == (lo, hi)
+        replicates.append(values["auroc"])
+        points.append(row["auroc"].item())
+        expected.append(row["auroc_vs_best"].item())
+    assert paired_verdicts(np.array(points), np.stack(replicates), level=settings.level) == expected
+    assert group.loc[group.auroc.idxmax(), "auroc_vs_best"] == "best"
+
+
+def test_summary_counts_wins_ties_losses(bootstrapped):
+    _, _, (table, _) = bootstrapped
+    summary = summarize(table, lift_k=100)
+    for variant, counts in summary["verdicts"].items():
+        for metric in METRICS:
+            assert sum(counts[metric].values()) == summary["num_pairs"], (variant, metric)
+    assert summary["verdicts"]["entropy"]["auroc"]["losses"] == summary["num_pairs"]

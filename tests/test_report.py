@@ -42,3 +42,61 @@ def test_markdown_tables_bold_the_best_of_each_column():
     frame = pd.DataFrame({"a": [0.5, 0.75], "b": [0.9, 0.1]}, index=pd.Index(["x", "y"], name="method"))
     assert _markdown_table(frame).splitlines()[2:] == ["| x        | 0.5000     | **0.9000** |",
                                                        "| y        | **0.7500** | 0.1000     |"]
+
+
+def _bootstrapped_rows():
+    import pandas as pd
+
+    return pd.DataFrame({
+        "dataset": "d", "model": ["m1", "m1", "m1", "m2", "m2", "m2"],
+        "method": ["self_confidence", "normalized_margin", "entropy"] * 2, "adjust_pred_probs": False,
+        "auroc": [0.99961, 0.99964, 0.9, 0.8, 0.7, 0.6],
+        "auroc_lo": [0.9990, 0.9991, 0.88, 0.78, 0.68, 0.58], "auroc_hi": [0.9999, 0.9999, 0.92, 0.82, 0.72, 0.62],
+        "auroc_vs_best": ["tied", "best", "worse", "best", "worse", "worse"],
+        "auroc_diff_lo": [-2e-4, 0, -0.1, 0, -0.12, -0.22], "auroc_diff_hi": [1e-4, 0, -0.09, 0, -0.08, -0.18],
+    })
+
+
+def test_variant_tables_mark_best_and_tied_with_intervals_and_enough_digits():
+    from labelbench.evaluation.report import variant_tables
+
+    table = variant_tables(_bootstrapped_rows(), "d", "auroc")
+    assert list(table.index) == ["self_confidence", "normalized_margin", "entropy"]
+    assert table.loc["self_confidence", "m1"] == "0.99961 † [0.99900, 0.99990]"
+    assert table.loc["normalized_margin", "m1"] == "**0.99964** [0.99910, 0.99990]"
+    assert table.loc["entropy", "m2"] == "0.60000 [0.58000, 0.62000]"
+
+
+def test_dot_plot_of_differences_to_the_best(tmp_path):
+    from labelbench.evaluation.report import dot_plot
+
+    dot_plot(_bootstrapped_rows(), tmp_path / "dots.png")
+    assert (tmp_path / "dots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sections_of_other_stages_are_appended_as_written(tmp_path):
+    import pandas as pd
+
+    from labelbench.evaluation.multiannotator import markdown_section
+    from labelbench.evaluation.report import write_markdown
+
+    benchmark = pd.read_csv(REPO_ROOT / "metrics" / "benchmark.csv")
+    filters = pd.read_csv(REPO_ROOT / "metrics" / "filters.csv")
+    import json
+
+    summary = json.loads((REPO_ROOT / "metrics" / "summary.json").read_text())
+    top = pd.DataFrame(columns=["dataset", "rank", "image_id", "given_label", "suggested_label", "score"])
+    section = markdown_section(table=pd.DataFrame(), summary={})  # the track switched off: its own note
+    write_markdown(tmp_path / "r.md", benchmark=benchmark, filters=filters, summary=summary, top=top,
+                   figures=[], lift_k=100, sections=[section])
+    text = (tmp_path / "r.md").read_text()
+    assert text.rstrip("\n").endswith(section.rstrip("\n"))
+    assert "Not evaluated" in text
+
+
+def test_unreadable_section_is_refused_naming_it(workdir, capsys):
+    argv = ["--metrics", "metrics", "--issues", "reports/issues", "--out", "reports/benchmark.md", "--figures", "plots",
+            "--section", "reports/missing.md"]
+    assert load_stage("report").main(argv) == 1
+    assert "reports/missing.md" in capsys.readouterr().err
+    assert not (workdir / "reports" / "benchmark.md").exists()

@@ -3,10 +3,14 @@
 Outputs (long form):
 
 * ``benchmark.csv``: dataset, model, method, adjust_pred_probs, auroc, auprc, lift_at_100,
-  lift_at_num_errors. Ensembles appear with model ``ensemble:<scheme>``.
+  lift_at_num_errors. Ensembles appear with model ``ensemble:<scheme>``. With the bootstrap
+  (:mod:`labelbench.evaluation.bootstrap`) also ``<metric>_lo``, ``<metric>_hi`` (percentile
+  interval) and ``<metric>_vs_best`` (``best`` / ``tied`` / ``worse``: the variant against the best
+  variant of its dataset × model, or of its ensemble scheme, by the paired difference's interval).
 * ``filters.csv``: dataset, model, filter_by, precision, recall, f1, num_flagged.
 * ``summary.json``: per method variant, the mean over dataset × model pairs of each metric
-  min-max normalised within the pair (the paper's summary; 1 = best variant on every pair).
+  min-max normalised within the pair (the paper's summary; 1 = best variant on every pair); with
+  the bootstrap also ``verdicts``: per variant and metric, wins (best), ties, losses over the pairs.
 
 Fast path: each score vector is computed once (adjusted pred_probs shared between methods,
 per-model scores reused by the ``avg_scores*`` ensembles, log losses computed once per model),
@@ -33,7 +37,10 @@ from labelbench.evaluation.ensembles import (
     ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, weighted_pred_probs,
 )
 from labelbench.data.io import Dataset, load_dataset
-from labelbench.evaluation.metrics import filter_metrics, metric_names, ranking_metrics
+from labelbench.evaluation.bootstrap import (
+    BootstrapSettings, interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
+)
+from labelbench.evaluation.metrics import Ranking, filter_metrics, metric_names, metrics_of
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
 FILTER_BY = (
@@ -60,26 +67,37 @@ class Task:
     lift_k: int
     ensembles: tuple[str, ...] = ()
     filters: bool = True
+    bootstrap: bool = False  # replicates on the dataset's resample weights (_WEIGHTS)
 
 
 def _metric_row(dataset, model, method, adjust, metrics):
     return {"dataset": dataset, "model": model, "method": method, "adjust_pred_probs": adjust, **metrics}
 
 
-# Datasets loaded (and validated) once in the parent, before the fork: the workers inherit them.
+# Datasets loaded (and validated) once in the parent, before the fork: the workers inherit them,
+# and each dataset's (B, N) resample weights, shared by all its score vectors (paired bootstrap).
 _LOADED: dict[str, Dataset] = {}
+_WEIGHTS: dict[str, np.ndarray] = {}
 
 
-def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
+def _measure(task: Task, scores: np.ndarray, replicates: list) -> dict[str, float]:
+    """Point estimates of one score vector; its bootstrap replicates appended to ``replicates``."""
+    ranking = Ranking.from_scores(is_error=_LOADED[task.dataset].label_errors, scores=scores)
+    if task.bootstrap:
+        replicates.append(weighted_metrics(ranking, _WEIGHTS[task.dataset], lift_k=task.lift_k))
+    return metrics_of(ranking, lift_k=task.lift_k)
+
+
+def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
+    """(metric rows, filter rows, per metric row {metric: (B,) replicates} or nothing)."""
     data = _LOADED[task.dataset]
     labels, is_error = data.given_labels, data.label_errors
-    rows, filter_rows = [], []
+    rows, filter_rows, replicates = [], [], []
     if task.kind == "model":
         (model,) = task.models
         pred_probs = data.pred_probs[model]
         for (method, adjust), scores in all_variant_scores(labels=labels, pred_probs=pred_probs).items():
-            metrics = ranking_metrics(is_error=is_error, scores=scores, lift_k=task.lift_k)
-            rows.append(_metric_row(task.dataset, model, method, adjust, metrics))
+            rows.append(_metric_row(task.dataset, model, method, adjust, _measure(task, scores, replicates)))
         if task.filters:
             confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
             for filter_by in FILTER_BY:
@@ -88,7 +106,7 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
                     {"dataset": task.dataset, "model": model, "filter_by": filter_by,
                      **filter_metrics(is_error=is_error, flagged=flagged)}
                 )
-        return rows, filter_rows
+        return rows, filter_rows, replicates
     pred_probs_list = [data.pred_probs[m] for m in task.models]
     member_scores = [
         all_variant_scores(labels=labels, pred_probs=p, variants=CLEANLAB_VARIANTS) for p in pred_probs_list
@@ -116,9 +134,9 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict]]:
                 for variant in CLEANLAB_VARIANTS
             }
         for (method, adjust), scores in variant_scores.items():
-            metrics = ranking_metrics(is_error=is_error, scores=scores, lift_k=task.lift_k)
+            metrics = _measure(task, scores, replicates)
             rows.append(_metric_row(task.dataset, ENSEMBLE_PREFIX + scheme, method, adjust, metrics))
-    return rows, filter_rows
+    return rows, filter_rows, replicates
 
 
 #: The filters of find_label_issues that use a confident joint handed to them (the others compute
@@ -140,16 +158,17 @@ def make_tasks(
     lift_k: int = 100,
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
     filters: bool = True,
+    bootstrap: bool = False,
 ) -> list[Task]:
     """``datasets``: name -> (data root, models). Ensemble tasks first: they are the longest."""
     lift_k, ensembles = int(lift_k), tuple(ensembles)
     tasks = []
     for name, (_, models) in datasets.items():
         if ensembles and len(models) > 1:
-            tasks.append(Task(name, tuple(models), "ensembles", lift_k, ensembles))
+            tasks.append(Task(name, tuple(models), "ensembles", lift_k, ensembles, bootstrap=bootstrap))
     for name, (_, models) in datasets.items():
         for model in models:
-            tasks.append(Task(name, (model,), "model", lift_k, filters=filters))
+            tasks.append(Task(name, (model,), "model", lift_k, filters=filters, bootstrap=bootstrap))
     return tasks
 
 
@@ -160,25 +179,65 @@ def run_benchmark(
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
     filters: bool = True,
     workers: int | None = None,
+    bootstrap: BootstrapSettings | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run every task; returns (benchmark table, filter table) in a stable order."""
+    """Run every task; returns (benchmark table, filter table) in a stable order. With
+    ``bootstrap``, the table also has each metric's interval and verdict columns
+    (:func:`interval_columns`)."""
     for check in ensembles:
         check_scheme(check)
     _LOADED.clear()
+    _WEIGHTS.clear()
     _LOADED.update({name: load_dataset(root, name, models=list(models)) for name, (root, models) in datasets.items()})
-    tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters)
+    if bootstrap is not None:
+        _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
+                                                seed=bootstrap.seed, name=name) for name, data in _LOADED.items()})
+    tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters, bootstrap=bootstrap is not None)
     workers = min(workers or os.cpu_count() or 1, len(tasks))
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            results = pool.map(_run_task, tasks, chunksize=1)
-    else:
-        results = [_run_task(t) for t in tasks]
+    try:
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                results = pool.map(_run_task, tasks, chunksize=1)
+        else:
+            results = [_run_task(t) for t in tasks]
+    finally:
+        _WEIGHTS.clear()
     rows = [r for result in results for r in result[0]]
     filter_rows = [r for result in results for r in result[1]]
     table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS + metric_names(lift_k))
+    if bootstrap is not None:
+        replicates = [r for result in results for r in result[2]]
+        table = pd.concat([table, interval_columns(table, replicates, lift_k=lift_k, level=bootstrap.level)], axis=1)
     return _sorted(table, datasets, ["method", "adjust_pred_probs"]), _sorted(
         pd.DataFrame(filter_rows, columns=FILTER_COLUMNS), datasets, ["filter_by"]
     )
+
+
+def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int, level: float) -> pd.DataFrame:
+    """For each metric with a bootstrap counterpart: ``<metric>_lo``, ``<metric>_hi`` (percentile
+    interval of row i's replicates ``replicates[i][metric]`` (B,)), then per (dataset, model) group
+    (a single model's 7 variants, or one ensemble scheme's 5) ``<metric>_vs_best``
+    (:func:`labelbench.evaluation.bootstrap.paired_verdicts`) and ``<metric>_diff_lo``,
+    ``<metric>_diff_hi``: the interval of the paired difference to the group's best (0, 0 for it)."""
+    names = interval_names(lift_k)
+    out = {}
+    for metric in names:
+        bounds = [percentile_interval(r[metric], level=level) for r in replicates]
+        out[f"{metric}_lo"] = [lo for lo, _ in bounds]
+        out[f"{metric}_hi"] = [hi for _, hi in bounds]
+    for metric in names:
+        verdicts = pd.Series("", index=table.index, dtype=object)
+        low, high = pd.Series(np.nan, index=table.index), pd.Series(np.nan, index=table.index)
+        for _, group in table.groupby(["dataset", "model"], sort=False):
+            stacked = np.stack([replicates[i][metric] for i in group.index])
+            points = group[metric].to_numpy()
+            verdicts[group.index] = paired_verdicts(points, stacked, level=level)
+            best = int(np.argmax(points))
+            bounds = [percentile_interval(r - stacked[best], level=level) for r in stacked]
+            low[group.index], high[group.index] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
+        out[f"{metric}_vs_best"] = verdicts
+        out[f"{metric}_diff_lo"], out[f"{metric}_diff_hi"] = low, high
+    return pd.DataFrame(out, index=table.index)
 
 
 def _sorted(frame: pd.DataFrame, datasets, keys) -> pd.DataFrame:
@@ -204,6 +263,8 @@ def variant_label(method: str, adjust_pred_probs: bool) -> str:
 def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     """Per method variant: mean over single-model (dataset, model) pairs of each metric, min-max
     normalised across the variants within the pair (a pair where all variants tie counts 0.5).
+    With verdict columns, also ``verdicts``: per variant and metric the number of pairs where it
+    is the best (wins), tied with the best (ties) or worse (losses).
 
     Ensembles are left out: they cover the five cleanlab variants only, so normalising them
     against the seven single-model variants would not compare like with like.
@@ -219,15 +280,30 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
         normalised[metric] = np.where(span > 0, (single[metric] - low) / span.where(span > 0, 1), 0.5)
     means = normalised.groupby("variant", sort=False)[metrics].mean()
     order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in means.index]
-    return {
+    summary = {
         "num_pairs": int(single.groupby(["dataset", "model"]).ngroups),
         "methods": {v: {m: float(means.loc[v, m]) for m in metrics} for v in order},
     }
+    judged = [m for m in metrics if f"{m}_vs_best" in single.columns]
+    if judged:
+        words = {"wins": "best", "ties": "tied", "losses": "worse"}
+        summary["verdicts"] = {
+            v: {m: {count: int(((single["variant"] == v) & (single[f"{m}_vs_best"] == word)).sum())
+                    for count, word in words.items()} for m in judged}
+            for v in order
+        }
+    return summary
 
 
-def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int) -> None:
+def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int,
+                  bootstrap: BootstrapSettings | None = None) -> None:
+    """benchmark.csv, filters.csv, summary.json (with the bootstrap's settings when it ran)."""
     from labelbench.data.io import write_csv, write_json
 
     write_csv(out_dir / "benchmark.csv", table)
     write_csv(out_dir / "filters.csv", filters)
-    write_json(out_dir / "summary.json", summarize(table, lift_k=lift_k))
+    summary = summarize(table, lift_k=lift_k)
+    if bootstrap is not None:
+        summary["bootstrap"] = {"resamples": int(bootstrap.resamples), "seed": int(bootstrap.seed),
+                                "level": float(bootstrap.level)}
+    write_json(out_dir / "summary.json", summary)

@@ -112,7 +112,11 @@ def ranking_metrics(*, is_error: np.ndarray, scores: np.ndarray, lift_k: int = 1
     >>> ranking_metrics(is_error=is_error, scores=scores, lift_k=2)
     {'auroc': 1.0, 'auprc': 1.0, 'lift_at_2': 3.0, 'lift_at_num_errors': 3.0}
     """
-    ranking = Ranking.from_scores(is_error=is_error, scores=scores)
+    return metrics_of(Ranking.from_scores(is_error=is_error, scores=scores), lift_k=lift_k)
+
+
+def metrics_of(ranking: Ranking, *, lift_k: int) -> dict[str, float]:
+    """Every registry metric of a sorted score vector."""
     return {name.format(k=int(lift_k)): fn(ranking, int(lift_k)) for name, fn in METRICS.items()}
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import FULL_BLOCKS, Block, Names, Noise, Part, Positive
+from labelbench.config import FULL_BLOCKS, Block, Count, Names, Noise, Part, Positive
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -41,9 +41,24 @@ class Evaluate(Block):
     curve_points: Annotated[int, Field(ge=2)]
 
 
+class Bootstrap(Block):
+    """Paired bootstrap over examples (labelbench.evaluation.bootstrap): B resamples, seed, level."""
+
+    resamples: Positive
+    seed: Count
+    level: Annotated[float, Field(gt=0, lt=1)]
+
+
 class Benchmark(Block):
     ensembles: Annotated[list[Scheme], Field(min_length=1)]
     workers: Positive
+    bootstrap: Bootstrap
+
+
+class BootstrapPart(Part):
+    """The ``benchmark.bootstrap`` key alone (the evaluate stage's AUROC interval)."""
+
+    bootstrap: Bootstrap
 
 
 class Report(Block):
@@ -153,6 +168,7 @@ class EvaluateParams(Datasets):
     ensemble: Scheme
     lift_k: Positive
     evaluate: Evaluate
+    benchmark: BootstrapPart
 
     @model_validator(mode="after")
     def _adjustable(self):

@@ -31,38 +31,85 @@ def metric_title(name: str) -> str:
     return titles.get(name, name.replace("lift_at_", "lift@").replace("num_errors", "#errors"))
 
 
+def decimals(values, *, least: int = 4, most: int = 8) -> int:
+    """Fewest decimals (``least`` to ``most``) at which the distinct finite ``values`` print distinct,
+    so that near-ties show.
+
+    >>> decimals([0.99961, 0.99964, 0.5])
+    5
+    """
+    values = np.unique(np.asarray(values, dtype=np.float64)[np.isfinite(values)])
+    for digits in range(least, most):
+        if np.unique(np.round(values, digits)).shape[0] == values.shape[0]:
+            return digits
+    return most
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A numeric frame (index = row labels) as markdown, the best value of each column in bold."""
     best = frame.max(axis=0)
+    digits = decimals(frame.to_numpy().ravel())
     cells = frame.apply(lambda column: [
-        f"**{v:.4f}**" if np.isfinite(v) and v >= best[column.name] - 1e-12 else f"{v:.4f}" for v in column
+        f"**{v:.{digits}f}**" if np.isfinite(v) and v >= best[column.name] - 1e-12 else f"{v:.{digits}f}"
+        for v in column
     ])
     return cells.to_markdown(disable_numparse=True)
+
+
+#: How a cell shows the verdict of its paired comparison with the best of its group.
+MARKS = {"best": "**{}**", "tied": "{} †", "worse": "{}"}
+LEGEND = ("**bold**: best of its group (a single model's 7 variants, or an ensemble scheme's 5); "
+          "†: statistically tied with it (the {level:.0%} paired-bootstrap interval of the difference "
+          "to the best contains 0); [lo, hi]: {level:.0%} percentile interval over {resamples} resamples "
+          "of the examples (`benchmark.bootstrap`).")
+
+
+def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -> pd.DataFrame:
+    """Cells ``value [lo, hi]`` of ``metric`` pivoted (``index`` x ``columns`` of ``rows``), marked by
+    ``<metric>_vs_best`` (:data:`MARKS`); plain values when the table has no interval columns."""
+    digits = decimals(rows[metric])
+    bootstrap = f"{metric}_vs_best" in rows.columns
+
+    def cell(r) -> str:
+        text = f"{r[metric]:.{digits}f}"
+        if not bootstrap:
+            return text
+        lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
+        return MARKS.get(r[f"{metric}_vs_best"], "{}").format(text) + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    frame = rows.assign(_cell=[cell(r) for _, r in rows.iterrows()])
+    table = frame.pivot(index=index, columns=columns, values="_cell")
+    return table.loc[list(dict.fromkeys(rows[index])), list(dict.fromkeys(rows[columns]))]
 
 
 def _short_model(model: str) -> str:
     return model.replace("swin_base_patch4_window7_224", "swin_base").replace(ENSEMBLE_PREFIX, "")
 
 
+def _with_variant(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])],
+                       short_model=[_short_model(m) for m in rows["model"]])
+
+
 def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
-    """Rows: method variants; columns: single models. Values: ``metric``."""
+    """Rows: method variants; columns: single models. Cells: ``metric`` (marked, with its interval,
+    when the benchmark has the bootstrap's columns: :func:`marked_table`)."""
     rows = benchmark[(benchmark["dataset"] == dataset) & ~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
-    rows = rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
-    table = rows.pivot(index="variant", columns="model", values=metric)
-    models = list(dict.fromkeys(rows["model"]))
-    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in table.index]
-    table = table.loc[order, models]
-    table.columns = [_short_model(m) for m in table.columns]
+    rows = _with_variant(rows)
+    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in set(rows["variant"])]
+    rows = rows.set_index("variant").loc[order].reset_index()
+    table = marked_table(rows, index="variant", columns="short_model", metric=metric)
+    table.columns.name = None
     table.index.name = "method"
     return table
 
 
 def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
-    rows = benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
-    rows = rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
-    table = rows.pivot(index="model", columns="variant", values=metric)
-    table = table.loc[list(dict.fromkeys(rows["model"])), list(dict.fromkeys(rows["variant"]))]
-    table.index = [_short_model(m) for m in table.index]
+    """Rows: ensemble schemes; columns: the cleanlab variants. Cells as :func:`variant_tables`."""
+    rows = _with_variant(benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)])
+    table = marked_table(rows, index="short_model", columns="variant", metric=metric)
+    table = table[[variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in table.columns]]
+    table.columns.name = None
     table.index.name = "ensemble scheme"
     return table
 
@@ -74,6 +121,16 @@ def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.
     table.columns = [_short_model(m) for m in table.columns]
     table.index.name = "filter_by"
     return table
+
+
+def verdict_table(summary: dict) -> pd.DataFrame:
+    """Rows: variants; columns: metrics; cells ``wins / ties / losses`` over the single-model pairs."""
+    frame = pd.DataFrame({
+        variant: {metric_title(m): f"{c['wins']} / {c['ties']} / {c['losses']}" for m, c in counts.items()}
+        for variant, counts in summary["verdicts"].items()
+    }).T
+    frame.index.name = "method"
+    return frame
 
 
 def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
@@ -95,13 +152,15 @@ def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, en
 
 
 def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame, summary: dict,
-                   top: pd.DataFrame, figures: list[str], lift_k: int) -> None:
+                   top: pd.DataFrame, figures: list[str], lift_k: int, sections: list[str] = ()) -> None:
+    """``sections``: markdown of other stages (the multi-annotator track), appended as they are."""
+    bootstrap = summary.get("bootstrap")
     parts = [
         "# Label error detection benchmark",
         "",
         "Generated by `dvc repro` (stage `report`) from `metrics/benchmark.csv`, `metrics/filters.csv`",
         "and `metrics/summary.json`. Scores: low = likely mislabeled; metrics rank by error-ness "
-        "`1 - score`. Best value per column in **bold**.",
+        "`1 - score`. " + (LEGEND.format(**bootstrap) if bootstrap else "Best value per column in **bold**."),
         "",
         "## Summary over all dataset × model pairs",
         "",
@@ -112,22 +171,33 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
     summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=metric_title)
     summary_frame.index.name = "method"
     parts += [_markdown_table(summary_frame), ""]
+    if "verdicts" in summary:
+        parts += ["Wins / ties / losses of each variant over the pairs: best, statistically tied with the "
+                  "best, or worse (paired bootstrap).", "", verdict_table(summary).to_markdown(), ""]
     for figure in figures:
         parts += [f"![{Path(figure).stem}](../{figure})", ""]
+    if bootstrap and figures:
+        parts += [f"`{Path(figures[0]).name}`: each variant's AUROC minus the best variant's on the same dataset × "
+                  "model, with the paired-bootstrap interval of that difference (a bar reaching 0: tied).", ""]
     for dataset in dict.fromkeys(benchmark["dataset"]):
         sub = benchmark[benchmark["dataset"] == dataset]
         parts += [f"## {dataset}", ""]
         for metric in metric_names(lift_k):
-            parts += [f"### {metric_title(metric)}", "", _markdown_table(variant_tables(benchmark, dataset, metric)), ""]
+            parts += [f"### {metric_title(metric)}", "", variant_tables(benchmark, dataset, metric).to_markdown(), ""]
         if sub["model"].str.startswith(ENSEMBLE_PREFIX).any():
-            parts += ["### Ensembles (AUROC)", "", _markdown_table(ensemble_table(benchmark, dataset, "auroc")), ""]
+            for metric in metric_names(lift_k):
+                parts += [f"### Ensembles: {metric_title(metric)}", "",
+                          ensemble_table(benchmark, dataset, metric).to_markdown(), ""]
         if (filters["dataset"] == dataset).any():
-            parts += ["### cleanlab `find_label_issues` filters (F1)", "", _markdown_table(filter_table(filters, dataset)), ""]
+            for metric, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
+                parts += [f"### cleanlab `find_label_issues` filters: {title}", "",
+                          _markdown_table(filter_table(filters, dataset, metric)), ""]
         parts += _ranked_list(top, dataset)
     for dataset in dict.fromkeys(top["dataset"]):
         if dataset not in set(benchmark["dataset"]):
             parts += [f"## {dataset}", "", "Not benchmarked: no known label errors (added without `--errors`), so "
                       "no metric; the ranked list only.", ""] + _ranked_list(top, dataset)
+    parts += [section.rstrip("\n") + "\n" for section in sections]
     write_text(path, "\n".join(parts))
 
 
@@ -144,36 +214,60 @@ def _ranked_list(top: pd.DataFrame, dataset: str) -> list[str]:
     for r in rows.to_dict("records"):
         cells = [str(r["rank"]), f"`{r['image_id']}`", r["given_label"], r["suggested_label"]]
         cells += [("yes" if r[c] == "1" else "no") if c == "is_label_error" else r[c] for c in known]
-        lines.append("| " + " | ".join(cells + [f"{r['score']:.4f}"]) + " |")
+        lines.append("| " + " | ".join(cells + [f"{r['score']:.6g}"]) + " |")
     return lines + [""]
 
 
 def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None:
-    """The paper's figure: one row per dataset × model, one dot per method variant."""
+    """The paper's figure, made comparable: one row per dataset × model, one dot per method variant
+    at its difference to the pair's best variant, with the paired-bootstrap interval of that
+    difference as error bars (``<metric>_diff_lo/_hi``); a symmetric-log axis so that gaps of 1e-4
+    (CIFAR) and 0.1 (roman-numeral) both show. Without the bootstrap's columns: the metric itself."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     single = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
+    paired = f"{metric}_diff_lo" in single.columns
+    if paired:
+        best = single.groupby(["dataset", "model"], sort=False)[metric].transform("max")
+        single = single.assign(shown=single[metric] - best)
+    else:
+        single = single.assign(shown=single[metric])
     pairs = list(dict.fromkeys(zip(single["dataset"], single["model"])))
     variants = [(m, a) for m, a in ALL_VARIANTS if ((single["method"] == m) & (single["adjust_pred_probs"] == a)).any()]
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(pairs) + 2.2))
+    fig, ax = plt.subplots(figsize=(10, 0.36 * len(pairs) + 2.4))
     markers = "oosDD^v"
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    offsets = np.linspace(-0.3, 0.3, len(variants)) if len(variants) > 1 else np.zeros(1)
     for i, (method, adjust) in enumerate(variants):
         rows = single[(single["method"] == method) & (single["adjust_pred_probs"] == adjust)]
-        lookup = {(d, m): v for d, m, v in zip(rows["dataset"], rows["model"], rows[metric])}
-        xs = [lookup.get(p, np.nan) for p in pairs]
+        lookup = {(d, m): r for d, m, r in zip(rows["dataset"], rows["model"], rows.itertuples())}
+        found = [j for j, p in enumerate(pairs) if p in lookup]
+        xs = np.array([lookup[pairs[j]].shown for j in found])
+        ys = np.array(found) + offsets[i]
         color = colors[i % len(colors)]
+        if paired:
+            lo = np.array([getattr(lookup[pairs[j]], f"{metric}_diff_lo") for j in found])
+            hi = np.array([getattr(lookup[pairs[j]], f"{metric}_diff_hi") for j in found])
+            # the interval of the difference (it need not contain the point difference)
+            ax.hlines(ys, lo, hi, color=color, lw=1, alpha=0.8, zorder=2)
         # adjust_pred_probs variants: hollow markers
-        ax.scatter(xs, np.arange(len(pairs)), label=variant_label(method, adjust), marker=markers[i % len(markers)],
-                   facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=40, zorder=3)
+        ax.scatter(xs, ys, label=variant_label(method, adjust), marker=markers[i % len(markers)],
+                   facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=30, zorder=3)
     ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(metric_title(metric))
-    ax.set_title(f"{metric_title(metric)} of label quality scores per dataset × model")
+    title = metric_title(metric)
+    if paired:
+        ax.set_xscale("symlog", linthresh=1e-4)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel(f"{title} − best {title} of the dataset × model (symlog; bars: paired-bootstrap interval)")
+        ax.set_title(f"{title} of each label quality score relative to the best per dataset × model")
+    else:
+        ax.set_xlabel(title)
+        ax.set_title(f"{title} of label quality scores per dataset × model")
     fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     _save(fig, path)
@@ -218,20 +312,26 @@ def _save(fig, path: Path) -> None:
 
 
 def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str):
-    """A ``rich.table.Table`` of ``<metrics_dir>/models/<dataset>.json``: one row per dataset × model."""
+    """A ``rich.table.Table`` of ``<metrics_dir>/models/<dataset>.json``: one row per dataset × model,
+    with the AUROC's paired-bootstrap interval where the evaluate stage wrote one."""
     from rich.table import Table
 
     metrics = metric_names(lift_k) + ["cv_accuracy"]
     table = Table(title=title, title_justify="left")
-    for column in ["dataset", "model"] + [metric_title(m) for m in metrics]:
+    columns = ["dataset", "model", metric_title(metrics[0]), "AUROC interval"] + [metric_title(m) for m in metrics[1:]]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
     for name in datasets:
         models = json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"]
         best = max(v["auroc"] for v in models.values())
+        digits = decimals([v["auroc"] for v in models.values()])
         for i, (model, values) in enumerate(models.items()):
             cells = [f"{values[m]:.4f}" for m in metrics]
+            cells[0] = f"{values['auroc']:.{digits}f}"
             if values["auroc"] == best:
                 cells[0] = f"[bold]{cells[0]}[/bold]"
+            interval = (f"{values['auroc_lo']:.{digits}f}–{values['auroc_hi']:.{digits}f}"
+                        if "auroc_lo" in values else "")
             table.add_row(name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
-                          *cells, end_section=i == len(models) - 1)
+                          cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
     return table
