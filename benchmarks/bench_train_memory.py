@@ -128,7 +128,7 @@ def child(args) -> int:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "train_images_per_s": stats["images_per_s"], "epoch_s_extrapolated": n_train / stats["images_per_s"],
-        "stored_size": echo.get("stored_size", echo["image_size"]), "threads": torch.get_num_threads(),
+        "stored_size": echo.get("stored_size", echo["image_size"]), "threads": echo["threads"],
     }))
     return 0
 
