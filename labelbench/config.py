@@ -64,15 +64,49 @@ class Noise(Block):
     noise_seed: Count
 
 
+#: timm.scheduler.create_scheduler_v2's schedules that need no validation metric (timm keeps no
+#: registry of them; 'plateau' is left out: the crossval stage has no validation split).
+SCHEDULES = ("cosine", "tanh", "step", "multistep", "poly", "wsd", "rsqrt", "constant")
+
+
+def _timm_optimizer(name: str) -> str:
+    """A name of timm's optimizer registry that needs no optional package (bitsandbytes, apex)."""
+    from timm.optim import list_optimizers
+
+    allowed = list_optimizers(exclude_filters=["bnb*", "fused*"])
+    if name not in allowed:
+        raise ValueError(f"unknown optimizer {name!r}; allowed (timm.optim.list_optimizers()): {', '.join(allowed)}")
+    return name
+
+
+def _range(pair: list[float]) -> list[float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"must be [low, high] with low <= high, got {pair}")
+    return pair
+
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
 class Train(Block):
     """Training settings of every crossval stage (echoed into each fold's config.yaml)."""
 
     pretrained: bool
     epochs: Positive
     batch_size: Positive
+    opt: Annotated[str, AfterValidator(_timm_optimizer)]
     lr: Annotated[float, Field(gt=0)]
     weight_decay: Annotated[float, Field(ge=0)]
+    momentum: Annotated[float, Field(ge=0, lt=1)]
+    sched: Literal[SCHEDULES]
+    warmup_epochs: Count
+    min_lr: Annotated[float, Field(ge=0)]
     image_size: Positive
+    scale: Annotated[list[Fraction], Field(min_length=2, max_length=2), AfterValidator(_range)]
+    ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2), AfterValidator(_range)]
+    hflip: Annotated[float, Field(ge=0, le=1)]
+    max_stored_size: Positive
+    max_resident_mb: Count
     seed: Count
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool

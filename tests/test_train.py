@@ -23,10 +23,10 @@ from labelbench.train.crossval import (
     TrainConfig,
     create_model,
     load_fold_model,
-    load_images,
     predict,
     train_fold,
 )
+from labelbench.train.images import DeviceTransform, open_images
 
 REPO = Path(__file__).resolve().parents[1]
 N_CLASSES, PER_CLASS, K_FOLDS = 3, 20, 3
@@ -95,8 +95,10 @@ def test_config_is_the_train_block_plus_model_and_k():
     assert settings == {"model": "m", **train.model_dump(), "folds": 4}
     assert settings["lr"] == 1.0 and isinstance(settings["lr"], float)
     # the order of each fold's config.yaml echo
-    assert list(settings) == ["model", "pretrained", "epochs", "batch_size", "lr", "weight_decay", "image_size",
-                              "seed", "device", "mixed_precision", "workers", "folds", "threads"]
+    assert list(settings) == ["model", "pretrained", "epochs", "batch_size", "opt", "lr", "weight_decay", "momentum",
+                              "sched", "warmup_epochs", "min_lr", "image_size", "scale", "ratio", "hflip",
+                              "max_stored_size", "max_resident_mb", "seed", "device", "mixed_precision", "workers",
+                              "folds", "threads"]
 
 
 def test_timm_test_models_exist():
@@ -132,8 +134,9 @@ def test_weights_reload_with_safetensors(fold0, data):
     model = load_fold_model(fold0.out_dir)
     idx = np.load(fold0.out_dir / "heldout_indices.npy")
     ids = pd.read_csv(data["labels_csv"])["image_id"].tolist()
-    images = load_images(data["images_root"], [ids[i] for i in idx], 16)
-    again = predict(model, images, config=config(), device=torch.device("cpu"))
+    rows = open_images(data["images_root"], ids, max_stored_size=256, max_resident_mb=0)  # read per batch
+    assert rows.cache is None and rows.side == 8
+    again = predict(model, rows, idx, config=config(), device=torch.device("cpu"))
     np.testing.assert_allclose(again, np.load(fold0.out_dir / "heldout_pred_probs.npy"), atol=1e-6)
 
 
@@ -234,6 +237,10 @@ def test_crossval_stage_cli(data, tmp_path, capsys, monkeypatch):
     ({"train.device": "gpu"}, 0, "train.device = 'gpu'"),
     ({"train.epochs": 0}, 0, "train.epochs = 0"),
     ({"train.epoch": 3}, 0, "train.epoch"),
+    ({"train.opt": "adamx"}, 0, "train.opt = 'adamx': Value error, unknown optimizer 'adamx'; allowed"),
+    ({"train.sched": "plateau"}, 0, "train.sched = 'plateau': Input should be 'cosine'"),
+    ({"train.scale": [0.9, 0.1]}, 0, "train.scale = [0.9, 0.1]: Value error, must be [low, high]"),
+    ({"train.ratio": [1.0]}, 0, "train.ratio = [1.0]"),
     ({"crossval.folds": [0, 1, 2, 3, 4]}, 0, "crossval.folds is 5"),  # the folds file holds 3 folds
     ({"crossval.folds": [0, 1, 2]}, 3, "--fold 3 is not one of crossval.folds"),
 ])
@@ -247,6 +254,76 @@ def test_crossval_stage_refuses_params_before_training(data, tmp_path, capsys, m
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_images_in_memory_or_read_per_batch_train_identically(fold0, data, tmp_path):
+    """The data path is chosen by size only: reading every batch from the files (two DataLoader
+    workers) gives the in-memory run's bytes."""
+    streamed = train_fold(**data, fold=0, config=config(max_resident_mb=0, workers=2), out_dir=tmp_path / "f")
+    echo = yaml.safe_load((tmp_path / "f" / "config.yaml").read_text())
+    assert (echo["in_memory"], echo["stored_size"]) == (False, 8)
+    assert yaml.safe_load((fold0.out_dir / "config.yaml").read_text())["in_memory"] is True
+    for name in ("heldout_pred_probs.npy", "model.safetensors"):
+        assert filecmp.cmp(fold0.out_dir / name, streamed.out_dir / name, shallow=False), name
+
+
+def test_stored_size_is_native_up_to_the_cap(tmp_path):
+    root = tmp_path / "images"
+    root.mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(root / "a.png")
+    Image.new("L", (20, 20), 128).save(root / "b.png")
+    rows = open_images(root, ["a.png", "b.png"], max_stored_size=256, max_resident_mb=1)
+    assert rows.side == 40 and rows.cache.shape == (2, 3, 40, 40) and rows.cache.dtype == torch.uint8
+    assert torch.equal(rows[1], torch.full((3, 40, 40), 128, dtype=torch.uint8))  # grey to RGB, resized
+    capped = open_images(root, ["a.png", "b.png"], max_stored_size=16, max_resident_mb=0)
+    assert capped.side == 16 and capped.cache is None and capped[0].shape == (3, 16, 16)
+    assert capped[0][0].float().mean() == 255 and capped[0][1:].sum() == 0  # red, decoded from the file
+    (root / "c.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="not a readable image") as info:
+        open_images(root, ["a.png", "c.png"], max_stored_size=16, max_resident_mb=1)
+    assert info.value.path == str(root / "c.png")
+
+
+def test_device_transform_crop_flip_and_resize():
+    model = create_model("test_resnet", num_classes=3)
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    plain = dict(size=16, scale=(1.0, 1.0), ratio=(1.0, 1.0), seed=0, device=torch.device("cpu"))
+    identity = DeviceTransform(model, hflip=0.0, **plain)
+    resized = identity.eval(x)
+    assert resized.shape == (4, 3, 16, 16) and resized.dtype == torch.float32
+    # the whole image, unflipped: the same bilinear resize as prediction's (upsampling: no antialias effect)
+    torch.testing.assert_close(identity.train(x), resized, atol=1e-4, rtol=0)
+    flipped = DeviceTransform(model, hflip=1.0, **plain).train(x)
+    torch.testing.assert_close(flipped, resized.flip(-1), atol=1e-4, rtol=0)
+    mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    torch.testing.assert_close(resized * std + mean, identity.eval(x).mul(std).add(mean))
+    assert abs(float((resized * std + mean).mean() * 255) - float(x.float().mean())) < 1  # pretrained mean/std
+    crops = dict(size=16, scale=(0.3, 0.6), ratio=(0.75, 1.33), hflip=0.5, device=torch.device("cpu"))
+    a, b = DeviceTransform(model, seed=1, **crops), DeviceTransform(model, seed=1, **crops)
+    first = a.train(x)
+    assert torch.equal(first, b.train(x)) and not torch.equal(first, a.train(x))  # seeded, new draws per batch
+    assert not torch.allclose(first, resized)
+
+
+def test_optimizer_and_schedule_come_from_timm():
+    from labelbench.train.crossval import _optimizer_and_schedule
+
+    model = create_model("test_resnet", num_classes=3)
+    optimizer, scheduler = _optimizer_and_schedule(model, config=config(epochs=4, warmup_epochs=1), steps=10)
+    assert type(optimizer).__name__ == "AdamW"
+    decay = {g["weight_decay"]: sum(p.numel() for p in g["params"]) for g in optimizer.param_groups}
+    biases_and_norms = sum(p.numel() for n, p in model.named_parameters() if p.ndim <= 1)
+    assert decay == {0.0: biases_and_norms, 0.01: sum(p.numel() for p in model.parameters()) - biases_and_norms}
+    lrs = []
+    for update in range(1, 41):
+        scheduler.step_update(num_updates=update)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    import math
+
+    # one warm-up epoch (10 updates) linear from timm's warmup_lr 1e-5, then cosine over all 40 updates
+    assert lrs[:9] == pytest.approx([1e-5 + t * (0.01 - 1e-5) / 10 for t in range(1, 10)])
+    assert lrs[9:] == pytest.approx([0.005 * (1 + math.cos(math.pi * t / 40)) for t in range(10, 41)])
 
 
 @pytest.mark.gpu

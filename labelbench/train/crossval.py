@@ -12,10 +12,11 @@ atomically::
       config.yaml                the training config, timm ``args.yaml`` style, plus provenance
       dvclive/                   per-epoch train/loss, train/accuracy, lr (metrics.json, plots/)
 
-Images are decoded once into a uint8 tensor (N, 3, S, S) (RGB, resized to ``image_size``) and
-normalised per batch on the device. On CPU a fixed seed gives byte-identical outputs (seeded
-init and shuffle, deterministic algorithms, fixed thread count). On CUDA: channels_last, pinned
-memory, bf16 autocast, fused AdamW, and no host sync inside an epoch.
+Images are kept at a bounded stored size, in memory or read per batch, and resized, augmented and
+normalised per batch on the device (:mod:`labelbench.train.images`); optimizer and schedule come
+from timm's factories. On CPU a fixed seed gives byte-identical outputs (seeded init, shuffle and
+augmentation, deterministic algorithms, fixed thread count). On CUDA: channels_last, GPU-resident
+or pinned batches, bf16 autocast, and no host sync inside an epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import difflib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,14 +36,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
-from PIL import Image
 
 from labelbench.config import Train
 from labelbench.data.io import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
 from labelbench.data.io import write_npy, write_text
+from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
+from labelbench.train.images import usable_cores
 
 _SHOWN = 5  # how many offending ids an error message names
-RESIDENT_FRACTION = 0.25  # keep the uint8 training images on the GPU when under this share of free memory
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -59,9 +59,19 @@ class TrainConfig:
     pretrained: bool
     epochs: int
     batch_size: int
+    opt: str
     lr: float
     weight_decay: float
+    momentum: float
+    sched: str
+    warmup_epochs: int
+    min_lr: float
     image_size: int
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+    hflip: float
+    max_stored_size: int
+    max_resident_mb: float
     seed: int
     device: str
     mixed_precision: bool
@@ -71,10 +81,12 @@ class TrainConfig:
 
     @classmethod
     def of(cls, train: Train, *, model: str, folds: int) -> "TrainConfig":
-        return cls(model=model, folds=folds, **train.model_dump())
+        block = {k: tuple(v) if isinstance(v, list) else v for k, v in train.model_dump().items()}
+        return cls(model=model, folds=folds, **block)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain YAML/JSON values (the crop ranges as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,39 +135,6 @@ def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tup
     return len(classes), classes
 
 
-def load_images(
-    images_root: os.PathLike | str, image_ids: Sequence[str], image_size: int, *, listed_in=None
-) -> torch.Tensor:
-    """Decode every image once: uint8 tensor (N, 3, image_size, image_size), ``image_ids`` order.
-
-    Missing and unreadable images raise DataError naming them (``listed_in``: the file listing the ids).
-    """
-    images_root = Path(images_root)
-    if not images_root.is_dir():
-        raise DataError(images_root, "images folder not found")
-    paths = [images_root / i for i in image_ids]
-    missing = [i for i, p in zip(image_ids, paths) if not p.is_file()]
-    if missing:
-        where = f" in {listed_in}" if listed_in is not None else ""
-        more = " ..." if len(missing) > _SHOWN else ""
-        raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
-    out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-
-    def decode(i: int) -> None:
-        try:
-            with Image.open(paths[i]) as image:
-                rgb = image.convert("RGB")  # grayscale is replicated over 3 channels
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(paths[i], f"not a readable image ({type(exc).__name__}: {exc})") from None
-        if rgb.size != (image_size, image_size):
-            rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(rgb, dtype=np.uint8)
-
-    with ThreadPoolExecutor(min(8, _usable_cores())) as pool:
-        list(pool.map(decode, range(len(paths))))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
 def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> torch.nn.Module:
     """``timm.create_model`` with clear errors: an unknown name -> ValueError listing close names;
     pretrained weights neither downloadable nor cached -> :class:`PretrainedWeightsUnavailable`
@@ -183,14 +162,6 @@ def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> to
         ) from exc
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no sched_getaffinity (macOS, Windows)
-        return os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def torch_settings(config: TrainConfig, device: torch.device):
     """Seed everything; on CPU also deterministic algorithms and a fixed thread count (restored on exit)."""
@@ -201,7 +172,7 @@ def torch_settings(config: TrainConfig, device: torch.device):
     try:
         torch.manual_seed(config.seed)
         if device.type == "cpu":
-            torch.set_num_threads(config.threads or _usable_cores())
+            torch.set_num_threads(config.threads or usable_cores())
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
             torch.backends.cudnn.benchmark = True
@@ -212,105 +183,72 @@ def torch_settings(config: TrainConfig, device: torch.device):
         torch.backends.cudnn.benchmark = previous[3]
 
 
-def _to_device(model: torch.nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Move ``model`` to ``device`` (channels_last on CUDA); return its input transform: uint8
-    (B, 3, S, S) on the device -> float normalised with the model's mean/std."""
-    from timm.data import resolve_model_data_config
-
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    cfg = resolve_model_data_config(model)
-    mean = torch.tensor(cfg["mean"], device=device).view(1, -1, 1, 1) * 255
-    std = torch.tensor(cfg["std"], device=device).view(1, -1, 1, 1) * 255
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return lambda x: ((x.float() - mean) / std).contiguous(memory_format=memory_format)
-
-
 def _autocast(device: torch.device, config: TrainConfig):
     enabled = device.type == "cuda" and config.mixed_precision
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def batch_source(
-    images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, seed: int, device: torch.device,
-    workers: int = 0, resident: bool | None = None,
-) -> tuple[Callable[[], Any], int]:
-    """``(epoch_batches, steps)``: ``epoch_batches()`` yields one shuffled epoch of (uint8, int64) batches.
+def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, steps: int):
+    """timm's factories: ``create_optimizer_v2`` (no weight decay on norm and bias) and
+    ``create_scheduler_v2`` stepped per update (``steps`` updates per epoch)."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
 
-    No ragged last batch (a batch of 1 breaks BatchNorm) unless everything fits in one batch.
-    ``resident`` (CUDA only; None = when under RESIDENT_FRACTION of free memory): gather batches
-    from a copy on the GPU; otherwise a DataLoader, with pinned memory on CUDA.
-    """
-    n = len(labels)
-    batch_size = min(batch_size, n)
-    drop_last = n > batch_size
-    steps = n // batch_size if drop_last else 1
-    generator = torch.Generator().manual_seed(seed)
-    if resident is None and device.type == "cuda":
-        resident = images.numel() * images.element_size() <= RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
-    if resident and device.type == "cuda":
-        images_d, labels_d = images.to(device), labels.to(device)
-
-        def epoch_batches():
-            order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
-            for step in range(steps):
-                index = order[step * batch_size : (step + 1) * batch_size]
-                yield images_d[index], labels_d[index]
-
-        return epoch_batches, steps
-    # batch_size=None: the dataset is indexed by a whole batch of row indices at once (no collate)
-    sampler = torch.utils.data.BatchSampler(
-        torch.utils.data.RandomSampler(range(n), generator=generator), batch_size, drop_last
+    optimizer = create_optimizer_v2(
+        model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
     )
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(images, labels), sampler=sampler, batch_size=None, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+        min_lr=config.min_lr, step_on_epochs=False, updates_per_epoch=steps,
     )
-    return (lambda: iter(loader)), steps
+    return optimizer, scheduler
 
 
 def fit(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, config: TrainConfig,
+    model: torch.nn.Module, rows: ImageRows, labels: torch.Tensor, train_rows: np.ndarray, *, config: TrainConfig,
     device: torch.device, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    resident: bool | None = None,
+    max_steps: int | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place on uint8 ``images`` (N, 3, S, S) and int64 ``labels`` (N,).
+    """Train ``model`` in place on the rows ``train_rows`` (n,) int64 of ``rows`` / ``labels`` (N,) int64.
 
-    AdamW + OneCycleLR, cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}``
-    (also passed to ``on_epoch(epoch, stats)``). ``resident``: see :func:`batch_source`.
+    The train block's timm optimizer and schedule, on-device augmentation (:class:`DeviceTransform`),
+    cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}`` (also passed to
+    ``on_epoch(epoch, stats)``). ``max_steps``: stop each epoch after that many batches (benchmarks).
     """
-    cuda = device.type == "cuda"
-    epoch_batches, steps = batch_source(
-        images, labels, batch_size=config.batch_size, seed=config.seed, device=device,
-        workers=config.workers, resident=resident,
-    )
-    normalize = _to_device(model, device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **({"fused": True} if cuda else {})
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    steps = len(epoch_index_batches(train_rows, batch_size=config.batch_size, generator=torch.Generator()))
+    optimizer, scheduler = _optimizer_and_schedule(model, config=config, steps=steps)
+    transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
+                                hflip=config.hflip, seed=config.seed, device=device)
     history = []
     model.train()
+    updates = 0
     for epoch in range(config.epochs):
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
-        lr = scheduler.get_last_lr()[0]
-        for xb, yb in epoch_batches():
-            xb = normalize(xb.to(device, non_blocking=True))
-            yb = yb.to(device, non_blocking=True)
+        lr = optimizer.param_groups[0]["lr"]
+        index_batches = epoch_index_batches(train_rows, batch_size=config.batch_size, generator=shuffle)
+        if max_steps is not None:
+            index_batches = index_batches[:max_steps]
+        for xb, yb in batches(rows, labels, index_batches, device=device, workers=config.workers):
+            xb = transform.train(xb)
             with _autocast(device, config):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            updates += 1
+            scheduler.step_update(num_updates=updates)
             loss_sum += loss.detach() * yb.shape[0]
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += yb.shape[0]
+        scheduler.step(epoch + 1)
         loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
         seconds = time.perf_counter() - start
         stats = {
@@ -325,44 +263,39 @@ def fit(
 
 @torch.inference_mode()
 def predict(
-    model: torch.nn.Module, images: torch.Tensor, *, config: TrainConfig, device: torch.device
+    model: torch.nn.Module, rows: ImageRows, which: np.ndarray, *, config: TrainConfig, device: torch.device
 ) -> np.ndarray:
-    """Softmax probabilities float64 (N, K) of uint8 ``images`` (N, 3, S, S), in order."""
-    cuda = device.type == "cuda"
-    normalize = _to_device(model, device)
+    """Softmax probabilities float64 (n, K) of the rows ``which`` (n,) int64 of ``rows``, in that order."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
+                                hflip=config.hflip, seed=config.seed, device=device)
     model.eval()
-    chunks = []
     step = 2 * config.batch_size
-    for start in range(0, len(images), step):
-        xb = images[start : start + step]
-        if cuda:
-            xb = xb.pin_memory()
-        xb = normalize(xb.to(device, non_blocking=True))
+    index_batches = [which[s : s + step].tolist() for s in range(0, len(which), step)]
+    labels = torch.zeros(len(rows), dtype=torch.int64)  # unused by prediction
+    chunks = []
+    for xb, _ in batches(rows, labels, index_batches, device=device, workers=config.workers):
         with _autocast(device, config):
-            chunks.append(model(xb).float())
+            chunks.append(model(transform.eval(xb)).float())
     logits = torch.cat(chunks).cpu().double()
     return torch.softmax(logits, dim=1).numpy()
 
 
-def _local_live_class():
-    """dvclive.Live writing files under its ``dir`` only. Even with ``save_dvc_exp=False, dvcyaml=None``
-    (dvclive 3.49) Live opens the DVC repo (running ``dvc init`` in a git repo without one), reads
-    Studio settings, and inside ``dvc exp run`` git-adds files under its dir, a temporary folder
-    here. The two overridden hooks are dvclive internals: fail loudly if an upgrade renames them."""
-    from dvclive import Live
+#: Environment variables through which `dvc repro` / `dvc exp run` tell DVCLive it runs inside a
+#: stage (DVCLive's documented integration). A fold logs into a temporary folder that becomes its
+#: output, so it must not take part: no git-adding of that folder, no experiment of its own.
+_DVC_STAGE_ENV = ("DVC_ROOT", "DVC_EXP_BASELINE_REV", "DVC_EXP_NAME")
 
-    if not all(callable(getattr(Live, hook, None)) for hook in ("_init_dvc", "_init_studio")):
-        raise RuntimeError("this dvclive version lacks Live._init_dvc/_init_studio; update labelbench.train.crossval")
 
-    class LocalLive(Live):
-        def _init_dvc(self):
-            self._dvc_repo = None
-            self._dvc_file = "dvc.yaml"  # never written: dvcyaml=None
-
-        def _init_studio(self):
-            self._studio_events_to_skip = {"start", "data", "done"}
-
-    return LocalLive
+@contextlib.contextmanager
+def _outside_dvc_stage():
+    saved = {key: os.environ.pop(key) for key in _DVC_STAGE_ENV if key in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 @dataclass
@@ -377,9 +310,10 @@ class FoldResult:
 
 def train_fold(
     *, images_root: os.PathLike | str, labels_csv: os.PathLike | str, folds_csv: os.PathLike | str,
-    fold: int, config: TrainConfig, out_dir: os.PathLike | str,
+    fold: int, config: TrainConfig, out_dir: os.PathLike | str, max_steps: int | None = None,
 ) -> FoldResult:
-    """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring)."""
+    """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring).
+    ``max_steps``: at most that many batches per epoch (benchmarks only; the stage trains fully)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     table = read_labels_csv(labels_csv)
@@ -409,11 +343,14 @@ def train_fold(
     device = resolve_device(config.device)
     with torch_settings(config, device):
         model = create_model(config.model, num_classes=k, pretrained=config.pretrained)
-        images = load_images(images_root, image_ids, config.image_size, listed_in=labels_csv)
+        rows = open_images(images_root, image_ids, max_stored_size=config.max_stored_size,
+                           max_resident_mb=config.max_resident_mb, listed_in=labels_csv)
         labels = torch.from_numpy(given)
 
-        with atomic_dir(out_dir) as tmp:
-            live = _local_live_class()(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
+        with atomic_dir(out_dir) as tmp, _outside_dvc_stage():
+            from dvclive import Live
+
+            live = Live(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
             live.log_params({**config.to_dict(), "fold": fold, "num_classes": k})
 
             def on_epoch(epoch: int, stats: dict[str, float]) -> None:
@@ -424,9 +361,9 @@ def train_fold(
                 live.log_metric("lr", stats["lr"])
                 live.next_step()
 
-            train_idx = torch.from_numpy(train_rows)
-            history = fit(model, images[train_idx], labels[train_idx], config=config, device=device, on_epoch=on_epoch)
-            probs = predict(model, images[torch.from_numpy(held)], config=config, device=device)
+            history = fit(model, rows, labels, train_rows, config=config, device=device, on_epoch=on_epoch,
+                          max_steps=max_steps)
+            probs = predict(model, rows, held, config=config, device=device)
             heldout_accuracy = float((probs.argmax(1) == given[held]).mean())
             live.log_metric("heldout/accuracy_vs_given", heldout_accuracy, plot=False)
             live.end()
@@ -441,7 +378,8 @@ def train_fold(
             write_npy(tmp / "heldout_pred_probs.npy", probs)
             echo = {
                 **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
-                "num_heldout": int(held.size), "device_used": device.type,
+                "num_heldout": int(held.size), "stored_size": rows.side, "in_memory": rows.cache is not None,
+                "device_used": device.type,
                 "images": str(images_root), "labels": str(labels_csv), "folds_csv": str(folds_csv),
             }
             write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))

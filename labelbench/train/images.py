@@ -1,0 +1,212 @@
+"""Training images whose memory does not grow with ``image_size``: stored small, resized on the device.
+
+Every image of a labels table is kept at one *stored* side S (its native side, e.g. 32 px for
+CIFAR, 8 px for digits; at most ``max_stored_size`` for larger ones, which are downscaled once
+when decoded) and resized to the model's ``image_size`` per batch on the device. The rows live in
+
+* memory: one uint8 tensor (N, 3, S, S) of the whole table, decoded once, when it fits
+  ``max_resident_mb``; batches are gathered from it by row index (no per-fold copy), or
+* files: decoded per batch by a ``DataLoader`` with ``workers`` processes (any dataset size).
+
+Both yield the same bytes, so results do not depend on which one runs. On the device
+:class:`DeviceTransform` turns a uint8 batch into the model's input: a random resized crop and
+horizontal flip per example for training (one ``grid_sample``, seeded by a ``torch.Generator``,
+so reruns are byte-identical), a plain antialiased resize for prediction, then the
+pretrained config's mean/std (``timm.data.resolve_model_data_config``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from labelbench.data.io import DataError
+
+_SHOWN = 5  # how many offending ids an error message names
+#: keep the uint8 training images on the GPU when under this share of its free memory
+RESIDENT_FRACTION = 0.25
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def _open_error(path: Path, exc: Exception) -> DataError:
+    return DataError(path, f"not a readable image ({type(exc).__name__}: {exc})")
+
+
+def decode(path: Path, side: int) -> torch.Tensor:
+    """One image as uint8 (3, side, side), RGB (grayscale replicated), resized with PIL's
+    antialiased bilinear filter only when it is not already ``side`` x ``side``."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _open_error(path, exc) from None
+    if rgb.size != (side, side):
+        rgb = rgb.resize((side, side), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+class ImageRows(torch.utils.data.Dataset):
+    """Row i of a labels table: its image as uint8 (3, S, S); from ``cache`` (N, 3, S, S) when given,
+    else decoded from its file. ``rows(list)`` gives a batch (B, 3, S, S) in that order."""
+
+    def __init__(self, paths: Sequence[Path], side: int, cache: torch.Tensor | None = None):
+        self.paths, self.side, self.cache = list(paths), side, cache
+        self.device_copy: torch.Tensor | bool | None = None  # the cache on the GPU (batches())
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.cache[i] if self.cache is not None else decode(self.paths[i], self.side)
+
+    def __getitems__(self, rows: list[int]) -> list[torch.Tensor]:  # DataLoader's batched fetch
+        if self.cache is not None:
+            return [self.cache[torch.as_tensor(rows)]]
+        return [torch.stack([decode(self.paths[i], self.side) for i in rows])]
+
+
+def _first(batch: list[torch.Tensor]) -> torch.Tensor:
+    return batch[0]
+
+
+def open_images(
+    images_root: os.PathLike | str, image_ids: Sequence[str], *, max_stored_size: int, max_resident_mb: float,
+    listed_in=None,
+) -> ImageRows:
+    """Check every image (present, readable header) before any work, choose the stored side
+    S = min(largest side, ``max_stored_size``) and decode all N rows into memory when
+    N * 3 * S * S bytes <= ``max_resident_mb`` MiB (else they are read per batch).
+
+    Missing and unreadable images raise DataError naming them (``listed_in``: the file listing the ids).
+    """
+    images_root = Path(images_root)
+    if not images_root.is_dir():
+        raise DataError(images_root, "images folder not found")
+    paths = [images_root / i for i in image_ids]
+    missing = [i for i, p in zip(image_ids, paths) if not p.is_file()]
+    if missing:
+        where = f" in {listed_in}" if listed_in is not None else ""
+        more = " ..." if len(missing) > _SHOWN else ""
+        raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
+
+    def largest_side(path: Path) -> int:
+        try:
+            with Image.open(path) as image:  # reads the header only
+                return max(image.size)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise _open_error(path, exc) from None
+
+    threads = min(8, usable_cores())
+    with ThreadPoolExecutor(threads) as pool:
+        side = min(max_stored_size, max(pool.map(largest_side, paths)))
+    rows = ImageRows(paths, side)
+    if len(paths) * 3 * side * side <= max_resident_mb * 2**20:
+        cache = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
+
+        def fill(i: int) -> None:
+            cache[i] = decode(paths[i], side)
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(fill, range(len(paths))))
+        rows.cache = cache
+    return rows
+
+
+def batches(
+    rows: ImageRows, labels: torch.Tensor, index_batches: Sequence[list[int]], *, device: torch.device,
+    workers: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 (B, 3, S, S), int64 (B,)) on ``device`` for each list of row indices, in order.
+
+    In-memory rows: gathered from the cache (on CUDA from a copy on the GPU, made once, when it
+    takes under RESIDENT_FRACTION of free memory). File rows, or a cache too large for the GPU: a
+    DataLoader with ``workers`` processes (pinned memory on CUDA). ``labels``: (N,) int64, every row.
+    """
+    cuda = device.type == "cuda"
+    if rows.cache is not None and cuda and rows.device_copy is None:
+        fits = rows.cache.numel() <= RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
+        rows.device_copy = rows.cache.to(device) if fits else False
+    images_s = rows.device_copy if cuda else rows.cache
+    if images_s is not None and images_s is not False:
+        labels_s = labels.to(images_s.device)
+        for index in index_batches:
+            index = torch.as_tensor(index).to(images_s.device, non_blocking=True)
+            yield images_s[index], labels_s[index]
+        return
+    loader = torch.utils.data.DataLoader(
+        rows, batch_sampler=index_batches, num_workers=workers, collate_fn=_first, pin_memory=cuda,
+    )
+    for index, xb in zip(index_batches, loader):
+        yield xb.to(device, non_blocking=True), labels[torch.as_tensor(index)].to(device, non_blocking=True)
+
+
+def epoch_index_batches(rows: np.ndarray, *, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """One shuffled epoch of ``rows`` (row indices, (n,)) in batches of ``batch_size``: the last
+    ragged batch is dropped (a batch of 1 breaks BatchNorm) unless there is only one batch."""
+    order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+    size = min(batch_size, len(rows))
+    return [order[s : s + size].tolist() for s in range(0, len(rows) - size + 1, size)]
+
+
+class DeviceTransform:
+    """uint8 batches (B, 3, S, S) on the device -> float model input (B, 3, size, size), normalised
+    with the model's pretrained mean/std; channels_last on CUDA.
+
+    ``train(x)``: per example a random crop of area fraction in ``scale`` and aspect ratio in
+    ``ratio`` (log-uniform) of the stored image, flipped horizontally with probability ``hflip``,
+    resampled bilinearly to ``size`` (timm's RandomResizedCrop + RandomHorizontalFlip as one
+    ``grid_sample``; the crop is clamped to the image rather than retried). ``eval(x)``: the whole
+    image resized to ``size`` (bilinear, antialiased).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, size: int, scale: Sequence[float], ratio: Sequence[float],
+                 hflip: float, seed: int, device: torch.device):
+        from timm.data import resolve_model_data_config
+
+        cfg = resolve_model_data_config(model)
+        self.mean = torch.tensor(cfg["mean"], device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(cfg["std"], device=device).view(1, -1, 1, 1) * 255
+        self.size, self.scale, self.hflip = size, tuple(scale), hflip
+        self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
+
+    def train(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        u = torch.rand((b, 5), generator=self.generator, device=x.device)
+        area = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 0]
+        ratio = torch.exp(self.log_ratio[0] + (self.log_ratio[1] - self.log_ratio[0]) * u[:, 1])
+        w = torch.sqrt(area * ratio).clamp(max=1)  # crop width / image width
+        h = torch.sqrt(area / ratio).clamp(max=1)
+        cx = (1 - w) * (2 * u[:, 2] - 1)  # crop centre in [-1, 1] coordinates, crop inside the image
+        cy = (1 - h) * (2 * u[:, 3] - 1)
+        flip = torch.where(u[:, 4] < self.hflip, -1.0, 1.0)
+        zero = torch.zeros_like(w)
+        theta = torch.stack([torch.stack([w * flip, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)
+        grid = F.affine_grid(theta, [b, x.shape[1], self.size, self.size], align_corners=False)
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return self._normalise(out)
+
+    def eval(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        return self._normalise(x)
