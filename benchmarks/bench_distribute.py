@@ -43,7 +43,7 @@ def clone(dest: Path, s3: Path, prefix: str, folds: int, epochs: int, image_size
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update(epochs=epochs, image_size=image_size)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "commit", "-qam", "bench configuration"], repo)
+    run(["git", "commit", "-qam", "bench configuration", "--allow-empty"], repo)
     run(["dvc", "pull", "-q", "data/published.dvc"], repo)
     storage.configure(repo, s3)
     run(["dvc", "remote", "modify", "--local", "storage", "url", f"s3://{storage.BUCKET}/{prefix}"], repo)

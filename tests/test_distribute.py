@@ -229,3 +229,25 @@ def test_storage_unreachable_or_wrong_keys_is_one_error_before_any_task(tmp_path
         run(["dvc", "remote", "modify", "--local", "storage", option, good], repo)
     assert lease_table() is None  # no driver reached the cluster
     assert run_cache_entries(s3, "d") == []
+
+
+def test_leases_refuse_a_second_driver_until_released_or_lapsed(monkeypatch):
+    from labelbench.ops import distribute
+
+    clock = [1000.0]
+    monkeypatch.setattr(distribute.time, "time", lambda: clock[0])
+    table = distribute.Leases()
+    assert table.acquire("A", "k1", "crossval@x-m-0", 60) is None
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) == "A"  # held: B waits
+    assert table.acquire("A", "k1", "crossval@x-m-0", 60) is None  # the holder may take it again
+    clock[0] += 45
+    table.renew("A", 60)
+    clock[0] += 45  # 90 s after the lease was taken, 45 s after its renewal
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) == "A"
+    table.report("k1", phase="training", node="n1")
+    assert table.snapshot()["leases"]["k1"]["phase"] == "training"
+    table.release("A", ["k1"])
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) is None  # released: B takes it
+    clock[0] += 61  # B's driver died: no renewal
+    assert table.acquire("C", "k1", "crossval@x-m-0", 60) is None
+    assert table.snapshot()["granted"] == 4

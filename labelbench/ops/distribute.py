@@ -310,8 +310,6 @@ def distribute(root: Path, *, address: str | None, remote: str, console) -> int:
         return 0
     console.print(f"[bold]{len(stages)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
                   f"and pushing to '{remote}'")
-    from dvc.repo import Repo
-
     with Repo(str(root)) as repo:
         repo.reproduce(targets=upstream, pull=True)
     with Repo(str(root)) as repo:
@@ -447,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DistributeError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run again to go on (only what is missing is submitted)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
