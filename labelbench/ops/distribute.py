@@ -14,8 +14,9 @@
    done fold would only be submitted again and its task would restore it from the run-cache (step 4), not retrain.
 4. One Ray task per missing fold (resources and retries from the `distribute` params block), each in a temp clone
    of the driver's exact commit (a git bundle in the object store) with the driver's dvc.lock and `storage` settings
-   (credentials included, never printed) and a DVC cache shared by the tasks of a node (the upstream data is
-   downloaded once per node): ``dvc repro --pull <stage>`` (upstream restored from `storage`, the fold
+   (credentials included, never printed) and a DVC cache of its own (not one shared by a node's tasks: `dvc push
+   --run-cache` sends every entry of the cache, so another task's unpushed fold would reach the remote without its
+   outputs): ``dvc repro --pull <stage>`` (upstream restored from `storage`, the fold
    trained, or restored if some earlier attempt pushed it), then ``dvc push -r storage <stage>`` and only then
    ``dvc push -r storage --run-cache``, so a run-cache entry in `storage` always has its outputs there. A task whose
    node or worker dies is rerun by Ray (``max_retries``); a failing training is not retried.
@@ -50,8 +51,6 @@ LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 TASK_DIR_PREFIX = "labelbench-distribute-"
-#: DVC cache shared by the tasks of a node (under its temp folder): the upstream data is downloaded once per node.
-NODE_CACHE = "labelbench-distribute-cache"
 RAN, RESTORED = re.compile(r"Running stage '([^']+)'"), re.compile(r"Stage '([^']+)' is cached - skipping run")
 
 
@@ -198,7 +197,6 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
 
         with Config(dvc_dir=str(repo / ".dvc"), validate=False).edit("local") as conf:
             conf.setdefault("core", {})["remote"] = setup["remote"]
-            conf.setdefault("cache", {})["dir"] = str(Path(tempfile.gettempdir()) / NODE_CACHE)
             conf.setdefault("remote", {})[setup["remote"]] = remote
         os.chmod(repo / ".dvc" / "config.local", 0o600)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **setup["env"],
