@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce publish test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage clean-venv
+.PHONY: setup reproduce publish test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage distribute clean-venv
 
 setup: $(STAMP)
 	@$(BIN)/python -m labelbench.ops.plots_template --if-needed --out .dvc/plots_template.html \
@@ -73,6 +73,11 @@ push: setup
 
 pull-storage: pull
 	dvc pull -r storage
+
+# The crossval folds as Ray tasks on a cluster (docs/cluster.md), meeting in `storage`; then dvc repro --pull.
+# Ray address: RAY_ADDRESS=<head>:6379, else the cluster this machine is part of (`ray start`).
+distribute: pull
+	$(BIN)/python -m labelbench.ops.distribute
 
 clean-venv:
 	rm -rf $(VENV)

