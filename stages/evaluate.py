@@ -6,8 +6,7 @@ model's and the ensemble's scores rank the real label errors.
 Writes ``<scores>/<dataset>.csv`` (per example: ids, labels, one score column per model and the
 ensemble, rank) and ``.json`` (CV accuracies, ensemble weights); ``<metrics>/headline.json`` (the DVC
 metrics: each registry metric of the ensemble per dataset); ``<metrics>/models/<dataset>.json``
-(every model and the ensemble, with CV accuracy and the AUROC's paired-bootstrap interval, params
-``benchmark.bootstrap``); ``<plots>/{pr,roc,lift}/<dataset>.csv``.
+(every model and the ensemble, with CV accuracy); ``<plots>/{pr,roc,lift}/<dataset>.csv``.
 """
 
 import argparse
@@ -16,7 +15,6 @@ from pathlib import Path
 
 from labelbench.config import ParamsError, load_params
 from labelbench.data.io import DataError, atomic_dir, load_dataset, write_csv, write_json
-from labelbench.evaluation.bootstrap import BootstrapSettings
 from labelbench.evaluation.evaluate import curve_tables, evaluate_table, headline
 from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.scoring import score_dataset
@@ -34,14 +32,12 @@ def main(argv=None) -> int:
             if not 0 < params.lift_k <= len(data.given_labels):
                 raise ParamsError(f"params.yaml: lift_k = {params.lift_k}: must be in [1, {len(data.given_labels)}] "
                                   f"(the number of examples of {data.name})")
-        bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
         scored, results, curves = {}, {}, {}
         for name, data in datasets.items():
             table, info = score_dataset(data, models=list(data.pred_probs), method=params.score,
                                         adjust_pred_probs=params.adjust_pred_probs, ensemble=params.ensemble)
             scored[name] = (table, info)
-            results[name] = evaluate_table(table, lift_k=params.lift_k, cv_accuracy=info["cv_accuracy"],
-                                           bootstrap=bootstrap, dataset=name)
+            results[name] = evaluate_table(table, lift_k=params.lift_k, cv_accuracy=info["cv_accuracy"])
             curves[name] = curve_tables(table, points=params.evaluate.curve_points)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from rich.console import Console
 from labelbench.config import ParamsError, load_params
 from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.report import headline
+from labelbench.evaluation.scores import resolve_method
 
 
 def main() -> int:
@@ -18,7 +19,9 @@ def main() -> int:
         return 1
     adjust = " + adjust_pred_probs" if params.adjust_pred_probs else ""
     title = f"Label error detection with {params.score}{adjust} (ensemble: {params.ensemble})"
-    Console(width=120).print(headline(Path("metrics"), list(params.roots()), lift_k=params.lift_k, title=title))
+    method = resolve_method(params.score, adjust_pred_probs=params.adjust_pred_probs)
+    Console(width=120).print(headline(Path("metrics"), list(params.roots()), lift_k=params.lift_k, title=title,
+                                      method=method, adjust_pred_probs=params.adjust_pred_probs))
     print("Full tables: reports/benchmark.md   All variants: metrics/benchmark.csv")
     return 0
 

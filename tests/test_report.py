@@ -100,3 +100,29 @@ def test_unreadable_section_is_refused_naming_it(workdir, capsys):
     assert load_stage("report").main(argv) == 1
     assert "reports/missing.md" in capsys.readouterr().err
     assert not (workdir / "reports" / "benchmark.md").exists()
+
+
+def _headline_rows(metrics_dir, method, adjust):
+    """The headline table of ``metrics_dir`` rendered as plain text lines."""
+    from rich.console import Console
+
+    from labelbench.evaluation.report import headline
+
+    console = Console(width=200, record=True, color_system=None)
+    console.print(headline(metrics_dir, ["roman-numeral"], lift_k=100, title="t", method=method,
+                           adjust_pred_probs=adjust))
+    return console.export_text()
+
+
+def test_headline_intervals_come_from_the_benchmark_rows_of_the_selected_score(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(REPO_ROOT / "metrics/models/roman-numeral.json", tmp_path / "models/roman-numeral.json")
+    benchmark = pd.read_csv(REPO_ROOT / "metrics/benchmark.csv")
+    benchmark.to_csv(tmp_path / "benchmark.csv", index=False)
+    row = benchmark[(benchmark["dataset"] == "roman-numeral") & (benchmark["model"] == "resnet18")
+                    & (benchmark["method"] == "self_confidence") & ~benchmark["adjust_pred_probs"]].iloc[0]
+    assert f"{row['auroc_lo']:.6f}–{row['auroc_hi']:.6f}" in _headline_rows(tmp_path, "self_confidence", False)
+    # another variant's rows: their AUROC is not this table's, so no interval is shown rather than a wrong one
+    assert "–" not in _headline_rows(tmp_path, "entropy", False).split("resnet18", 1)[1].splitlines()[0]

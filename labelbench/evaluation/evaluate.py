@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.bootstrap import BootstrapSettings, percentile_interval, resample_weights, weighted_metrics
-from labelbench.evaluation.metrics import Ranking, metric_names, metrics_of
+from labelbench.evaluation.metrics import Ranking, metric_names, ranking_metrics
 
 
 def score_columns(frame: pd.DataFrame) -> list[str]:
@@ -20,21 +19,14 @@ def score_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in fixed]
 
 
-def evaluate_table(frame: pd.DataFrame, *, lift_k: int, cv_accuracy: dict[str, float],
-                   bootstrap: BootstrapSettings | None = None, dataset: str = "") -> dict:
-    """Every registry metric per score column (each model, then the ensemble), plus CV accuracy;
-    with ``bootstrap``, also ``auroc_lo`` / ``auroc_hi``: the percentile interval on the same
-    resamples of ``dataset`` as the benchmark stage's (:mod:`labelbench.evaluation.bootstrap`)."""
+def evaluate_table(frame: pd.DataFrame, *, lift_k: int, cv_accuracy: dict[str, float]) -> dict:
+    """Every registry metric per score column (each model, then the ensemble), plus CV accuracy.
+    (Intervals are the benchmark stage's, which covers every variant: the headline table looks them
+    up there, so that changing ``score`` reruns no bootstrap.)"""
     is_error = frame["is_label_error"].to_numpy().astype(bool)
-    weights = None if bootstrap is None else resample_weights(
-        n=is_error.shape[0], resamples=bootstrap.resamples, seed=bootstrap.seed, name=dataset)
     per_model = {}
     for column in score_columns(frame):
-        ranking = Ranking.from_scores(is_error=is_error, scores=frame[column].to_numpy())
-        metrics = metrics_of(ranking, lift_k=lift_k)
-        if weights is not None:
-            auroc = weighted_metrics(ranking, weights, lift_k=lift_k, only=("auroc",))["auroc"]
-            metrics["auroc_lo"], metrics["auroc_hi"] = percentile_interval(auroc, level=bootstrap.level)
+        metrics = ranking_metrics(is_error=is_error, scores=frame[column].to_numpy(), lift_k=lift_k)
         per_model[column] = {**metrics, "cv_accuracy": cv_accuracy[column]}
     return {"num_examples": int(is_error.shape[0]), "num_errors": int(is_error.sum()), "models": per_model}
 

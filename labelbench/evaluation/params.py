@@ -55,12 +55,6 @@ class Benchmark(Block):
     bootstrap: Bootstrap
 
 
-class BootstrapPart(Part):
-    """The ``benchmark.bootstrap`` key alone (the evaluate stage's AUROC interval)."""
-
-    bootstrap: Bootstrap
-
-
 class Report(Block):
     top_n: Positive
     ranking_method: Method
@@ -168,7 +162,6 @@ class EvaluateParams(Datasets):
     ensemble: Scheme
     lift_k: Positive
     evaluate: Evaluate
-    benchmark: BootstrapPart
 
     @model_validator(mode="after")
     def _adjustable(self):

@@ -311,12 +311,24 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str):
-    """A ``rich.table.Table`` of ``<metrics_dir>/models/<dataset>.json``: one row per dataset × model,
-    with the AUROC's paired-bootstrap interval where the evaluate stage wrote one."""
+def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str, method: str,
+             adjust_pred_probs: bool):
+    """A ``rich.table.Table`` of ``<metrics_dir>/models/<dataset>.json``: one row per dataset × model.
+
+    The AUROC interval of each row is looked up in ``<metrics_dir>/benchmark.csv`` (the benchmark
+    stage bootstraps every variant, ``method`` and ``adjust_pred_probs`` select the row): blank where
+    that table has no such row (e.g. entropy's ensemble) or its AUROC is not this one (stale)."""
     from rich.table import Table
 
     metrics = metric_names(lift_k) + ["cv_accuracy"]
+    intervals = {}
+    benchmark_csv = metrics_dir / "benchmark.csv"
+    if benchmark_csv.is_file():
+        rows = pd.read_csv(benchmark_csv)
+        if {"auroc_lo", "auroc_hi"} <= set(rows.columns):
+            rows = rows[(rows["method"] == method) & (rows["adjust_pred_probs"] == adjust_pred_probs)]
+            intervals = {(d, m): (a, lo, hi) for d, m, a, lo, hi in
+                         zip(rows["dataset"], rows["model"], rows["auroc"], rows["auroc_lo"], rows["auroc_hi"])}
     table = Table(title=title, title_justify="left")
     columns = ["dataset", "model", metric_title(metrics[0]), "AUROC interval"] + [metric_title(m) for m in metrics[1:]]
     for column in columns:
@@ -330,8 +342,8 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str)
             cells[0] = f"{values['auroc']:.{digits}f}"
             if values["auroc"] == best:
                 cells[0] = f"[bold]{cells[0]}[/bold]"
-            interval = (f"{values['auroc_lo']:.{digits}f}–{values['auroc_hi']:.{digits}f}"
-                        if "auroc_lo" in values else "")
+            auroc, lo, hi = intervals.get((name, model), (None, None, None))
+            interval = f"{lo:.{digits}f}–{hi:.{digits}f}" if auroc is not None and abs(auroc - values["auroc"]) < 1e-12 else ""
             table.add_row(name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
                           cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
     return table
