@@ -112,7 +112,8 @@ def test_added_datasets_reach_every_output(repo, inputs, tmp_path):
     assert not (repo / "data/added/toy-unlabelled/label_errors.npy").exists()
 
     ran = stages_run(run(["dvc", "repro"], repo).stdout)
-    assert set(ran) == {"evaluate", "benchmark", "issues", "report"}, ran
+    # a first run (small_clone drops dvc.lock): multiannotator too, skipped as cifar-10n-agg is not evaluated
+    assert set(ran) == {"evaluate", "benchmark", "issues", "multiannotator", "report"}, ran
     benchmark = pd.read_csv(repo / "metrics/benchmark.csv")
     assert list(dict.fromkeys(benchmark["dataset"])) == ["roman-numeral", "toy"]
     assert set(benchmark.loc[benchmark["dataset"] == "toy", "model"]) >= {"net0", "net1",
