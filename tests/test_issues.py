@@ -109,10 +109,10 @@ def test_report_lists_come_from_the_issue_files(tmp_path):
     write_markdown(tmp_path / "report.md", benchmark=benchmark, filters=filters, summary=summary, top=top,
                    figures=[], lift_k=100)
     text = (tmp_path / "report.md").read_text()
-    assert "| 1 | `p` | ix | x | yes | 0.0100 |" in text and "| 2 | `q` | v | iv | no | 0.0200 |" in text
+    assert "| 1 | `p` | ix | x | yes | 0.01 |" in text and "| 2 | `q` | v | iv | no | 0.02 |" in text
     assert "`r`" not in text  # top_n = 2
     mine = text[text.index("## mine"):]
-    assert "Not benchmarked: no known label errors" in mine and "| 1 | `u` | cat | dog | 0.2500 |" in mine
+    assert "Not benchmarked: no known label errors" in mine and "| 1 | `u` | cat | dog | 0.25 |" in mine
 
 
 def test_unreadable_issue_file_is_named(tmp_path):
