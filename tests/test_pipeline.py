@@ -68,8 +68,9 @@ def test_exp_run_margin_reruns_only_evaluate(repo):
     assert detail[key]["new"] == pytest.approx(0.824684, abs=5e-7)
     text = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
     assert '"score": "margin"' in text and '"adjust_pred_probs": false' in text
-    # plain `dvc exp show` and `dvc metrics diff` at 120 columns: real numbers, no cut names
-    for cmd in (["dvc", "exp", "show", "--no-pager"], ["dvc", "metrics", "diff"]):
+    # `dvc exp show --only-changed` (what README shows) and `dvc metrics diff` at 120 columns: real numbers, no
+    # cut names (plain `dvc exp show` adds a hash column per stage dependency and collapses at 120)
+    for cmd in (["dvc", "exp", "show", "--no-pager", "--only-changed"], ["dvc", "metrics", "diff"]):
         shown = run(cmd, repo, env={**venv_env(), "COLUMNS": "120"}).stdout
         assert "auroc.roman-numeral" in shown and "0.84" in shown, shown
         assert max(len(line) for line in shown.splitlines()) <= 120
