@@ -58,7 +58,7 @@ def test_all_ones_equal_the_point_estimates_published(published):
 def test_weighted_metrics_equal_sklearn_with_sample_weights_and_the_expanded_multiset(ties):
     is_error, scores = _synthetic(1500, seed=2, ties=ties)
     ranking = Ranking.from_scores(is_error=is_error, scores=scores)
-    (weights,) = resample_weights(n=1500, resamples=6, seed=3, name="toy")
+    weights = resample_weights(n=1500, resamples=6, seed=3, name="toy")
     weighted = weighted_metrics(ranking, weights, lift_k=50)
     for b in range(weights.shape[1]):
         counts = weights[:, b]
@@ -71,15 +71,23 @@ def test_weighted_metrics_equal_sklearn_with_sample_weights_and_the_expanded_mul
 
 
 def test_resample_weights_are_multinomial_counts_and_deterministic():
-    blocks = resample_weights(n=500, resamples=600, seed=0, name="a")
-    assert [b.shape for b in blocks] == [(500, 250), (500, 250), (500, 100)]
-    weights = np.hstack(blocks)
-    assert (weights.sum(axis=0) == 500).all() and (weights == np.round(weights)).all()
+    weights = resample_weights(n=500, resamples=600, seed=0, name="a")
+    assert weights.shape == (500, 600) and weights.dtype == np.uint8 and weights.flags.c_contiguous
+    assert (weights.sum(axis=0) == 500).all()
     assert abs(weights.mean() - 1) < 1e-12 and abs(weights.var() - (1 - 1 / 500)) < 0.02
-    again = np.hstack(resample_weights(n=500, resamples=600, seed=0, name="a"))
-    assert np.array_equal(weights, again)
-    assert not np.array_equal(weights, np.hstack(resample_weights(n=500, resamples=600, seed=0, name="b")))
-    assert not np.array_equal(weights, np.hstack(resample_weights(n=500, resamples=600, seed=1, name="a")))
+    assert np.array_equal(weights, resample_weights(n=500, resamples=600, seed=0, name="a"))
+    assert not np.array_equal(weights, resample_weights(n=500, resamples=600, seed=0, name="b"))
+    assert not np.array_equal(weights, resample_weights(n=500, resamples=600, seed=1, name="a"))
+
+
+def test_weights_are_checked():
+    ranking = Ranking.from_scores(is_error=np.array([True, False, False]), scores=np.array([0.1, 0.5, 0.9]))
+    with pytest.raises(ValueError, match=r"shape \(2, 4\) do not fit 3 examples"):
+        weighted_metrics(ranking, np.ones((2, 4), np.uint8), lift_k=1)
+    with pytest.raises(ValueError, match="integer counts in 0..255"):
+        weighted_metrics(ranking, np.full((3, 4), 0.5), lift_k=1)
+    with pytest.raises(ValueError, match=r"lift_k must be in \[1, 3\]"):
+        weighted_metrics(ranking, np.ones((3, 4), np.uint8), lift_k=4)
 
 
 def test_settings_are_validated():

@@ -38,7 +38,8 @@ from labelbench.evaluation.ensembles import (
 )
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
-    BootstrapSettings, interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
+    BootstrapSettings, compiled_pass, interval_names, paired_verdicts, percentile_interval, resample_weights,
+    weighted_metrics,
 )
 from labelbench.evaluation.metrics import Ranking, filter_metrics, metric_names, metrics_of
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
@@ -192,6 +193,7 @@ def run_benchmark(
     if bootstrap is not None:
         _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
                                                 seed=bootstrap.seed, name=name) for name, data in _LOADED.items()})
+        compiled_pass()  # compiled (or loaded) once here; the forked workers inherit it
     tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters, bootstrap=bootstrap is not None)
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     try:

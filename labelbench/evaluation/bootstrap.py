@@ -2,18 +2,21 @@
 are statistically tied with the best.
 
 One resample is a multiset of the N examples drawn with replacement; it is stored as integer
-weights ``counts`` (N,), how often each example was drawn (sum N). :func:`resample_weights` draws
-one (B, N) matrix per dataset, seeded by the params seed and the dataset's name, and *every*
-score vector of that dataset (each model, variant and ensemble) is measured on the same B
-resamples: that is what makes differences between variants paired.
+weights, how often each example was drawn (sum N). :func:`resample_weights` draws one (N, B)
+matrix per dataset, seeded by the params seed and the dataset's name, and *every* score vector
+of that dataset (each model, variant and ensemble) is measured on the same B resamples: that is
+what makes differences between variants paired.
 
 The metrics of a weighted multiset come from the score vector's one sort (:class:`Ranking`),
-never a re-sort: cumulative weights in that order give everything. With all weights 1 they equal
-the point estimates of :mod:`labelbench.evaluation.metrics` (to 1e-12; tested):
+never a re-sort: one pass down the ranking (highest error-ness first) keeps, per resample, the
+running weight and error weight, which give everything. The pass is compiled with numba (it is
+the whole cost of the intervals: numpy needed a dozen (N, B) temporaries per score vector). With
+all weights 1 the metrics equal the point estimates of :mod:`labelbench.evaluation.metrics`
+(to 1e-12; tested):
 
 * **AUROC**: weighted Mann-Whitney, ties in error-ness count one half (as scikit-learn).
 * **AUPRC**: weighted average precision (scikit-learn's ``average_precision_score`` with
-  ``sample_weight``): precision at each distinct threshold, weighted by the error weight there.
+  ``sample_weight``): each error copy at the precision of its tie group's threshold.
 * **lift@k** (k fixed): the resampled multiset is ranked in the original order
   ``np.argsort(1 - scores)`` (so ties at the cut fall as in the point estimate); its top k copies
   (an example drawn c times is c consecutive copies; the cut may split them) hold E errors;
@@ -27,15 +30,15 @@ sizes). Percentile intervals use ``np.quantile`` (linear), as ``scipy.stats.boot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from labelbench.evaluation.metrics import Ranking, metric_names
 
-#: Resamples handled at once (bounds the temporaries: about 40 x CHUNK x (errors + queries) bytes).
+#: Resamples drawn at once (bounds the int64 draws: 8 x CHUNK x N bytes).
 CHUNK = 250
 
 
@@ -58,181 +61,130 @@ def dataset_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), digest])
 
 
-def resample_weights(*, n: int, resamples: int, seed: int, name: str) -> tuple[np.ndarray, ...]:
-    """Multinomial counts as float32 blocks of up to :data:`CHUNK` resamples, each (n, C): column b
-    of a block holds how often each of the n examples is drawn in that resample (each column sums
-    to n; float32 holds these counts and their sums exactly). Deterministic in (seed, name)."""
-    if n >= 2 ** 22:
-        raise ValueError(f"bootstrap: {n} examples; float32 sums are exact below 2**22 (x4 headroom)")
+def resample_weights(*, n: int, resamples: int, seed: int, name: str) -> np.ndarray:
+    """Multinomial counts, (n, resamples) uint8: column b holds how often each of the n examples is
+    drawn in resample b (each column sums to n). Deterministic in (seed, name)."""
     rng = np.random.default_rng(dataset_seed(seed, name))
-    blocks = []
+    counts = np.empty((resamples, n), dtype=np.uint8)
     for start in range(0, resamples, CHUNK):
         rows = min(CHUNK, resamples - start)
         draws = rng.integers(0, n, size=(rows, n), dtype=np.int64)
-        draws += (np.arange(rows, dtype=np.int64) * n)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
-        blocks.append(np.ascontiguousarray(counts.T, dtype=np.float32))
-    return tuple(blocks)
+        for row in range(rows):
+            drawn = np.bincount(draws[row], minlength=n)
+            if drawn.max() > 255:  # P < 1e-400 at any n: Poisson(1) tail
+                raise ValueError(f"bootstrap: an example drawn {drawn.max()} times does not fit uint8")
+            counts[start + row] = drawn
+    return np.ascontiguousarray(counts.T)
 
 
-def _cumsum_rows(values: np.ndarray) -> np.ndarray:
-    """(m + 1, C) float32: a zero row, then the running sum of the rows of ``values`` (m, C)
-    (blocked: numpy's accumulate along axis 0 is several times slower)."""
-    m, columns = values.shape
-    size = max(1, int(np.sqrt(m)))
-    blocks = -(-m // size)
-    out = np.zeros((1 + blocks * size, columns), dtype=np.float32)
-    body = out[1:].reshape(blocks, size, columns)
-    out[1:m + 1] = values
-    for i in range(1, size):
-        np.add(body[:, i], body[:, i - 1], out=body[:, i])
-    offsets = np.cumsum(body[:, -1], axis=0)
-    body[1:] += offsets[:-1, None, :]
-    return out[:m + 1]
+def _replicates(rows, is_error, group_start, group_end, group_error, weights, lift_k, out):
+    """The pass down one ranking for every resample (compiled by :func:`_compiled`).
+
+    rows (n,) int64: examples in descending error-ness; is_error, group_start, group_end,
+    group_error (n,) bool per position (an error; first / last of its tie group; its tie group
+    holds an error); weights (n, B) uint8 counts by example; out (4, B) float64: AUROC, AUPRC,
+    lift@lift_k, lift@#errors. Every sum of counts is an integer, exact in float64, so the order of
+    the additions matters only for AUPRC, which adds the error copies in ranking order as
+    ``Ranking``'s curve does."""
+    n, resamples = weights.shape
+    total = np.zeros(resamples)  # error copies T
+    for p in range(n):
+        if is_error[p]:
+            w = weights[rows[p]]
+            for c in range(resamples):
+                total[c] += w[c]
+    run_all = np.zeros(resamples)
+    run_err = np.zeros(resamples)
+    start_all = np.zeros(resamples)
+    start_err = np.zeros(resamples)
+    pairs = np.zeros(resamples)  # sum over error copies of 2 x clean above + clean in its tie group
+    precision_sum = np.zeros(resamples)
+    top_k = np.zeros(resamples)
+    top_t = np.zeros(resamples)
+    first = 0
+    for p in range(n):
+        w = weights[rows[p]]
+        if group_start[p]:
+            first = p
+            if group_error[p]:
+                start_all[:] = run_all
+                start_err[:] = run_err
+        if is_error[p]:
+            for c in range(resamples):
+                x = np.float64(w[c])
+                before = run_all[c]
+                run_all[c] = before + x
+                run_err[c] += x
+                # the part of this example's copies inside the top k (top T) copies
+                top_k[c] += min(x, max(0.0, lift_k - before))
+                top_t[c] += min(x, max(0.0, total[c] - before))
+        else:
+            for c in range(resamples):
+                run_all[c] += w[c]
+        if group_end[p] and group_error[p]:
+            for c in range(resamples):
+                errors = run_err[c] - start_err[c]
+                clean = run_all[c] - start_all[c] - errors
+                pairs[c] += errors * (2.0 * (start_all[c] - start_err[c]) + clean)
+            for q in range(first, p + 1):
+                if is_error[q]:
+                    wq = weights[rows[q]]
+                    for c in range(resamples):
+                        precision_sum[c] += wq[c] * (run_err[c] / max(run_all[c], 1.0))
+    for c in range(resamples):
+        errors = total[c]
+        clean = n - errors
+        out[0, c] = (clean * errors - 0.5 * pairs[c]) / (errors * clean)
+        out[1, c] = precision_sum[c] / errors
+        out[2, c] = (top_k[c] / lift_k) / (errors / n)
+        out[3, c] = (top_t[c] / errors) / (errors / n)
 
 
-class _Layout:
-    """One ranking's positions in descending error-ness (the order of ``Ranking._curve``) and the
-    sparse matrix that sums a resample's weights between consecutive query positions."""
+@functools.cache
+def compiled_pass():
+    """:func:`_replicates` compiled for the argument types :func:`weighted_metrics` passes (numba's
+    on-disk cache beside this module: compiled once per checkout, seconds; then loaded). Called
+    before forking workers, so that they inherit it."""
+    import numba
 
-    def __init__(self, ranking: Ranking):
-        import scipy.sparse
-
-        descending = ranking.order[::-1]
-        values = ranking.errorness[descending]
-        hits = ranking.is_error[descending]
-        n = values.shape[0]
-        errors = np.flatnonzero(hits)  # (n1,) positions of the errors
-        new_group = np.r_[True, values[1:] != values[:-1]]
-        group_id = np.cumsum(new_group) - 1
-        starts = np.flatnonzero(new_group)
-        ends = np.r_[starts[1:] - 1, n - 1]
-        end = ends[group_id[errors]]  # last position of each error's tie group
-        before = starts[group_id[errors]] - 1  # last position before the group (-1: none)
-        # Query positions: every error, every error group's end and the position before it.
-        # no error shares its error-ness with another example: the queries are the errors themselves
-        self.ties = bool((end != errors).any() or (before != errors - 1).any())
-        queries = np.unique(np.r_[errors, end, before[before >= 0]]) if self.ties else errors
-        position = np.empty(n, dtype=np.int64)
-        position[descending] = np.arange(n)
-        bins = np.searchsorted(queries, position, side="left")  # bin t: (queries[t-1], queries[t]]
-        kept = np.flatnonzero(bins < queries.shape[0])
-        self.sums = scipy.sparse.csr_matrix(
-            (np.ones(kept.shape[0], dtype=np.float32), (bins[kept], kept)), shape=(queries.shape[0], n))
-        self.n = n
-        self.error_rows = descending[errors]  # original row of each error, in ranking order
-        # index into the zero-padded running sums: all weight / error weight at positions <= q
-        self.all_end = np.searchsorted(queries, end) + 1
-        self.all_before = np.where(before >= 0, np.searchsorted(queries, before) + 1, 0)
-        self.err_end = np.searchsorted(errors, end, side="right")
-        self.err_before = np.searchsorted(errors, before, side="right")
-        # for lift@k: per query t, errors at positions <= queries[t - 1], and the error at queries[t]
-        self.err_prev_query = np.searchsorted(errors, np.r_[-1, queries[:-1]], side="right")
-        query_error = np.searchsorted(errors, queries)
-        self.query_is_error = (query_error < errors.shape[0]) & (errors[query_error.clip(max=errors.shape[0] - 1)] == queries)
-        self.query_error = query_error.clip(max=errors.shape[0] - 1)
+    compiled = numba.njit(cache=True, nogil=True, error_model="numpy")(_replicates)
+    flags = np.ones(1, dtype=bool)
+    compiled(np.zeros(1, dtype=np.int64), flags, flags, flags, flags, np.ones((1, 1), dtype=np.uint8), 1.0,
+             np.empty((len(WEIGHTED), 1)))
+    return compiled
 
 
-@dataclass
-class _Sums:
-    """One chunk of C resamples of one ranking: ``all`` (m + 1, C) running weight at the query
-    positions, ``err`` (n1 + 1, C) running error weight at the errors, ``w`` (n1, C) error weights."""
-
-    layout: _Layout
-    all: np.ndarray
-    err: np.ndarray
-    w: np.ndarray
-
-    @property
-    def total_errors(self) -> np.ndarray:
-        return self.err[-1].astype(np.float64)
+#: Metrics with a weighted counterpart (same names as the registry), by row of the pass's output.
+#: A registry metric without one here gets no interval columns.
+WEIGHTED: dict[str, int] = {"auroc": 0, "auprc": 1, "lift_at_{k}": 2, "lift_at_num_errors": 3}
 
 
-def weighted_metrics(ranking: Ranking, weights, *, lift_k: int, only: tuple[str, ...] | None = None
-                     ) -> dict[str, np.ndarray]:
-    """Each metric of :data:`WEIGHTED` (or those named in ``only``) for every resample of
-    ``weights``: blocks (N, C) of counts (rows in the examples' original order, one resample per
-    column; :func:`resample_weights`, or one (N, B) array). Returns ``{name: (B,) float64}``."""
-    blocks = [weights] if isinstance(weights, np.ndarray) else list(weights)
-    layout = _Layout(ranking)
-    chosen = {name: fn for name, fn in WEIGHTED.items() if only is None or name.format(k=int(lift_k)) in only}
-    values = {name.format(k=int(lift_k)): [] for name in chosen}
-    for block in blocks:
-        block = np.ascontiguousarray(block, dtype=np.float32)
-        if block.shape[0] != layout.n:
-            raise ValueError(f"bootstrap weights of shape {block.shape} do not fit {layout.n} examples")
-        w = block[layout.error_rows]
-        sums = _Sums(layout, _cumsum_rows(layout.sums @ block), _cumsum_rows(w), w)
-        for name, fn in chosen.items():
-            values[name.format(k=int(lift_k))].append(fn(sums, int(lift_k)))
-    return {name: np.concatenate(parts) for name, parts in values.items()}
-
-
-def _auroc(s: _Sums, k: int) -> np.ndarray:
-    """U / (T F): U = sum over error copies of the clean weight ranked below (+ half the clean
-    weight in the same tie group); clean weight at positions <= q = all - errors there."""
-    lay, total = s.layout, s.total_errors
-    clean = lay.n - total
-    # float32 is exact here: sums < 2 * 2**22 and count x sum < 2**24 checked, else float64
-    exact = float(s.w.max(initial=0)) * 2 * lay.n < 2 ** 24
-    kind = np.float32 if exact else np.float64
-    if not lay.ties:  # the queries are the errors: rows 1.. of both running sums, no gather
-        clean_end = np.subtract(s.all[1:], s.err[1:], dtype=kind)
-        clean_end *= s.w
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (clean * total - clean_end.sum(axis=0, dtype=np.float64)) / (total * clean)
-    clean_end = s.all[lay.all_end].astype(kind) - s.err[lay.err_end]
-    clean_end += s.all[lay.all_before]
-    clean_end -= s.err[lay.err_before]
-    clean_end *= s.w
-    u = clean * total - 0.5 * clean_end.sum(axis=0, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return u / (total * clean)
-
-
-def _auprc(s: _Sums, k: int) -> np.ndarray:
-    """sum over error copies of the precision at their threshold (tie group end), over T."""
-    lay = s.layout
-    # the flagged weight is 0 only where the error weight is 0 too
-    hits, flagged = (s.err[1:], s.all[1:]) if not lay.ties else (s.err[lay.err_end], s.all[lay.all_end])
-    precision = np.divide(hits, np.maximum(flagged, 1), dtype=np.float64)
-    precision *= s.w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return precision.sum(axis=0) / s.total_errors
-
-
-def _lift(s: _Sums, k: np.ndarray) -> np.ndarray:
-    """lift@k per resample for k (C,): the top k copies in the ranking's order (the cut may split
-    the copies of one example); errors among them over k, over the resample's error rate."""
-    lay = s.layout
-    columns = np.arange(k.shape[0])
-    row = (s.all < k[None, :]).sum(axis=0)  # first padded row reaching k; m + 1: past the last query
-    t = np.minimum(row - 1, lay.err_prev_query.shape[0] - 1)  # query index
-    errors = s.err[lay.err_prev_query[t], columns].astype(np.float64)
-    at_query = lay.query_error[t]
-    inside = np.where(lay.query_is_error[t],
-                      np.maximum(0, k - (s.all[t + 1, columns] - s.w[at_query, columns])), 0)
-    errors = np.where(row > lay.err_prev_query.shape[0], s.total_errors, errors + inside)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (errors / k) / (s.total_errors / lay.n)
-
-
-def _lift_at_k(s: _Sums, k: int) -> np.ndarray:
-    return _lift(s, np.full(s.w.shape[1], float(k)))
-
-
-def _lift_at_num_errors(s: _Sums, k: int) -> np.ndarray:
-    return _lift(s, s.total_errors)
-
-
-#: Weighted counterparts of the metric registry (same names). A registry metric without one here
-#: gets no interval columns.
-WEIGHTED: dict[str, Callable[[_Sums, int], np.ndarray]] = {
-    "auroc": _auroc,
-    "auprc": _auprc,
-    "lift_at_{k}": _lift_at_k,
-    "lift_at_num_errors": _lift_at_num_errors,
-}
+def weighted_metrics(ranking: Ranking, weights: np.ndarray, *, lift_k: int) -> dict[str, np.ndarray]:
+    """Each metric of :data:`WEIGHTED` for every resample: ``weights`` (N, B) integer counts 0..255
+    (rows in the examples' original order, one resample per column; :func:`resample_weights`).
+    Returns ``{name: (B,) float64}``."""
+    weights = np.asarray(weights)
+    n = ranking.order.shape[0]
+    if weights.ndim != 2 or weights.shape[0] != n:
+        raise ValueError(f"bootstrap weights of shape {weights.shape} do not fit {n} examples")
+    if weights.dtype != np.uint8:
+        if not (np.isin(weights, np.arange(256))).all():
+            raise ValueError("bootstrap weights must be integer counts in 0..255")
+        weights = weights.astype(np.uint8)
+    if not 0 < int(lift_k) <= n:
+        raise ValueError(f"lift_k must be in [1, {n}], got {lift_k}")
+    descending = ranking.order[::-1]
+    values = ranking.errorness[descending]
+    is_error = ranking.is_error[descending]
+    group_start = np.r_[True, values[1:] != values[:-1]]
+    group_end = np.r_[group_start[1:], True]
+    group = np.cumsum(group_start) - 1
+    group_error = np.bincount(group, weights=is_error)[group] > 0
+    out = np.empty((len(WEIGHTED), weights.shape[1]))
+    flags = [np.ascontiguousarray(a, dtype=bool) for a in (is_error, group_start, group_end, group_error)]
+    compiled_pass()(np.ascontiguousarray(descending, dtype=np.int64), *flags, np.ascontiguousarray(weights),
+                    float(lift_k), out)
+    return {name.format(k=int(lift_k)): out[row] for name, row in WEIGHTED.items()}
 
 
 def interval_names(lift_k: int) -> list[str]:
