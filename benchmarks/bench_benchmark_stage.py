@@ -70,6 +70,22 @@ def timed_run(code: str, args: list[str], env: dict) -> tuple[float, float, floa
     return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
+def best_of(label: str, runs: list[tuple[float, float, float]]) -> str:
+    """One line: best wall time of ``runs`` (from :func:`timed_run`), every run, CPU and peak RSS of the best."""
+    wall, rss, cpu = min(runs)
+    return (f"{label}: best of {len(runs)} {wall:7.2f} s   (all: {', '.join(f'{t:.2f}' for t, _, _ in runs)})  "
+            f"CPU {cpu:.2f} s  peak RSS {rss:.0f} MiB")
+
+
+def print_timings(timed: str, runs: dict[str, list], verdict: str) -> None:
+    """What was timed, one :func:`best_of` line per label, the verdict (ratios), the load average."""
+    print(f"timed: {timed}")
+    for label, label_runs in runs.items():
+        print(best_of(label, label_runs))
+    print(verdict)
+    print(f"load average when done: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+
+
 def compare(fast_dir: Path, reference_dir: Path) -> tuple[float, int, int]:
     import pandas as pd
 
@@ -118,22 +134,18 @@ def main() -> int:
         worst, rows, filter_rows = compare(fast_dir, reference_dir)
     assert worst <= 1e-9, f"numbers disagree by {worst}"
 
-    fast_time, fast_rss, fast_cpu = min(fast_runs)
-    reference_time, reference_rss, reference_cpu = min(reference_runs)
+    fast_time, _, fast_cpu = min(fast_runs)
+    reference_time, _, reference_cpu = min(reference_runs)
     print(f"work: {len(DATASETS)} datasets x {len(MODELS)} models; {rows} score vectors "
           f"(7 variants per model, 6 ensembles x 5 cleanlab variants per dataset), {filter_rows} filters")
     print(f"max |difference| between the two outputs: {worst:.2e} (flag counts equal)")
-    print("timed: `python -c <runner>` from spawn to exit: imports, loading, all of the above, "
-          "benchmark.csv + filters.csv + summary.json written")
-    print(f"straightforward (cleanlab + scikit-learn, find_label_issues defaults): best of {len(reference_runs)} "
-          f"{reference_time:7.2f} s   (all: {', '.join(f'{t:.2f}' for t, _, _ in reference_runs)})  "
-          f"CPU {reference_cpu:.2f} s  peak RSS {reference_rss:.0f} MiB")
-    print(f"benchmark stage (run_benchmark + write_outputs, workers={args.workers}):   best of {len(fast_runs)} "
-          f"{fast_time:7.2f} s   (all: {', '.join(f'{t:.2f}' for t, _, _ in fast_runs)})  "
-          f"CPU {fast_cpu:.2f} s  peak RSS {fast_rss:.0f} MiB (largest process)")
-    print(f"speed-up (wall, best vs best): {reference_time / fast_time:.1f}x (target >= 10x); "
-          f"CPU seconds: {reference_cpu / fast_cpu:.1f}x")
-    print(f"load average when done: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print_timings(
+        "`python -c <runner>` from spawn to exit: imports, loading, all of the above, "
+        "benchmark.csv + filters.csv + summary.json written (peak RSS: the run's largest process)",
+        {"straightforward (cleanlab + scikit-learn, find_label_issues defaults)": reference_runs,
+         f"benchmark stage (run_benchmark + write_outputs, workers={args.workers})": fast_runs},
+        f"speed-up (wall, best vs best): {reference_time / fast_time:.1f}x (target >= 10x); "
+        f"CPU seconds: {reference_cpu / fast_cpu:.1f}x")
     return 0
 
 

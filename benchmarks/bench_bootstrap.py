@@ -19,15 +19,11 @@ exactly.
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATASETS = ["roman-numeral", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s"]
-MODELS = ["resnet18", "resnet50d", "efficientnet_b1", "twins_pcpvt_base", "swin_base_patch4_window7_224"]
+from bench_benchmark_stage import DATASETS, MODELS, REPO, print_timings, timed_run
 
 RUNNER = """
 import pathlib, sys
@@ -38,19 +34,6 @@ bootstrap = BootstrapSettings(resamples=resamples, seed=0, level=0.95) if resamp
 table, filters = run_benchmark(datasets, lift_k=lift_k, workers=workers, bootstrap=bootstrap)
 write_outputs(table, filters, pathlib.Path(out), lift_k=lift_k, bootstrap=bootstrap)
 """
-
-
-def timed_run(args: list[str], env: dict) -> tuple[float, float, float]:
-    """Wall seconds from spawn to exit, peak RSS (MiB) of the run's largest process, CPU seconds."""
-    with tempfile.TemporaryFile("w+") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", RUNNER, *args], cwd=REPO, env=env, stdout=log, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise SystemExit(f"run failed:\n{log.read()}")
-    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -72,23 +55,20 @@ def main() -> int:
         plain_dir, boot_dir = Path(tmp, "plain"), Path(tmp, "bootstrap")
         plain, boot = [], []
         for _ in range(args.repeat):
-            plain.append(timed_run([repr((datasets, 100, args.workers, 0, str(plain_dir)))], env))
-            boot.append(timed_run([repr((datasets, 100, args.workers, args.resamples, str(boot_dir)))], env))
+            plain.append(timed_run(RUNNER, [repr((datasets, 100, args.workers, 0, str(plain_dir)))], env))
+            boot.append(timed_run(RUNNER, [repr((datasets, 100, args.workers, args.resamples, str(boot_dir)))], env))
         a = pd.read_csv(plain_dir / "benchmark.csv", float_precision="round_trip")
         b = pd.read_csv(boot_dir / "benchmark.csv", float_precision="round_trip")
         assert b[a.columns].equals(a), "point estimates differ with the bootstrap"
         rows, columns = b.shape
-    (t_plain, rss_plain, cpu_plain), (t_boot, rss_boot, cpu_boot) = min(plain), min(boot)
+    (t_plain, _, cpu_plain), (t_boot, _, cpu_boot) = min(plain), min(boot)
     print(f"work: {len(DATASETS)} published datasets x {len(MODELS)} models, {rows} rows; "
           f"bootstrap B = {args.resamples} per dataset, every row ({columns} columns); workers = {args.workers}")
-    print("timed: `python -c <runner>` from spawn to exit (imports, loading, all rows, filters, outputs written)")
-    print(f"without intervals: best of {len(plain)} {t_plain:6.2f} s (all: {', '.join(f'{t:.2f}' for t, _, _ in plain)})"
-          f"  CPU {cpu_plain:.1f} s  peak RSS {rss_plain:.0f} MiB")
-    print(f"with intervals:    best of {len(boot)} {t_boot:6.2f} s (all: {', '.join(f'{t:.2f}' for t, _, _ in boot)})"
-          f"  CPU {cpu_boot:.1f} s  peak RSS {rss_boot:.0f} MiB")
-    print(f"ratio (wall, best vs best): {t_boot / t_plain:.2f}x (target <= 3x); CPU: {cpu_boot / cpu_plain:.2f}x; "
-          f"with intervals {'within' if t_boot <= 60 else 'over'} 60 s")
-    print(f"load average when done: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print_timings(
+        "`python -c <runner>` from spawn to exit (imports, loading, all rows, filters, outputs written)",
+        {"without intervals": plain, "with intervals   ": boot},
+        f"ratio (wall, best vs best): {t_boot / t_plain:.2f}x (target <= 3x); CPU: {cpu_boot / cpu_plain:.2f}x; "
+        f"with intervals {'within' if t_boot <= 60 else 'over'} 60 s")
     return 0
 
 

@@ -124,7 +124,7 @@ def _rewrite_npz(root, **changes):
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(random_label2=None), r"missing annotator array\(s\) \['random_label2'\]"),
+    (dict(random_label2=None), r"missing array\(s\) \['random_label2'\]"),
     (dict(random_label3=np.zeros(199, np.int64)), r"random_label3 must be an int \(N,\) array like clean_label \(200,\)"),
     (dict(random_label1=np.zeros((200, 2), np.int64)), r"random_label1 must be an int \(N,\) array"),
     (dict(random_label1=np.full(200, 0.5)), r"random_label1 must be an int \(N,\) array"),

@@ -84,19 +84,7 @@ def read_human_labels(path) -> dict[str, np.ndarray]:
     """CIFAR-10N's npz: :func:`~labelbench.data.raw.cifar.load_cifar10n` (clean, aggregate and worst
     labels) plus the annotator slots :data:`ANNOTATORS`, each int64 (N,) in [0, 10); DataError naming
     the file otherwise."""
-    arrays = load_cifar10n(path)
-    missing = [k for k in ANNOTATORS if k not in arrays]
-    if missing:
-        raise DataError(path, f"missing annotator array(s) {missing}; has {sorted(arrays)}")
-    n = arrays["clean_label"].shape
-    for key in ANNOTATORS:
-        a = arrays[key]
-        if a.shape != n or not np.issubdtype(a.dtype, np.integer):
-            raise DataError(path, f"{key} must be an int (N,) array like clean_label {n}, got {a.dtype} {a.shape}")
-        if a.min() < 0 or a.max() >= 10:
-            raise DataError(path, f"{key} outside [0, 10)")
-        arrays[key] = a.astype(np.int64)
-    return arrays
+    return load_cifar10n(path, extra=ANNOTATORS)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import re
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -167,8 +168,9 @@ def _copy_images(source_root, table: RawTable, source_of: dict[str, str], out) -
 # --- CIFAR-10N ----------------------------------------------------------------------------
 
 
-def load_cifar10n(human_labels: os.PathLike | str) -> dict[str, np.ndarray]:
-    """The CIFAR-10N ``.npz``: every array int64 (N,) in [0, 10) with equal N; pickles refused."""
+def load_cifar10n(human_labels: os.PathLike | str, *, extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The CIFAR-10N ``.npz``: the clean label, the label variants and the ``extra`` arrays (e.g. the
+    annotator slots), each int64 (N,) in [0, 10) with equal N; pickles refused."""
     path = Path(human_labels)
     if not path.is_file():
         raise DataError(path, "file not found")
@@ -177,7 +179,7 @@ def load_cifar10n(human_labels: os.PathLike | str) -> dict[str, np.ndarray]:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as exc:  # pickled arrays (ValueError), zipfile/zlib/OS errors
         raise DataError(path, f"not a readable .npz without pickles ({type(exc).__name__}: {exc})") from None
-    needed = ["clean_label", *CIFAR10N_VARIANTS.values()]
+    needed = ["clean_label", *CIFAR10N_VARIANTS.values(), *extra]
     missing = [k for k in needed if k not in arrays]
     if missing:
         raise DataError(path, f"missing array(s) {missing}; has {sorted(arrays)}")
