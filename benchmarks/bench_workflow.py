@@ -9,7 +9,10 @@ times, each from process start to outputs written:
 2. ``dvc exp run -S score=margin`` in that clone;
 3. ``dvc exp run -S n=2`` in a toy repo of two tiny python stages and one param (DVC's own cost).
 
-Peak memory is the largest max RSS of any process each phase started.
+Peak memory is the largest max RSS of any process each phase started. When the public remote does
+not yet hold every cached output of this checkout's dvc.lock (a change retrained something on
+purpose and the maintainers have not run `make publish`), the clone reads from a temporary copy
+of it into which `make publish` pushed this checkout's cache first, as the maintainers would.
 
     python benchmarks/bench_workflow.py [--repeat 3]
 """
@@ -22,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import DVC_REMOTE, clone_repo, venv_env  # noqa: E402
+from conftest import DVC_REMOTE, REPO_ROOT, clone_repo, make, venv_env  # noqa: E402
 
 # Runs a shell command and reports its time and the peak RSS of its process tree (children).
 MEASURE = (
@@ -62,6 +65,18 @@ def toy_repo(root: Path) -> Path:
     return root
 
 
+def published_copy(tmp: Path) -> Path:
+    """A copy of the public remote with this checkout's cached outputs and run-cache published into it."""
+    import shutil
+
+    public = shutil.copytree(DVC_REMOTE, tmp / "public")
+    publisher = clone_repo(tmp / "publisher")
+    sh(f"dvc cache dir --local {REPO_ROOT / '.dvc' / 'cache'} && dvc remote modify --local published url {public}",
+       publisher)
+    make("publish", publisher)
+    return public
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="experiment timings, best of N")
@@ -71,6 +86,10 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         repo = clone_repo(Path(tmp) / "clone")
+        if subprocess.run(["dvc", "status", "-c", "-r", "published", "-q"], cwd=REPO_ROOT, env=venv_env(),
+                          capture_output=True).returncode != 0:
+            print("the public remote lacks outputs of dvc.lock: publishing this checkout's into a copy of it")
+            sh(f"dvc remote modify --local published url {published_copy(Path(tmp))}", repo)
         full = measure("dvc pull -q && dvc repro -q && python stages/show.py", repo)
         toy = toy_repo(Path(tmp) / "toy")
         experiment, baseline = [], []
