@@ -239,7 +239,7 @@ def run_task(*, stage: str, remote: str, node_cache: Path, jobs: int | None) -> 
     """The DVC part of a task, in its clone (the working directory), in this one process (module doc, step 4):
     the stage's DVC-tracked deps pulled from ``remote`` into ``node_cache`` and checked out; then, with the clone's
     own cache, ``dvc repro --pull --single-item <stage>`` and ``dvc push`` of its outputs, then of the run-cache.
-    Returns the seconds each phase took (from this process's start)."""
+    Returns the seconds each phase took (after DVC's import)."""
     from dvc.exceptions import OutputNotFoundError
     from dvc.logger import setup
     from dvc.repo import Repo
