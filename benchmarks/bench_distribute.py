@@ -13,7 +13,9 @@ checkout (digits, ``--folds`` folds, ``--epochs`` epochs at ``--image-size`` px)
 * 2 nodes: the same against a two-node cluster (1 CPU each), another fresh prefix.
 
 Overhead per task = (1-node task phase) / folds - (direct mean): with one CPU, the tasks run one after the other, so
-this is what a task adds to the same `dvc repro` (clone, upstream restore from `storage`, pushes, Ray scheduling).
+this is what a task adds to the same `dvc repro` (clone, its inputs restored from `storage` into the node's shared
+DVC cache by the node's first task and checked out by every task, pushes, Ray scheduling); each task's phases are
+printed as the driver reports them.
 Both nodes share this machine's cores: the 2-node speed-up is bounded by the cores, not by the cluster.
 """
 
@@ -68,7 +70,8 @@ def on_cluster(repo: Path, nodes: int) -> dict:
     phase = float(re.search(r"cluster: .* in ([\d.]+) s", text).group(1))
     tasks = [float(t) for t in re.findall(r"^done crossval@\S+: trained on node \w+ in ([\d.]+) s", text, re.M)]
     loops = [float(t) for t in re.findall(r"training loop ([\d.]+) s", text)]
-    return {"phase": phase, "driver": total, "tasks": tasks, "loops": loops}
+    lines = re.findall(r"^done crossval@.*$", text, re.M)  # each task's phases, as the driver prints them
+    return {"phase": phase, "driver": total, "tasks": tasks, "loops": loops, "lines": lines}
 
 
 def main() -> int:
@@ -107,7 +110,11 @@ def main() -> int:
     print(f"1 node : task phase {one['phase']:.1f} s = {per_task:.1f} s per fold; inside the tasks "
           f"{sum(one['tasks']) / len(one['tasks']):.1f} s mean (training loop "
           f"{sum(one['loops']) / len(one['loops']):.1f} s); whole driver {one['driver']:.1f} s")
+    for line in one["lines"]:
+        print(f"  {line}")
     print(f"2 nodes: task phase {two['phase']:.1f} s; whole driver {two['driver']:.1f} s")
+    for line in two["lines"]:
+        print(f"  {line}")
     print(f"overhead per task: {per_task - mean:.1f} s over the direct `dvc repro` (1-node task phase / folds "
           f"minus the direct mean); speed-up of 2 nodes over 1: {one['phase'] / two['phase']:.2f}x "
           f"(task phases; both nodes share these {os.cpu_count()} cores)")

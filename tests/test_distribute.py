@@ -1,7 +1,7 @@
 """`python -m labelbench.ops.distribute` on a real two-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``)
 with the file-backed S3 server of `labelbench.ops.storage` as `storage`, real dvc, and small clones (digits, 1 epoch,
 8 px): (a) five folds across two nodes give the dvc.lock and outputs of a single-machine `dvc repro`; (b) a node
-killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys."""
+killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys; (e) two drivers started together."""
 
 from __future__ import annotations
 
@@ -209,6 +209,38 @@ def test_an_interrupted_driver_resumes_with_only_the_missing_folds(tmp_path, s3,
     assert already >= len(before) and len(trained) == 5 - already, text
     assert not trained & before and len(trained | before) <= 5, text
     assert "no fold retrained" in text, text
+
+
+def test_two_drivers_started_together_train_each_fold_once(tmp_path, s3, cluster):
+    """(e) Two drivers on the same cluster and the same storage, started at the same moment, from two clones of
+    the same files: each fold is trained by exactly one of them (the other waits for its lease, then its task
+    restores the fold from the run-cache), and both end with the same dvc.lock."""
+    import ray
+
+    c, _, _ = cluster
+    repos = [clone(tmp_path / name, s3, folds=3, prefix="e") for name in ("one", "two")]
+    drivers = [start_driver(repo, c.address) for repo in repos]
+    texts = [driver.communicate(timeout=900)[0] for driver in drivers]
+    for driver, text in zip(drivers, texts):
+        assert driver.returncode == 0, text
+        assert "no fold retrained" in text, text
+    folds = [f"crossval@digits-test_resnet-{f}" for f in range(3)]
+    todo = [int(re.search(r"(\d+) to train on the cluster", text).group(1)) for text in texts]
+    assert sum(todo) > len(folds), ("the drivers did not want any fold at the same time (one started after the "
+                                    f"other had pushed): nothing was tested\n{texts[0]}\n{texts[1]}")
+    done = [DONE.findall(text) for text in texts]
+    trained = sorted(name for lines in done for name, how, _ in lines if how == "trained")
+    assert trained == folds, f"{trained}\n{texts[0]}\n{texts[1]}"  # each fold once, by one driver
+    for lines, wanted in zip(done, todo):
+        assert len(lines) == wanted  # every fold a driver wanted: trained by it, or restored after the other's lease
+    assert {name for lines in done for name, how, _ in lines if how == "restored"} <= set(folds)
+    entries = run_cache_entries(s3, "e")
+    assert len({p.parent.name for p in entries}) == len(entries)
+    locks = [(repo / "dvc.lock").read_text() for repo in repos]
+    assert locks[0] == locks[1]
+    assert all(f"{name}:" in locks[0] for name in folds)
+    table = lease_table()
+    assert table is not None and ray.get(table.snapshot.remote())["leases"] == {}  # both drivers released theirs
 
 
 def test_storage_unreachable_or_wrong_keys_is_one_error_before_any_task(tmp_path, s3, cluster):

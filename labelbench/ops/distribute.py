@@ -1,6 +1,6 @@
 """The crossval matrix on a Ray cluster: one Ray task per `crossval@…` stage not yet in `storage`.
 
-    python -m labelbench.ops.distribute [--address HOST:PORT] [--remote storage]   (or: make distribute)
+    python -m labelbench.ops.distribute [--address HOST:PORT] [--remote storage] [--jobs N]   (or: make distribute)
 
 1. Checks before any task: the workspace is HEAD (tracked files; dvc.lock and the `distribute` params block may
    differ), the `distribute` params block, and the remote `storage`: its run-cache folder is listed with DVC's own
@@ -14,12 +14,17 @@
    done fold would only be submitted again and its task would restore it from the run-cache (step 4), not retrain.
 4. One Ray task per missing fold (resources and retries from the `distribute` params block), each in a temp clone
    of the driver's exact commit (a git bundle in the object store) with the driver's dvc.lock and `storage` settings
-   (credentials included, never printed) and a DVC cache of its own (not one shared by a node's tasks: `dvc push
-   --run-cache` sends every entry of the cache, so another task's unpushed fold would reach the remote without its
-   outputs): ``dvc repro --pull <stage>`` (upstream restored from `storage`, the fold
-   trained, or restored if some earlier attempt pushed it), then ``dvc push -r storage <stage>`` and only then
-   ``dvc push -r storage --run-cache``, so a run-cache entry in `storage` always has its outputs there. A task whose
-   node or worker dies is rerun by Ray (``max_retries``); a failing training is not retried.
+   (credentials included, never printed). Its DVC work runs in one process (``run_task``, DVC's Python API: one
+   start-up instead of three ``dvc`` commands): ``dvc pull`` of the stage's DVC-tracked deps only (not the whole
+   upstream: e.g. not data/deduped), in one batched call, into a DVC cache that the tasks of a node share (in Ray's
+   temp dir, under the cluster's session name), so that a node restores a dataset from `storage` once, not once per
+   task; then, with the clone's own cache, ``dvc repro --pull --single-item <stage>`` (the fold trained, or restored
+   if some earlier attempt pushed it), ``dvc push -r storage <stage>`` and only then ``dvc push -r storage
+   --run-cache``, so a run-cache entry in `storage` always has its outputs there. The shared cache receives pulled
+   inputs only, never a run-cache entry: ``dvc push --run-cache`` sends every entry of the cache it is given, so
+   with one cache for a node's repro and pushes, one task could upload another's fresh entry before that task has
+   pushed its outputs. A task whose node or worker dies is rerun by Ray (``max_retries``); a failing training is
+   not retried.
 5. Leases: a named detached actor on the head node (``labelbench-distribute-leases``) holds one lease per run-cache
    key, renewed by its driver every ``TTL / 4`` and dropped when the task ends, the driver is interrupted, or after
    ``TTL`` without renewal (a dead driver's tasks die with it). A second driver on the same Ray cluster waits for a
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -150,9 +156,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
-def _dvc(args: list[str], cwd: Path, env: dict, timings: dict, name: str) -> str:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+def _child(args: list[str], cwd: Path, env: dict) -> str:
+    """``python <args>`` in ``cwd``, killed with the Ray worker that started it (and its process group)."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
@@ -160,17 +166,26 @@ def _dvc(args: list[str], cwd: Path, env: dict, timings: dict, name: str) -> str
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    timings[name] = round(time.perf_counter() - start, 3)
     if proc.returncode:
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{out[-4000:]}")
+        raise RuntimeError(f"the task's dvc process failed ({proc.returncode}):\n{out[-4000:]}")
     return out
+
+
+def node_cache_dir() -> Path:
+    """The DVC cache that the tasks of this node share for the fold's inputs: in Ray's temp dir of this node, under
+    the cluster's session name, so it lives as long as the cluster (module doc, step 4)."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return Path(context.get_temp_dir()) / context.get_session_name() / "labelbench-dvc-cache"
 
 
 def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
     """One fold in a temp clone of the driver's commit (module doc, step 4). Returns what ran and where.
 
     ``setup``: bundle (bytes of a git bundle), commit, dvc_lock (text), remote (name), remote_config (DVC's
-    options of the remote), aws_config (text of its configpath file or None), env (AWS variables)."""
+    options of the remote), aws_config (text of its configpath file or None), env (AWS variables), jobs (DVC's
+    transfer jobs or None)."""
     import ray
 
     node = ray.get_runtime_context().get_node_id()
@@ -204,14 +219,13 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         timings["checkout"] = round(time.perf_counter() - start, 3)
         report("training")
-        out = _dvc(["repro", "--pull", stage], repo, env, timings, "repro")
+        args = ["-m", "labelbench.ops.distribute", "--task", stage, "--remote", setup["remote"],
+                "--node-cache", str(node_cache_dir())] + (["--jobs", str(setup["jobs"])] if setup.get("jobs") else [])
+        out = _child(args, repo, env)
+        timings.update(json.loads(re.findall(r"^TASK-TIMINGS (.*)$", out, re.M)[-1]))
         ran, restored = RAN.findall(out), RESTORED.findall(out)
         if set(ran) - {stage}:
-            raise RuntimeError(f"{stage}: upstream stages {sorted(set(ran) - {stage})} ran in the task; "
-                               "the driver pushes them to the remote first, so this should not happen:\n" + out[-4000:])
-        report("pushing")
-        _dvc(["push", "-r", setup["remote"], stage], repo, env, timings, "push")
-        _dvc(["push", "-r", setup["remote"], "--run-cache", stage], repo, env, timings, "push_run_cache")
+            raise RuntimeError(f"{stage}: other stages {sorted(set(ran) - {stage})} ran in the task:\n" + out[-4000:])
         timings["total"] = round(time.perf_counter() - start, 3)
         fit = re.search(r"epochs in ([\d.]+) s", out)  # the training loop's own time, as stages/crossval.py prints it
         timings["training_loop"] = float(fit.group(1)) if fit else 0.0
@@ -219,6 +233,42 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
                 "timings": timings}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_task(*, stage: str, remote: str, node_cache: Path, jobs: int | None) -> dict[str, float]:
+    """The DVC part of a task, in its clone (the working directory), in this one process (module doc, step 4):
+    the stage's DVC-tracked deps pulled from ``remote`` into ``node_cache`` and checked out; then, with the clone's
+    own cache, ``dvc repro --pull --single-item <stage>`` and ``dvc push`` of its outputs, then of the run-cache.
+    Returns the seconds each phase took (after DVC's import)."""
+    from dvc.exceptions import OutputNotFoundError
+    from dvc.logger import setup
+    from dvc.repo import Repo
+
+    setup()
+    timings, start = {}, time.perf_counter()
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.perf_counter() - start - sum(timings.values()), 3)
+
+    with Repo(".", config={"cache": {"dir": str(node_cache)}}) as repo:
+        (target,) = repo.stage.collect(stage)
+        deps = []
+        for dep in target.deps:
+            try:
+                repo.find_outs_by_path(dep.fs_path, strict=False)
+            except OutputNotFoundError:
+                continue  # tracked by git
+            deps.append(dep.def_path)
+        repo.pull(targets=deps, remote=remote, jobs=jobs)
+    lap("pull_deps")
+    with Repo(".") as repo:
+        repo.reproduce(stage, single_item=True, pull=True)
+        lap("repro")
+        repo.push(targets=[stage], remote=remote, jobs=jobs)
+        lap("push")
+        repo.push(targets=[stage], remote=remote, run_cache=True, jobs=jobs)
+        lap("push_run_cache")
+    return timings
 
 
 # --- leases (a named detached actor on the head node) ----------------------------------------------------------
@@ -294,7 +344,7 @@ def _final_repro(root: Path, remote: str) -> tuple[list[str], list[str]]:
     return RAN.findall(text), RESTORED.findall(text)
 
 
-def distribute(root: Path, *, address: str | None, remote: str, console) -> int:
+def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None = None, console) -> int:
     from dvc.repo import Repo
 
     settings = load_params(DistributeParams, root / "params.yaml").distribute
@@ -325,7 +375,7 @@ def distribute(root: Path, *, address: str | None, remote: str, console) -> int:
     console.print(f"{len(keys) - len(todo)} of {len(keys)} folds already in '{remote}'; "
                   f"{len(todo)} to train on the cluster")
     if todo:
-        status = _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, console)
+        status = _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, jobs, console)
         if status:
             return status
     with Repo(str(root)) as repo:
@@ -340,7 +390,7 @@ def distribute(root: Path, *, address: str | None, remote: str, console) -> int:
     return 1 if retrained else 0
 
 
-def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, console) -> int:
+def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, jobs, console) -> int:
     import ray
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -350,7 +400,7 @@ def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, addres
     setup = {"bundle": bundle.read_bytes(), "commit": commit, "remote": remote, "remote_config": remote_config,
              "dvc_lock": (root / "dvc.lock").read_text() if (root / "dvc.lock").is_file() else None,
              "aws_config": Path(configpath).read_text() if configpath and Path(configpath).is_file() else None,
-             "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}}
+             "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}, "jobs": jobs}
     shutil.rmtree(bundle.parent)
     ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE,
              logging_level="WARNING", log_to_driver=False)
@@ -393,8 +443,9 @@ def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, addres
                                         description=f"  {name}: {how} on {result['node'][:8]}")
                         t = result["timings"]
                         console.print(f"done {name}: {how} on node {result['node'][:8]} in {t['total']:.1f} s "
-                                      f"(training loop {t['training_loop']:.1f} s, dvc repro {t['repro']:.1f} s, "
-                                      f"push {t['push'] + t['push_run_cache']:.1f} s)")
+                                      f"(clone {t['checkout']:.1f} s, inputs {t['pull_deps']:.1f} s, dvc repro "
+                                      f"{t['repro']:.1f} s with training loop {t['training_loop']:.1f} s, push "
+                                      f"{t['push'] + t['push_run_cache']:.1f} s)")
                     ray.get(table.release.remote(owner, [keys[name]]))
                     progress.advance(overall)
                 if time.monotonic() - renewed > TTL / 4:
@@ -434,12 +485,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labelbench.ops.distribute", description=__doc__.split("\n")[0])
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else the running cluster)")
     parser.add_argument("--remote", default="storage", help="DVC remote the tasks meet in (default: storage)")
+    parser.add_argument("--jobs", type=int, help="DVC's transfer jobs in each task's pull and pushes "
+                        "(default: DVC's, 4 per core)")
+    parser.add_argument("--task", help=argparse.SUPPRESS)  # a task's DVC process (run_task), in its clone
+    parser.add_argument("--node-cache", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.task:
+        timings = run_task(stage=args.task, remote=args.remote, node_cache=args.node_cache, jobs=args.jobs)
+        print(f"TASK-TIMINGS {json.dumps(timings)}", flush=True)
+        return 0
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
                 or ".")
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        return distribute(root, address=args.address, remote=args.remote, console=console)
+        return distribute(root, address=args.address, remote=args.remote, jobs=args.jobs, console=console)
     except (DistributeError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
