@@ -24,6 +24,19 @@ def published() -> Path:
     return PUBLISHED
 
 
+@pytest.fixture(scope="module")
+def no_aws_settings_of_the_caller(tmp_path_factory):
+    """dvc runs without the caller's AWS variables and credentials files: keys come from .dvc/config.local
+    only (AWS_CONFIG_FILE, for one, would hide the embedded server's profile)."""
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path_factory.mktemp("aws") / "no-credentials")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    yield
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 def venv_env() -> dict:
     """Environment whose PATH starts with this interpreter's bin (dvc, python of the venv)."""
     env = dict(os.environ)

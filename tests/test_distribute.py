@@ -29,15 +29,8 @@ DONE = re.compile(r"^done (crossval@\S+): (trained|restored) on node (\w+)", re.
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_aws_settings_of_the_caller(tmp_path_factory):
-    """Keys come from .dvc/config.local only (as in tests/test_storage.py)."""
-    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path_factory.mktemp("aws") / "no-credentials")
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    yield
-    for name in [name for name in os.environ if name.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(saved)
+def _keys_from_config_local_only(no_aws_settings_of_the_caller):
+    """Every test here: the S3 keys come from .dvc/config.local only (conftest)."""
 
 
 @pytest.fixture(scope="module")

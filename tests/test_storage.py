@@ -28,16 +28,8 @@ CLI = [sys.executable, "-m", "labelbench.ops.storage"]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def no_aws_settings_of_the_caller(tmp_path_factory):
-    """dvc runs without the caller's AWS variables and credentials files: keys come from .dvc/config.local
-    only (AWS_CONFIG_FILE, for one, would hide the embedded server's profile)."""
-    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("AWS_")}
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path_factory.mktemp("aws") / "no-credentials")
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    yield
-    for name in [name for name in os.environ if name.startswith("AWS_")]:
-        del os.environ[name]
-    os.environ.update(saved)
+def _keys_from_config_local_only(no_aws_settings_of_the_caller):
+    """Every test here: the S3 keys come from .dvc/config.local only (conftest)."""
 
 
 def commit(repo: Path, message: str) -> None:
