@@ -278,3 +278,12 @@ def test_leases_refuse_a_second_driver_until_released_or_lapsed(monkeypatch):
     clock[0] += 61  # B's driver died: no renewal
     assert table.acquire("C", "k1", "crossval@x-m-0", 60) is None
     assert table.snapshot()["granted"] == 4
+
+
+def test_jobs_must_be_positive(capsys):
+    from labelbench.ops.distribute import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--jobs", "0"])
+    assert exit_info.value.code == 2
+    assert "--jobs 0: must be >= 1" in capsys.readouterr().err

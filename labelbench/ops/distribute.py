@@ -490,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", help=argparse.SUPPRESS)  # a task's DVC process (run_task), in its clone
     parser.add_argument("--node-cache", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be >= 1")
     if args.task:
         timings = run_task(stage=args.task, remote=args.remote, node_cache=args.node_cache, jobs=args.jobs)
         print(f"TASK-TIMINGS {json.dumps(timings)}", flush=True)
