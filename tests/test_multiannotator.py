@@ -354,20 +354,12 @@ def test_stage_refuses_bad_inputs_and_keeps_old_outputs(stage_dir, capsys):
 # --- the real data ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def real_root():
-    root = REPO_ROOT / "data" / "published"
-    if not (root / ma.HUMAN_LABELS).is_file() or not (root / "cifar-10n-agg" / "image_ids.txt").is_file():
-        pytest.skip("data/published is not checked out (dvc pull)")
-    return root
-
-
-def test_real_cifar10n(real_root):
+def test_real_cifar10n(published):
     """Published rows are not in npz order; CROWDLAB with Swin beats the majority vote; the single-label
     row reproduces the benchmark's cifar-10n-agg number (an independent stage on the same files)."""
     swin = "swin_base_patch4_window7_224"
-    track = ma.load_track(real_root, dataset="cifar-10n-agg", models=[swin])
-    with np.load(real_root / ma.HUMAN_LABELS, allow_pickle=False) as npz:
+    track = ma.load_track(published, dataset="cifar-10n-agg", models=[swin])
+    with np.load(published / ma.HUMAN_LABELS, allow_pickle=False) as npz:
         majority_accuracy = (npz["aggre_label"] == npz["clean_label"]).mean()
     index = ma.npz_index(track.dataset.image_ids, path="ids", size=50_000)
     assert not np.array_equal(index, np.arange(50_000))
@@ -387,7 +379,7 @@ def test_real_cifar10n(real_root):
         assert rows["single"][metric] == pytest.approx(expected[metric], abs=1e-12)
 
 
-def test_dvc_repro_multiannotator(tmp_path, real_root):
+def test_dvc_repro_multiannotator(tmp_path):
     """The stage as dvc.yaml runs it, in a clone (one model, no GLAD, to stay quick); a rerun is a no-op."""
     repo = small_clone(tmp_path, published=["cifar-10n-agg"], trained=False, folds=None)
     params = yaml.safe_load((repo / "params.yaml").read_text())
