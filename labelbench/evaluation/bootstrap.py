@@ -78,7 +78,7 @@ def resample_weights(*, n: int, resamples: int, seed: int, name: str) -> np.ndar
 
 
 def _replicates(rows, is_error, group_start, group_end, group_error, weights, lift_k, out):
-    """The pass down one ranking for every resample (compiled by :func:`_compiled`).
+    """The pass down one ranking for every resample (compiled by :func:`compiled_pass`).
 
     rows (n,) int64: examples in descending error-ness; is_error, group_start, group_end,
     group_error (n,) bool per position (an error; first / last of its tie group; its tie group
