@@ -26,9 +26,11 @@ check-remote:
 
 # Plain `dvc pull` from the public remote (the default): the authors' data and every published
 # output of dvc.lock. Outputs not published yet are named by dvc; `dvc repro` rebuilds them.
+# When plain `dvc pull` fails, `--allow-missing` tells apart outputs not yet published (then only a hint) from
+# any other failure (then make fails).
 pull: setup check-remote
-	@dvc pull || echo "dvc pull: the outputs named above are not in the public remote yet; \
-	\`dvc repro\` rebuilds them (maintainers: \`make publish\` after the change lands)" >&2
+	@dvc pull || { dvc pull -q --allow-missing && echo "dvc pull: the outputs named above are not in the public \
+	remote yet; \`dvc repro\` rebuilds them (maintainers: \`make publish\` after the change lands)" >&2; }
 
 # Maintainers, after a change lands: every cached output of the committed dvc.lock and the
 # run-cache into the public remote's writable location (`dvc remote modify --local published url <path>`).

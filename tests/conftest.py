@@ -116,3 +116,13 @@ def small_clone(dest: Path, *, published: list[str], trained: bool = True, folds
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "small configuration"], root)
     return root
+
+
+def roman_numeral_clone(dest: Path) -> Path:
+    """:func:`small_clone` evaluating roman-numeral only, nothing trained, ``data/published`` pulled from the public
+    remote (skips when there is none): the quick repository of the evaluation-half tests."""
+    if not DVC_REMOTE.is_dir():
+        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
+    root = small_clone(dest, published=["roman-numeral"], trained=False)
+    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    return root

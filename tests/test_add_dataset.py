@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import DVC_REMOTE, run, small_clone, stages_run
+from conftest import roman_numeral_clone, run, stages_run
 
 
 def make_dataset(folder: Path, *, n: int = 300, k: int = 4, models: int = 2, seed: int = 0,
@@ -82,11 +81,7 @@ pytestmark = pytest.mark.slow  # real git and dvc in a temporary clone
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, published):
-    if not DVC_REMOTE.is_dir():
-        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
-    root = small_clone(tmp_path_factory.mktemp("repo"), published=["roman-numeral"], trained=False)
-    run(["dvc", "pull", "-q", "data/published.dvc"], root)
-    return root
+    return roman_numeral_clone(tmp_path_factory.mktemp("repo"))
 
 
 @pytest.fixture(scope="module")

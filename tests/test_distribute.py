@@ -5,6 +5,7 @@ killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong key
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -136,6 +137,12 @@ def test_five_folds_on_two_nodes_match_a_single_machine_repro(tmp_path, s3, clus
     assert outputs(repo, "data/crossval", "data/trained", "data/folds") == outputs(reference, "data/crossval",
                                                                                   "data/trained", "data/folds")
     assert len(run_cache_entries(s3, "a")) >= 5 + 4  # the folds and the upstream stages
+    # the tasks checked their inputs out as hardlinks to the node's shared cache: none wrote through one
+    shared = sorted((Path(head.get_session_dir_path()) / "labelbench-dvc-cache" / "files" / "md5").rglob("*"))
+    objects = [path for path in shared if path.is_file()]
+    assert len(objects) > 1797, shared  # digits' images and the .dir listings
+    for path in objects:
+        assert hashlib.md5(path.read_bytes()).hexdigest() == path.parent.name + path.name.removesuffix(".dir"), path
 
 
 def test_a_node_killed_mid_fold_is_retried_on_the_other_node(tmp_path, s3, cluster):

@@ -1,10 +1,17 @@
 """The DVC workflow of the README, with real dvc commands in a temporary git repo."""
 
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
 
 import pytest
 
-from conftest import DVC_REMOTE, run, small_clone, stages_run, venv_env
+from conftest import roman_numeral_clone, run, stages_run, venv_env
 from labelbench.ops.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
@@ -12,11 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, published):
-    if not DVC_REMOTE.is_dir():
-        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
     # One dataset and no training keep the test quick; the stages are the same for every dataset.
-    root = small_clone(tmp_path_factory.mktemp("repo"), published=["roman-numeral"], trained=False)
-    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    root = roman_numeral_clone(tmp_path_factory.mktemp("repo"))
     run(["dvc", "repro", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "baseline"], root)
@@ -49,6 +53,28 @@ def test_repro_outputs_and_noop(repo):
     assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
 
 
+def run_in_terminal(cmd: list[str], cwd, *, columns: int, env: dict) -> str:
+    """What ``cmd`` prints in a pseudo-terminal ``columns`` wide (colours and carriage returns taken out)."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {name: value for name, value in env.items() if name not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=child, stdout=child, stderr=child)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child's side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait()
+    os.close(main)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+
+
 def restore(repo):
     run(["git", "checkout", "--", "."], repo)
     run(["dvc", "checkout", "-q"], repo)
@@ -69,11 +95,18 @@ def test_exp_run_margin_reruns_only_evaluate(repo):
     text = json.dumps(json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout))
     assert '"score": "margin"' in text and '"adjust_pred_probs": false' in text
     # `dvc exp show --only-changed` (what README shows) and `dvc metrics diff` at 120 columns: real numbers, no
-    # cut names (plain `dvc exp show` adds a hash column per stage dependency and collapses at 120)
+    # cut names (`dvc exp show --no-pager` adds a hash column per stage dependency and collapses at 120)
     for cmd in (["dvc", "exp", "show", "--no-pager", "--only-changed"], ["dvc", "metrics", "diff"]):
         shown = run(cmd, repo, env={**venv_env(), "COLUMNS": "120"}).stdout
         assert "auroc.roman-numeral" in shown and "0.84" in shown, shown
         assert max(len(line) for line in shown.splitlines()) <= 120
+    # plain `dvc exp show` in a 120-column terminal: DVC renders the whole table for its pager (`less -RS`, here
+    # `cat`) with no cell cut; the first screen holds the names and the first metrics, the rest scrolls sideways
+    shown = run_in_terminal(["dvc", "exp", "show"], repo, columns=120, env={**venv_env(), "DVC_PAGER": "cat"})
+    assert "…" not in shown, shown
+    screen = [line[:120] for line in shown.splitlines()]
+    assert any("Experiment" in line and "auroc.roman-numeral" in line for line in screen), shown
+    assert any("0.84588" in line for line in screen) and any("0.84004" in line for line in screen), shown
     # plots diff renders both revisions into one offline page
     out = repo / "plots_diff"
     run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)

@@ -105,6 +105,15 @@ def test_publish_fills_the_public_remote_and_a_fresh_clone_trains_nothing(tmp_pa
     hint = make("pull", fresh, env=no_credentials_env())
     assert "fold_0" in hint.stdout + hint.stderr
     assert "not in the public remote yet; `dvc repro` rebuilds" in hint.stderr
+    # any other failure of the pull is not taken for unpublished outputs: make fails, with no such hint
+    planted = fresh / "data/published/SHA256SUMS"
+    planted.unlink()
+    planted.write_text("not the authors' file\n")
+    other = make("pull", fresh, check=False, env=no_credentials_env())
+    assert other.returncode != 0 and "unsaved files" in other.stderr, other.stderr
+    assert "not in the public remote yet" not in other.stderr
+    planted.unlink()
+    run(["dvc", "checkout", "-q", "data/published.dvc"], fresh)
 
     make("publish", origin)
     after = run(["dvc", "pull"], fresh, env=no_credentials_env())
