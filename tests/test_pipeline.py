@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import termios
@@ -62,6 +63,9 @@ def run_in_terminal(cmd: list[str], cwd, *, columns: int, env: dict) -> str:
     os.close(child)
     chunks = []
     while True:
+        if not select.select([main], [], [], 120)[0]:  # a pager waiting for keys would hang the suite
+            proc.kill()
+            raise AssertionError(f"{cmd} printed nothing for 120 s:\n{b''.join(chunks).decode(errors='replace')}")
         try:
             chunk = os.read(main, 65536)
         except OSError:  # EIO: the child's side closed
