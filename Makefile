@@ -32,11 +32,17 @@ pull: setup check-remote
 	@dvc pull || { dvc pull -q --allow-missing && echo "dvc pull: the outputs named above are not in the public \
 	remote yet; \`dvc repro\` rebuilds them (maintainers: \`make publish\` after the change lands)" >&2; }
 
-# Maintainers, after a change lands: every cached output of the committed dvc.lock and the
-# run-cache into the public remote's writable location (`dvc remote modify --local published url <path>`).
+# Maintainers, after a change lands: every cached output of the committed dvc.lock into the public remote's
+# writable location (`dvc remote modify --local published url <path>`). Refused unless the workspace is the
+# committed pipeline, reproduced: outputs that no commit names (this machine's other bytes, or an experiment's)
+# never reach the public remote. The run-cache is not published: it holds every experiment run here.
 publish:
+	@git diff --quiet HEAD -- dvc.lock dvc.yaml params.yaml || { echo "make publish: refused: dvc.lock, dvc.yaml \
+	or params.yaml differ from the commit (git diff HEAD), so the outputs to push are named by no commit. Publish the \
+	committed state: \`git checkout -- dvc.lock dvc.yaml params.yaml && dvc checkout\`, or commit first." >&2; exit 1; }
+	@dvc status -q || { echo "make publish: refused: \`dvc status\` lists stages whose outputs or dependencies \
+	differ from the committed dvc.lock; run \`make reproduce\` (it must leave \`git status\` clean) first." >&2; exit 1; }
 	dvc push -r published
-	dvc push -r published --run-cache
 
 reproduce: pull
 	dvc repro

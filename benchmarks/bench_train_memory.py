@@ -86,20 +86,20 @@ def child(args) -> int:
     import torch
     import yaml
 
-    from labelbench.config import CrossvalParams, load_params
+    from labelbench.config import CrossvalParams, Runtime, load_params, load_runtime
 
     train = load_params(CrossvalParams, REPO / "params.yaml").train
     settings = {**train.model_dump(), "epochs": 1, "batch_size": args.batch_size, "image_size": args.image_size,
-                "device": args.device, "workers": args.workers, "threads": args.threads}
-    if args.child == "new-files":
-        settings["max_resident_mb"] = 0
+                "device": args.device}
+    runtime = Runtime.model_validate({**load_runtime(REPO / "params.yaml").model_dump(), "workers": args.workers,
+                                      **({"max_resident_mb": 0} if args.child == "new-files" else {})})
     data = dict(images_root=args.root / "images", labels_csv=args.table / "labels.csv",
                 folds_csv=args.table / "folds.csv", fold=0, out_dir=args.out)
     if args.child in ("new", "new-files"):
         from labelbench.train.crossval import TrainConfig, train_fold
 
         config = TrainConfig.of(type(train).model_validate(settings), model=args.model, folds=K_FOLDS)
-        result = train_fold(**data, config=config, max_steps=args.max_steps or None)
+        result = train_fold(**data, config=config, runtime=runtime, max_steps=args.max_steps or None)
     else:
         source = subprocess.run(["git", "show", f"{args.old_ref}:labelbench/train/crossval.py"], cwd=REPO,
                                 capture_output=True, text=True, check=True).stdout
@@ -117,7 +117,8 @@ def child(args) -> int:
             return (lambda: itertools.islice(epoch_batches(), args.max_steps or None)), steps
 
         old.batch_source = limited
-        fields = {k: v for k, v in settings.items() if k in old.TrainConfig.__dataclass_fields__}
+        old_settings = {**settings, **runtime.model_dump(), "threads": args.threads}
+        fields = {k: v for k, v in old_settings.items() if k in old.TrainConfig.__dataclass_fields__}
         config = old.TrainConfig(model=args.model, folds=K_FOLDS, **fields)
         result = old.train_fold(**data, config=config)
     echo = yaml.safe_load((args.out / "config.yaml").read_text())
@@ -128,7 +129,7 @@ def child(args) -> int:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "train_images_per_s": stats["images_per_s"], "epoch_s_extrapolated": n_train / stats["images_per_s"],
-        "stored_size": echo.get("stored_size", echo["image_size"]), "threads": echo["threads"],
+        "stored_size": echo.get("stored_size", echo["image_size"]), "threads": echo.get("threads", 1),
     }))
     return 0
 

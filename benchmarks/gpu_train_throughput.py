@@ -83,7 +83,7 @@ def ours(images_u8, labels, *, model_name, num_classes, batch_size, epochs, lr, 
 
     train = load_params(CrossvalParams, REPO / "params.yaml").train
     block = {**train.model_dump(), "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
-             "seed": seed, "device": "cuda", "mixed_precision": True, "workers": 0}
+             "seed": seed, "device": "cuda", "mixed_precision": True}
     config = TrainConfig.of(type(train).model_validate(block), model=model_name, folds=2)
     device = torch.device("cuda")
     torch.manual_seed(seed)

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
     "score", "adjust_pred_probs", "ensemble", "lift_k", "published", "added",
-    "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train", "distribute",
+    "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train", "runtime", "distribute",
 )
 
 
@@ -89,7 +89,8 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 
 
 class Train(Block):
-    """Training settings of every crossval stage (echoed into each fold's config.yaml)."""
+    """What every crossval stage trains (declared by each, echoed into each fold's config.yaml): a change
+    here retrains every fold. How the machine runs it is :class:`Runtime`."""
 
     pretrained: bool
     epochs: Positive
@@ -106,12 +107,17 @@ class Train(Block):
     ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2), AfterValidator(_range)]
     hflip: Annotated[float, Field(ge=0, le=1)]
     max_stored_size: Positive
-    max_resident_mb: Count
     seed: Count
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool
-    workers: Count
-    threads: Count
+
+
+class Runtime(Block):
+    """How this machine runs training, not what is trained: no stage declares these keys, so changing
+    them retrains nothing (the outputs are the same bytes either way; tests/test_train.py checks it)."""
+
+    workers: Count  # DataLoader processes decoding images read per batch
+    max_resident_mb: Count  # decode all images into memory when they fit this, else read per batch
 
 
 class Raw(Block):
@@ -139,7 +145,9 @@ class Distribute(Block):
 
 #: Whole blocks, checked in full whenever a stage reads part of one, so that a typo or a bad
 #: value anywhere in a block is refused before any of its stages works.
-FULL_BLOCKS: dict[str, type[Block]] = {"raw": Raw, "crossval": Crossval, "train": Train, "distribute": Distribute}
+FULL_BLOCKS: dict[str, type[Block]] = {
+    "raw": Raw, "crossval": Crossval, "train": Train, "runtime": Runtime, "distribute": Distribute,
+}
 
 
 # --- one schema per training stage: exactly the keys it reads --------------------------------
@@ -242,6 +250,14 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
             problems.append(f"{key} = {value}: {error['msg']}")
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None
+
+
+def load_runtime(path: str | Path = "params.yaml") -> Runtime:
+    """The ``runtime`` block, validated in full (read outside any stage's declared params)."""
+    raw = read_yaml(path)
+    if "runtime" not in raw:
+        raise ParamsError(f"{path}: missing block 'runtime' ({', '.join(Runtime.model_fields)})")
+    return _validate(Runtime, raw["runtime"], path, prefix="runtime.")
 
 
 def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schema:

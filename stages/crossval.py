@@ -2,7 +2,8 @@
 
     python stages/crossval.py --dataset D --model M --fold F --images DIR --labels CSV --folds CSV --out DIR
 
-Settings: the ``train`` block of params.yaml; k = len(crossval.folds), and F must be one of them.
+Settings: the ``train`` block of params.yaml (what is trained) and ``runtime`` (how: declared by no stage);
+k = len(crossval.folds), and F must be one of them.
 Writes ``--out``: model.safetensors, heldout_indices.npy, heldout_pred_probs.npy, config.yaml,
 dvclive/ (see labelbench.train.crossval).
 """
@@ -13,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import CrossvalParams, ParamsError, load_params
-from labelbench.data.io import DataError
+from labelbench.config import CrossvalParams, ParamsError, load_params, load_runtime
+from labelbench.data.files import DataError
 from labelbench.train.crossval import PretrainedWeightsUnavailable, TrainConfig, train_fold
 
 
@@ -30,12 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(CrossvalParams)
+        runtime = load_runtime()
         folds = params.crossval.folds
         if args.fold not in folds:
             raise ParamsError(f"--fold {args.fold} is not one of crossval.folds = {folds}")
         config = TrainConfig.of(params.train, model=args.model, folds=len(folds))
         result = train_fold(images_root=args.images, labels_csv=args.labels, folds_csv=args.folds,
-                            fold=args.fold, config=config, out_dir=args.out)
+                            fold=args.fold, config=config, runtime=runtime, out_dir=args.out)
     except (DataError, PretrainedWeightsUnavailable, ValueError) as exc:  # ParamsError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from labelbench.train.dedupe import dedupe
-from labelbench.data.io import DataError, write_csv
+from labelbench.data.files import DataError, write_csv
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from labelbench.config import FoldsParams, ParamsError, load_params
-from labelbench.data.io import DataError, read_labels_csv, write_csv
+from labelbench.data.files import DataError, read_labels_csv, write_csv
 from labelbench.train.folds import folds_table
 
 

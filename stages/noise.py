@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from labelbench.config import NoiseParams, ParamsError, load_params
-from labelbench.data.io import DataError, read_classes, read_labels_csv, write_csv, write_json
+from labelbench.data.files import DataError, read_classes, read_labels_csv, write_csv, write_json
 from labelbench.train.noise import noisy_labels_table
 
 

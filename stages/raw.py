@@ -15,7 +15,7 @@ from pathlib import Path
 
 from labelbench.config import ParamsError, RawParams, load_params
 from labelbench.data.download import DownloadError
-from labelbench.data.io import DataError
+from labelbench.data.files import DataError
 from labelbench.data.raw import DATASETS, build
 
 

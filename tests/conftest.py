@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import labelbench.train.host  # noqa: F401  before any test imports torch: pins its CPU kernels (same bytes on any host)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 PUBLISHED = SHARED / "published"

@@ -7,6 +7,7 @@ import ast
 import copy
 import importlib
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,37 @@ def test_params_yaml_has_exactly_the_known_top_level_keys():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert list(params) == list(TOP_LEVEL_KEYS)
     assert set(FULL_BLOCKS) | {"score", "adjust_pred_probs", "ensemble", "lift_k"} == set(TOP_LEVEL_KEYS)
+
+
+#: Packages a training stage must never import: a change there (an error message about pred_probs, a report
+#: table) would mark every trained fold stale, up to 100 GPU-hours at the paper's scale.
+NOT_FOR_TRAINING = ("labelbench/evaluation/", "labelbench/ops/", "labelbench/data/io.py")
+TRAINING_STAGES = ("raw", "dedupe", "noise", "folds", "crossval")
+
+
+def training_closure_problems(dvc_yaml: dict, root: Path = REPO_ROOT) -> list[str]:
+    """Modules outside the training half that a training stage's script imports, one line each."""
+    problems = []
+    for stage_name in TRAINING_STAGES:
+        body = dvc_yaml["stages"][stage_name].get("do", dvc_yaml["stages"][stage_name])
+        script = root / stage_script(body["cmd"])
+        for path in sorted(project_imports(script, root)):
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith(NOT_FOR_TRAINING):
+                problems.append(f"{stage_name}: imports {rel}")
+    return problems
+
+
+def test_training_stages_import_nothing_of_the_evaluation_half(dvc_yaml):
+    assert training_closure_problems(dvc_yaml) == []
+
+
+def test_a_training_import_of_the_evaluation_half_is_caught(dvc_yaml, tmp_path):
+    """Plant the fault in a copy: the crossval stage's training module imports the evaluation metrics."""
+    shutil.copytree(REPO_ROOT / "labelbench", tmp_path / "labelbench")
+    shutil.copytree(REPO_ROOT / "stages", tmp_path / "stages")
+    module = tmp_path / "labelbench/train/crossval.py"
+    module.write_text(module.read_text() + "\nfrom labelbench.evaluation.metrics import METRICS  # noqa\n")
+    problems = training_closure_problems(dvc_yaml, tmp_path)
+    assert "crossval: imports labelbench/evaluation/metrics.py" in problems
+    assert not [p for p in problems if not p.startswith("crossval: ")]

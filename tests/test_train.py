@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from conftest import load_stage
-from labelbench.config import Train
+from labelbench.config import Runtime, Train
 from labelbench.data.io import DataError, check_pred_probs
 from labelbench.train.crossval import (
     PretrainedWeightsUnavailable,
@@ -54,6 +54,11 @@ def config(*, model: str = "test_resnet", folds: int = K_FOLDS, **train) -> Trai
     return TrainConfig.of(Train.model_validate(block), model=model, folds=folds)
 
 
+def runtime(**changes) -> Runtime:
+    """params.yaml's runtime block with ``changes`` over it, validated."""
+    return Runtime.model_validate({**yaml.safe_load((REPO / "params.yaml").read_text())["runtime"], **changes})
+
+
 def make_dataset(root: Path, *, n_classes=N_CLASSES, per_class=PER_CLASS, k=K_FOLDS, classes_txt=True) -> dict:
     """60 8x8 grayscale digit PNGs (classes 0..2), a labels.csv with 3 flipped labels, folds.csv."""
     digits = load_digits()
@@ -86,7 +91,7 @@ def data(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def fold0(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run_a") / "fold_0"
-    return train_fold(**data, fold=0, config=config(), out_dir=out)
+    return train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=out)
 
 
 def test_config_is_the_train_block_plus_model_and_k():
@@ -97,8 +102,7 @@ def test_config_is_the_train_block_plus_model_and_k():
     # the order of each fold's config.yaml echo
     assert list(settings) == ["model", "pretrained", "epochs", "batch_size", "opt", "lr", "weight_decay", "momentum",
                               "sched", "warmup_epochs", "min_lr", "image_size", "scale", "ratio", "hflip",
-                              "max_stored_size", "max_resident_mb", "seed", "device", "mixed_precision", "workers",
-                              "folds", "threads"]
+                              "max_stored_size", "seed", "device", "mixed_precision", "folds"]
 
 
 def test_timm_test_models_exist():
@@ -141,10 +145,10 @@ def test_weights_reload_with_safetensors(fold0, data):
 
 
 def test_same_seed_is_byte_identical(fold0, data, tmp_path):
-    again = train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "fold_0")
+    again = train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "fold_0")
     for name in ("heldout_pred_probs.npy", "heldout_indices.npy", "model.safetensors"):
         assert filecmp.cmp(fold0.out_dir / name, again.out_dir / name, shallow=False), name
-    other = train_fold(**data, fold=0, config=config(seed=1), out_dir=tmp_path / "seed1")
+    other = train_fold(**data, fold=0, config=config(seed=1), runtime=runtime(), out_dir=tmp_path / "seed1")
     assert not np.array_equal(other.pred_probs, fold0.pred_probs)
 
 
@@ -152,7 +156,7 @@ def test_rerun_replaces_output(data, tmp_path):
     out = tmp_path / "fold_1"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    train_fold(**data, fold=1, config=config(epochs=1), out_dir=out)
+    train_fold(**data, fold=1, config=config(epochs=1), runtime=runtime(), out_dir=out)
     assert not (out / "stale.txt").exists() and (out / "heldout_pred_probs.npy").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["fold_1"]
 
@@ -162,7 +166,7 @@ def test_corrupt_png_names_the_file(tmp_path):
     bad = data["images_root"] / "train/1/0001.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     with pytest.raises(DataError, match="not a readable image") as info:
-        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
     assert info.value.path == str(bad)
     assert not (tmp_path / "out").exists()
 
@@ -171,17 +175,17 @@ def test_missing_image_and_mismatched_tables(tmp_path):
     data = make_dataset(tmp_path)
     (data["images_root"] / "train/2/0002.png").unlink()
     with pytest.raises(DataError, match=r"1 image\(s\) listed in .*labels.csv are missing: \['train/2/0002.png'\]"):
-        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
     folds = pd.read_csv(data["folds_csv"])
     folds.iloc[:-1].to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="has 59 rows but the labels table"):
-        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
     folds.iloc[::-1].to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="rows must be in labels.csv order"):
-        train_fold(**data, fold=0, config=config(), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
     folds.to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match="holds folds \\[0, 1, 2\\] but crossval.folds is 5"):
-        train_fold(**data, fold=0, config=config(folds=5), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(folds=5), runtime=runtime(), out_dir=tmp_path / "out")
 
 
 def test_class_missing_from_training_folds(tmp_path):
@@ -191,12 +195,12 @@ def test_class_missing_from_training_folds(tmp_path):
     folds.loc[table["given_label"] == 2, "fold"] = 1  # every class-2 example in fold 1
     folds.to_csv(data["folds_csv"], index=False)
     with pytest.raises(DataError, match=r"class 2 \('digit2'\): no training example when fold 1 is held out"):
-        train_fold(**data, fold=1, config=config(), out_dir=tmp_path / "out")
+        train_fold(**data, fold=1, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
 
 
 def test_unknown_model_suggests_close_names(data, tmp_path):
     with pytest.raises(ValueError, match=r"unknown timm model 'resnet_18'; did you mean: .*resnet18"):
-        train_fold(**data, fold=0, config=config(model="resnet_18"), out_dir=tmp_path / "out")
+        train_fold(**data, fold=0, config=config(model="resnet_18"), runtime=runtime(), out_dir=tmp_path / "out")
 
 
 def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
@@ -210,7 +214,7 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
 
 def test_num_classes_without_classes_txt(tmp_path):
     data = make_dataset(tmp_path, classes_txt=False)
-    result = train_fold(**data, fold=2, config=config(epochs=1), out_dir=tmp_path / "out")
+    result = train_fold(**data, fold=2, config=config(epochs=1), runtime=runtime(), out_dir=tmp_path / "out")
     assert result.pred_probs.shape[1] == N_CLASSES
 
 
@@ -256,15 +260,26 @@ def test_crossval_stage_refuses_params_before_training(data, tmp_path, capsys, m
     assert not (tmp_path / "out").exists()
 
 
-def test_images_in_memory_or_read_per_batch_train_identically(fold0, data, tmp_path):
-    """The data path is chosen by size only: reading every batch from the files (two DataLoader
-    workers) gives the in-memory run's bytes."""
-    streamed = train_fold(**data, fold=0, config=config(max_resident_mb=0, workers=2), out_dir=tmp_path / "f")
-    echo = yaml.safe_load((tmp_path / "f" / "config.yaml").read_text())
-    assert (echo["in_memory"], echo["stored_size"]) == (False, 8)
-    assert yaml.safe_load((fold0.out_dir / "config.yaml").read_text())["in_memory"] is True
-    for name in ("heldout_pred_probs.npy", "model.safetensors"):
-        assert filecmp.cmp(fold0.out_dir / name, streamed.out_dir / name, shallow=False), name
+def same_files(a: Path, b: Path) -> list[str]:
+    """Relative paths of every file under ``a`` or ``b``; asserts both hold the same files, byte for byte."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    for name in names:
+        assert filecmp.cmp(a / name, b / name, shallow=False), name
+    return names
+
+
+def test_runtime_settings_change_no_byte(fold0, data, tmp_path, monkeypatch):
+    """The runtime block is how the machine runs, not what is trained: reading every batch from the files
+    (two DataLoader workers) instead of memory writes the in-memory run's fold folder, every file of it."""
+    import labelbench.train.crossval as crossval
+
+    opened, real = [], crossval.open_images
+    monkeypatch.setattr(crossval, "open_images", lambda *a, **k: opened.append(real(*a, **k)) or opened[-1])
+    streamed = train_fold(**data, fold=0, config=config(), runtime=runtime(max_resident_mb=0, workers=2),
+                          out_dir=tmp_path / "f")
+    assert opened[0].cache is None and opened[0].side == 8  # the per-batch path did run
+    assert "model.safetensors" in same_files(fold0.out_dir, streamed.out_dir)
 
 
 def test_stored_size_is_native_up_to_the_cap(tmp_path):
@@ -329,7 +344,8 @@ def test_optimizer_and_schedule_come_from_timm():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_train_fold_on_cuda(data, tmp_path):
-    result = train_fold(**data, fold=0, config=config(device="cuda", mixed_precision=True), out_dir=tmp_path / "g")
+    result = train_fold(**data, fold=0, config=config(device="cuda", mixed_precision=True), runtime=runtime(),
+                        out_dir=tmp_path / "g")
     check_pred_probs(result.pred_probs, "cuda")
     assert (tmp_path / "g" / "model.safetensors").is_file()
     assert "device_used: cuda" in (tmp_path / "g" / "config.yaml").read_text()

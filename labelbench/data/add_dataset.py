@@ -32,9 +32,8 @@ import numpy as np
 import yaml
 
 from labelbench.config import ParamsError, Positive, load_params
-from labelbench.data.io import (
-    DataError, _is_relative_id, check_files, load_dataset, read_class_names, write_text,
-)
+from labelbench.data.files import _is_relative_id
+from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.evaluation.params import (
     BenchmarkParams, Datasets, EvaluateParams, IssuesParams, ReportParams, check_added_name, check_name,
 )

@@ -1,5 +1,5 @@
 """Fetching source files safely: download into a temporary file beside the destination, check
-size and hash, then rename into place (:func:`labelbench.data.io.atomic_path`). A failed or
+size and hash, then rename into place (:func:`labelbench.data.files.atomic_path`). A failed or
 unverifiable download leaves nothing behind; every failure is one :class:`DownloadError`
 naming the URL and the path where the file can be placed by hand instead.
 """
@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from labelbench.data.io import atomic_path
+from labelbench.data.files import atomic_path
 
 DEFAULT_TIMEOUT = 60.0
 

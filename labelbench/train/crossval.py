@@ -14,12 +14,14 @@ atomically::
 
 Images are kept at a bounded stored size, in memory or read per batch, and resized, augmented and
 normalised per batch on the device (:mod:`labelbench.train.images`); optimizer and schedule come
-from timm's factories. On CPU a fixed seed gives byte-identical outputs (seeded init, shuffle and
-augmentation, deterministic algorithms, fixed thread count). On CUDA: channels_last, GPU-resident
-or pinned batches, bf16 autocast, and no host sync inside an epoch.
+from timm's factories. On CPU a fixed seed gives the same bytes on any x86-64 host (seeded init, shuffle
+and augmentation, deterministic algorithms, one thread, host-independent kernels: :mod:`labelbench.train.host`).
+On CUDA: channels_last, GPU-resident or pinned batches, bf16 autocast, and no host sync inside an epoch.
 """
 
 from __future__ import annotations
+
+from labelbench.train import host  # noqa: I001  first: pins torch's CPU kernels before torch loads
 
 import contextlib
 import dataclasses
@@ -37,11 +39,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from labelbench.config import Train
-from labelbench.data.io import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
-from labelbench.data.io import write_npy, write_text
+from labelbench.config import Runtime, Train
+from labelbench.data.files import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
+from labelbench.data.files import write_npy, write_text
 from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
-from labelbench.train.images import usable_cores
 
 _SHOWN = 5  # how many offending ids an error message names
 
@@ -53,7 +54,7 @@ class PretrainedWeightsUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class TrainConfig:
     """params.yaml's ``train`` block plus the timm ``model`` and ``folds`` = k, in the order of each
-    fold's ``config.yaml`` echo. ``threads``: torch CPU threads (0 = every usable core)."""
+    fold's ``config.yaml`` echo: what is trained (how the machine runs it is :class:`Runtime`)."""
 
     model: str
     pretrained: bool
@@ -71,13 +72,10 @@ class TrainConfig:
     ratio: tuple[float, float]
     hflip: float
     max_stored_size: int
-    max_resident_mb: float
     seed: int
     device: str
     mixed_precision: bool
-    workers: int
     folds: int
-    threads: int
 
     @classmethod
     def of(cls, train: Train, *, model: str, folds: int) -> "TrainConfig":
@@ -164,23 +162,27 @@ def create_model(name: str, *, num_classes: int, pretrained: bool = False) -> to
 
 @contextlib.contextmanager
 def torch_settings(config: TrainConfig, device: torch.device):
-    """Seed everything; on CPU also deterministic algorithms and a fixed thread count (restored on exit)."""
-    previous = (
-        torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-    )
-    try:
+    """Seed everything; on CPU also deterministic algorithms, one thread, oneDNN and NNPACK off (restored on exit),
+    in a process whose kernels were pinned before torch loaded (:mod:`labelbench.train.host`)."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    with contextlib.ExitStack() as restore:
+        restore.callback(torch.set_num_threads, threads)
+        restore.callback(torch.use_deterministic_algorithms, deterministic[0], warn_only=deterministic[1])
         torch.manual_seed(config.seed)
         if device.type == "cpu":
-            torch.set_num_threads(config.threads or usable_cores())
+            host.check()
+            # more threads split reductions differently (other bytes); oneDNN and NNPACK pick their convolution
+            # kernels by the host (instruction set, caches): convolutions then run as im2col + MKL's pinned GEMM
+            torch.set_num_threads(1)
+            restore.callback(setattr, torch.backends.mkldnn, "enabled", torch.backends.mkldnn.enabled)
+            torch.backends.mkldnn.enabled = False
+            restore.enter_context(torch.backends.nnpack.flags(enabled=False))
             torch.use_deterministic_algorithms(True, warn_only=True)
         else:
+            restore.callback(setattr, torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
             torch.backends.cudnn.benchmark = True
         yield
-    finally:
-        torch.set_num_threads(previous[0])
-        torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
-        torch.backends.cudnn.benchmark = previous[3]
 
 
 def _autocast(device: torch.device, config: TrainConfig):
@@ -188,14 +190,21 @@ def _autocast(device: torch.device, config: TrainConfig):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, steps: int):
+def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, steps: int, fused: bool = False):
     """timm's factories: ``create_optimizer_v2`` (no weight decay on norm and bias) and
-    ``create_scheduler_v2`` stepped per update (``steps`` updates per epoch)."""
-    from timm.optim import create_optimizer_v2
+    ``create_scheduler_v2`` stepped per update (``steps`` updates per epoch). ``fused``: the optimizer's fused
+    kernel where it has one (on CPU: its square roots are exact, the per-tensor path's go through MKL's
+    vector math library, whose last bits depend on the host)."""
+    import inspect
+
+    from timm.optim import create_optimizer_v2, get_optimizer_info
     from timm.scheduler import create_scheduler_v2
 
+    kwargs = {}
+    if fused and "fused" in inspect.signature(get_optimizer_info(config.opt).opt_class).parameters:
+        kwargs["fused"] = True
     optimizer = create_optimizer_v2(
-        model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum
+        model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum, **kwargs
     )
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
@@ -207,20 +216,21 @@ def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, step
 def fit(
     model: torch.nn.Module, rows: ImageRows, labels: torch.Tensor, train_rows: np.ndarray, *, config: TrainConfig,
     device: torch.device, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    max_steps: int | None = None,
+    max_steps: int | None = None, workers: int = 0,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place on the rows ``train_rows`` (n,) int64 of ``rows`` / ``labels`` (N,) int64.
 
     The train block's timm optimizer and schedule, on-device augmentation (:class:`DeviceTransform`),
     cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}`` (also passed to
     ``on_epoch(epoch, stats)``). ``max_steps``: stop each epoch after that many batches (benchmarks).
+    ``workers``: DataLoader processes for rows read per batch (the same bytes for any number).
     """
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     shuffle = torch.Generator().manual_seed(config.seed)
     steps = len(epoch_index_batches(train_rows, batch_size=config.batch_size, generator=torch.Generator()))
-    optimizer, scheduler = _optimizer_and_schedule(model, config=config, steps=steps)
+    optimizer, scheduler = _optimizer_and_schedule(model, config=config, steps=steps, fused=device.type == "cpu")
     transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
                                 hflip=config.hflip, seed=config.seed, device=device)
     history = []
@@ -235,7 +245,7 @@ def fit(
         index_batches = epoch_index_batches(train_rows, batch_size=config.batch_size, generator=shuffle)
         if max_steps is not None:
             index_batches = index_batches[:max_steps]
-        for xb, yb in batches(rows, labels, index_batches, device=device, workers=config.workers):
+        for xb, yb in batches(rows, labels, index_batches, device=device, workers=workers):
             xb = transform.train(xb)
             with _autocast(device, config):
                 logits = model(xb)
@@ -263,7 +273,8 @@ def fit(
 
 @torch.inference_mode()
 def predict(
-    model: torch.nn.Module, rows: ImageRows, which: np.ndarray, *, config: TrainConfig, device: torch.device
+    model: torch.nn.Module, rows: ImageRows, which: np.ndarray, *, config: TrainConfig, device: torch.device,
+    workers: int = 0,
 ) -> np.ndarray:
     """Softmax probabilities float64 (n, K) of the rows ``which`` (n,) int64 of ``rows``, in that order."""
     model.to(device)
@@ -276,11 +287,12 @@ def predict(
     index_batches = [which[s : s + step].tolist() for s in range(0, len(which), step)]
     labels = torch.zeros(len(rows), dtype=torch.int64)  # unused by prediction
     chunks = []
-    for xb, _ in batches(rows, labels, index_batches, device=device, workers=config.workers):
+    for xb, _ in batches(rows, labels, index_batches, device=device, workers=workers):
         with _autocast(device, config):
             chunks.append(model(transform.eval(xb)).float())
-    logits = torch.cat(chunks).cpu().double()
-    return torch.softmax(logits, dim=1).numpy()
+    # softmax in float32, as trained (and as the authors' pred_probs): float64's exp is the C library's, whose
+    # last bits depend on the host's instruction set (FMA or not)
+    return torch.softmax(torch.cat(chunks), dim=1).cpu().double().numpy()
 
 
 #: Environment variables through which `dvc repro` / `dvc exp run` tell DVCLive it runs inside a
@@ -310,10 +322,11 @@ class FoldResult:
 
 def train_fold(
     *, images_root: os.PathLike | str, labels_csv: os.PathLike | str, folds_csv: os.PathLike | str,
-    fold: int, config: TrainConfig, out_dir: os.PathLike | str, max_steps: int | None = None,
+    fold: int, config: TrainConfig, runtime: Runtime, out_dir: os.PathLike | str, max_steps: int | None = None,
 ) -> FoldResult:
-    """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring).
-    ``max_steps``: at most that many batches per epoch (benchmarks only; the stage trains fully)."""
+    """Train on every fold but ``fold``, predict ``fold``; write ``out_dir`` (module docstring). ``runtime``:
+    how the rows are held and read (no effect on the bytes written). ``max_steps``: at most that many
+    batches per epoch (benchmarks only; the stage trains fully)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     table = read_labels_csv(labels_csv)
@@ -344,7 +357,7 @@ def train_fold(
     with torch_settings(config, device):
         model = create_model(config.model, num_classes=k, pretrained=config.pretrained)
         rows = open_images(images_root, image_ids, max_stored_size=config.max_stored_size,
-                           max_resident_mb=config.max_resident_mb, listed_in=labels_csv)
+                           max_resident_mb=runtime.max_resident_mb, listed_in=labels_csv)
         labels = torch.from_numpy(given)
 
         with atomic_dir(out_dir) as tmp, _outside_dvc_stage():
@@ -362,8 +375,8 @@ def train_fold(
                 live.next_step()
 
             history = fit(model, rows, labels, train_rows, config=config, device=device, on_epoch=on_epoch,
-                          max_steps=max_steps)
-            probs = predict(model, rows, held, config=config, device=device)
+                          max_steps=max_steps, workers=runtime.workers)
+            probs = predict(model, rows, held, config=config, device=device, workers=runtime.workers)
             heldout_accuracy = float((probs.argmax(1) == given[held]).mean())
             live.log_metric("heldout/accuracy_vs_given", heldout_accuracy, plot=False)
             live.end()
@@ -378,8 +391,7 @@ def train_fold(
             write_npy(tmp / "heldout_pred_probs.npy", probs)
             echo = {
                 **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
-                "num_heldout": int(held.size), "stored_size": rows.side, "in_memory": rows.cache is not None,
-                "device_used": device.type,
+                "num_heldout": int(held.size), "stored_size": rows.side, "device_used": device.type,
                 "images": str(images_root), "labels": str(labels_csv), "folds_csv": str(folds_csv),
             }
             write_text(tmp / "config.yaml", yaml.safe_dump(echo, default_flow_style=False, sort_keys=False))

@@ -2,7 +2,7 @@
 :mod:`labelbench.data.raw.layout`).
 
 Two images are duplicates when the sha256 of their file bytes is equal. In each group the image
-whose id sorts first (:func:`~labelbench.data.io.image_id_sort_key`) is kept; ``removed`` names,
+whose id sorts first (:func:`~labelbench.data.files.image_id_sort_key`) is kept; ``removed`` names,
 for every other one, the kept one. Only images listed in ``labels.csv`` take part: a listed image
 missing from ``images/`` is a DataError naming it; an unlisted one is ignored (not hashed, not
 written) and returned in :attr:`DedupeResult.unlisted` for the stage to report.
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from labelbench.data.io import _SHOWN, DataError, image_id_sort_key, read_labels_csv
+from labelbench.data.files import _SHOWN, DataError, image_id_sort_key, read_labels_csv
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labelbench.data.io import DataError
+from labelbench.data.files import DataError
 
 _SHOWN = 5  # how many offending ids an error message names
 #: keep the uint8 training images on the GPU when under this share of its free memory
@@ -163,6 +163,12 @@ def epoch_index_batches(rows: np.ndarray, *, batch_size: int, generator: torch.G
     return [order[s : s + size].tolist() for s in range(0, len(rows) - size + 1, size)]
 
 
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """IEEE square root. On CPU torch's goes through MKL's vector math library, whose last bits depend on the
+    host (labelbench.train.host); numpy's is the correctly rounded instruction on any host."""
+    return torch.from_numpy(np.sqrt(x.numpy())) if x.device.type == "cpu" else torch.sqrt(x)
+
+
 class DeviceTransform:
     """uint8 batches (B, 3, S, S) on the device -> float model input (B, 3, size, size), normalised
     with the model's pretrained mean/std; channels_last on CUDA.
@@ -194,8 +200,8 @@ class DeviceTransform:
         u = torch.rand((b, 5), generator=self.generator, device=x.device)
         area = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 0]
         ratio = torch.exp(self.log_ratio[0] + (self.log_ratio[1] - self.log_ratio[0]) * u[:, 1])
-        w = torch.sqrt(area * ratio).clamp(max=1)  # crop width / image width
-        h = torch.sqrt(area / ratio).clamp(max=1)
+        w = _sqrt(area * ratio).clamp(max=1)  # crop width / image width
+        h = _sqrt(area / ratio).clamp(max=1)
         cx = (1 - w) * (2 * u[:, 2] - 1)  # crop centre in [-1, 1] coordinates, crop inside the image
         cy = (1 - h) * (2 * u[:, 3] - 1)
         flip = torch.where(u[:, 4] < self.hflip, -1.0, 1.0)

@@ -7,7 +7,7 @@ The recipe (cleanlab's noise generation; ``K`` classes, ``a`` = noise_amount, ``
     np.random.seed(seed)
     noisy = generate_noisy_labels(true_labels, noise_matrix)
 
-applied to the true labels **in ImageFolder order** (:func:`labelbench.data.io.image_id_sort_key`).
+applied to the true labels **in ImageFolder order** (:func:`labelbench.data.files.image_id_sort_key`).
 With ``seed=0`` and ``a=0.2, s=0.4`` this reproduces the published CIFAR-10S labels on all 50,000
 rows. ``int()`` truncates the trace, so the expected noise rate is ``(K - int(K * (1 - a))) / K``
 for balanced classes. The global numpy RNG state is restored afterwards.
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_trace, generate_noisy_labels
 
-from labelbench.data.io import sorted_order
+from labelbench.data.files import sorted_order
 
 
 @contextlib.contextmanager
@@ -95,7 +95,7 @@ def add_noise(
 def noisy_labels_table(
     *, labels: pd.DataFrame, noise_amount: float, sparsity: float, seed: int = 0, num_classes: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """The recipe on a :func:`~labelbench.data.io.read_labels_csv` frame (true labels: ``true_label``, else
+    """The recipe on a :func:`~labelbench.data.files.read_labels_csv` frame (true labels: ``true_label``, else
     ``given_label``): the frame with given_label = noisy, true_label, label_error = given != true, unchanged
     when ``noise_amount == 0``; and the ``noise.json`` record (noise_matrix[i][j] = P(given=i | true=j))."""
     true = labels["true_label"].fillna(labels["given_label"]).to_numpy(dtype=np.int64)

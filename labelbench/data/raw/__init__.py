@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from labelbench.data.download import fetch, verify
-from labelbench.data.io import DataError
+from labelbench.data.files import DataError
 from labelbench.data.raw.cifar import CIFAR10_MD5, CIFAR10_URL, convert_cifar10, convert_cifar10n, convert_cifar10s
 from labelbench.data.raw.digits import convert_digits
 from labelbench.data.raw.food import FOOD101N_URL, convert_food101n

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from labelbench.data.io import DataError
+from labelbench.data.files import DataError
 from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, read_raw, write_metadata
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

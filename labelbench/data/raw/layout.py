@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from labelbench.data.io import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
+from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
     LABEL_COLUMNS, DataError, atomic_dir, read_classes, read_labels_csv, sorted_order,
 )
 
@@ -84,7 +84,7 @@ class RawTable:
         return self
 
     def folder_sorted(self) -> "RawTable":
-        """This table in ImageFolder order of image_id (see :func:`labelbench.data.io.image_id_sort_key`)."""
+        """This table in ImageFolder order of image_id (see :func:`labelbench.data.files.image_id_sort_key`)."""
         order = sorted_order(self.image_ids)
         return RawTable(
             image_ids=[self.image_ids[i] for i in order],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelbench.data.io import DataError
+from labelbench.data.files import DataError
 from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, decode_image, open_zip
 from labelbench.data.raw.layout import read_zip_member, write_metadata
 

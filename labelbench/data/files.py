@@ -1,0 +1,243 @@
+"""Files every stage reads and writes: one error type naming the file, atomic writers, the labels table.
+
+The small, stable base of the training half (the crossval stages import nothing else of ``labelbench.data``):
+:class:`DataError` (every reader raises it with the file's path and the problem), outputs written to a temporary
+file or folder and renamed into place with the usual permissions, and the ``labels.csv`` / ``classes.txt`` /
+CSV-of-strings readers. The pred_probs data contract is :mod:`labelbench.data.io`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+class DataError(ValueError):
+    """A file on disk does not satisfy the data contract."""
+
+    def __init__(self, path: os.PathLike | str, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+
+# --- atomic writing -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; outputs get the usual mode
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder ``tmp`` (a sibling of ``out_dir``) into place, replacing an older
+    ``out_dir``: readers see the old folder or the new one, never a half-written one."""
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block
+    succeeds (so no stale files survive from an earlier run, and a failure leaves the old folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_csv_strings(path: os.PathLike | str):
+    """A CSV file as a DataFrame of strings (no NA guessing); DataError when missing, empty or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(path, "is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV file ({exc})") from None
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_npy(path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def write_csv(path, frame) -> None:
+    """``frame`` as CSV, as pandas writes it but several times faster: floats in Python's shortest
+    round-trip form (exact), missing values as empty cells."""
+    def cells(column):
+        values = frame[column]
+        missing = values.isna().to_numpy()
+        return ["" if gone else (repr(v) if isinstance(v, float) else str(v))
+                for v, gone in zip(values.astype(object).tolist(), missing)]
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(frame.columns)
+        writer.writerows(zip(*(cells(c) for c in frame.columns)))
+
+
+# --- the raw layout's label files (images/, labels.csv, classes.txt) -------------------------
+
+LABEL_COLUMNS = ("image_id", "given_label", "true_label", "label_error")
+_SHOWN = 5  # how many offending ids an error message names
+
+
+def image_id_sort_key(image_id: str) -> tuple[tuple[str, ...], str]:
+    """Sort key of torchvision's ``ImageFolder`` order: by folder components, then file name.
+
+    Plain string sorting differs when a folder name is a prefix of another one followed by a
+    character below ``/`` (``cat`` vs ``cat-x``); ImageFolder sorts the class names themselves.
+    """
+    parts = PurePosixPath(image_id).parts
+    return tuple(parts[:-1]), parts[-1]
+
+
+def sorted_order(image_ids: Sequence[str]) -> np.ndarray:
+    """Permutation (N,) int64 that puts ``image_ids`` in ImageFolder order (stable)."""
+    keys = [image_id_sort_key(i) for i in image_ids]
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
+    """Read and validate a ``labels.csv``; every failure is a DataError naming the file.
+
+    Returns a frame of N rows, in file order, with the columns in file order:
+    ``image_id`` str (unique, relative, non-empty), ``given_label`` int64 >= 0,
+    ``true_label`` nullable Int64 >= 0, ``label_error`` nullable Int64 in {0, 1}; any extra
+    column is kept as str. Where both ``true_label`` and ``label_error`` are present,
+    ``label_error`` must equal ``given_label != true_label``.
+    """
+    path = Path(path)
+    raw = read_csv_strings(path)
+    missing = [c for c in LABEL_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
+    if len(raw) == 0:
+        raise DataError(path, "has a header but no rows")
+
+    ids = raw["image_id"].str.strip()
+    blank = ids == ""
+    if blank.any():
+        raise DataError(path, f"{int(blank.sum())} row(s) with an empty image_id (first at row {_row(blank)})")
+    bad_ids = [i for i in ids if not _is_relative_id(i)]
+    if bad_ids:
+        raise DataError(path, f"image_id must be a relative path inside images/, got {bad_ids[:_SHOWN]}")
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        raise DataError(path, f"{len(dup)} repeated image_id(s), e.g. {list(dup.iloc[:_SHOWN])}")
+
+    frame = raw.copy()
+    frame["image_id"] = ids
+    frame["given_label"] = _int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(
+        np.int64
+    )
+    frame["true_label"] = _int_column(raw["true_label"], path, "true_label", allow_empty=True)
+    errors = _int_column(raw["label_error"], path, "label_error", allow_empty=True)
+    if ((errors != 0) & (errors != 1)).fillna(False).any():
+        raise DataError(path, f"label_error must be 0, 1 or empty; found {sorted(set(errors.dropna()) - {0, 1})}")
+    frame["label_error"] = errors
+    both = frame["true_label"].notna() & errors.notna()
+    expected = (frame["given_label"] != frame["true_label"]).astype("Int64")
+    wrong = both & (expected != errors).fillna(False)
+    if wrong.any():
+        raise DataError(
+            path, f"label_error disagrees with given_label != true_label on {int(wrong.sum())} row(s) "
+            f"(first at row {_row(wrong)}, image_id {frame['image_id'][wrong].iloc[0]!r})"
+        )
+    return frame
+
+
+def _row(mask: pd.Series) -> int:
+    """1-based data row (the header is not counted) of the first True in ``mask``."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 1
+
+
+def _is_relative_id(image_id: str) -> bool:
+    p = PurePosixPath(image_id)
+    return not p.is_absolute() and "\\" not in image_id and ".." not in p.parts and p.name != ""
+
+
+def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:
+    """Parse decimal non-negative integers; empty strings become <NA> where allowed."""
+    text = values.str.strip()
+    empty = text == ""
+    if empty.any() and not allow_empty:
+        raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
+    bad = ~empty & ~text.str.fullmatch(r"\+?\d+")
+    if bad.any():
+        raise DataError(
+            path, f"{name} must be integers >= 0; found {list(text[bad].unique()[:_SHOWN])} "
+            f"(first at row {_row(bad)})"
+        )
+    return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")
+
+
+def read_classes(path: os.PathLike | str) -> list[str]:
+    """Class names (K,) from a ``classes.txt``: one per line, non-empty, unique, K >= 2."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        names = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    if not names:
+        raise DataError(path, "is empty")
+    if any(not n.strip() for n in names):
+        raise DataError(path, "contains blank lines")
+    if len(set(names)) != len(names):
+        raise DataError(path, "repeats a class name")
+    if len(names) < 2:
+        raise DataError(path, f"needs at least 2 classes, has {len(names)}")
+    return names
