@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import vl_convert
 
+from labelbench.data.files import write_text
 from labelbench.ops import plots_template as pt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def plots_page(tmp_path_factory, bundle) -> Path:
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     _dvc(repo, "init", "-q")
-    pt.write_atomic(repo / ".dvc" / "plots_template.html", pt.render(bundle))
+    write_text(repo / ".dvc" / "plots_template.html", pt.render(bundle))
     _dvc(repo, "config", "plots.html_template", "plots_template.html")
     rows = [f"{i},{math.exp(-i / 6) + 0.05 * math.sin(i):.4f}" for i in range(20)]
     (repo / "loss.csv").write_text("step,loss\n" + "\n".join(rows) + "\n")

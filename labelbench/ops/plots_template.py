@@ -11,13 +11,13 @@ DVC's default page (``dvc_render.html.PAGE_HTML``) puts CDN ``<script src>`` tag
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
 import vl_convert
+
+from labelbench.data.files import write_text
 
 MARKER = f"labelbench offline plots template, vl-convert-python {version('vl-convert-python')}"
 PAGE = """<!DOCTYPE html>
@@ -61,20 +61,6 @@ def is_offline_template(path: Path, *, current: bool = False) -> bool:
     return ok and (not current or f"<!-- {MARKER} -->" in text)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.umask(umask := os.umask(0o022))  # read the umask
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would; mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m labelbench.ops.plots_template", description=__doc__.splitlines()[0]
@@ -84,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.if_needed and is_offline_template(args.out, current=True):
         return 0
-    write_atomic(args.out, render())
+    write_text(args.out, render())
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
     return 0
 
