@@ -16,7 +16,7 @@ from pathlib import Path
 from labelbench.config import ParamsError, RawParams, load_params
 from labelbench.data.download import DownloadError
 from labelbench.data.files import DataError
-from labelbench.data.raw import DATASETS, build
+from labelbench.data.raw.registry import DATASETS, build
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,8 +66,8 @@ def code_deps(deps: list[str], root: Path) -> set[Path]:
     files = set()
     for dep in deps:
         path = root / dep
-        if dep.startswith("labelbench") and path.is_dir():
-            files |= set(path.rglob("*.py"))
+        if dep.startswith("labelbench") and path.is_dir():  # a docstring-only __init__ changes no output
+            files |= {file for file in path.rglob("*.py") if not docstring_only(file)}
         elif dep.startswith("labelbench"):
             files.add(path)
     return files

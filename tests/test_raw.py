@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import load_stage
 from labelbench.data.io import DataError
-from labelbench.data.raw import DATASETS, Source, build, source_path
+from labelbench.data.raw.registry import DATASETS, Source, build, source_path
 from labelbench.data.raw.cifar import (
     CIFAR10_CLASSES,
     cifar10n_labels,

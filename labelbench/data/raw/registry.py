@@ -1,0 +1,92 @@
+"""Every dataset the raw stage builds: its converter and its source files (:data:`DATASETS`), and
+:func:`build`. Kept apart from the package so that importing one converter loads no other."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from labelbench.data.download import fetch, verify
+from labelbench.data.files import DataError
+from labelbench.data.raw.cifar import CIFAR10_MD5, CIFAR10_URL, convert_cifar10, convert_cifar10n, convert_cifar10s
+from labelbench.data.raw.digits import convert_digits
+from labelbench.data.raw.food import FOOD101N_URL, convert_food101n
+from labelbench.data.raw.layout import RawTable
+from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, convert_roman
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source file: its name under the sources folder, where it comes from, its md5 when published."""
+
+    name: str
+    url: str | None = None
+    md5: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a dataset is built: ``convert(out=..., **{argument: path of its source}, [cifar10_raw=...])``."""
+
+    convert: Callable[..., RawTable]
+    sources: dict[str, Source] = field(default_factory=dict)
+    needs_cifar10: bool = False  # reuses the raw cifar-10 folder (raw.cifar10_raw)
+
+
+CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
+CIFAR10N_NPZ = Source("cifar-10n_human_labels.npz", note="CIFAR-10N human labels (clean_label, aggre_label, ...)")
+CIFAR10S_CSV = Source("cifar-10s_noisy_labels_noise_amount_0.2_sparsity_0.4.csv",
+                      note="CIFAR-10S noisy labels (columns image,label) from the confident-learning authors")
+ROMAN_ZIP = Source("roman-numeral.zip", note=f"the Data-Centric AI competition bundle {ROMAN_BUNDLE_URL} as a zip")
+ROMAN_XLSX = Source("roman-numeral_manual_review.xlsx", note="the manual label review of the roman-numeral data")
+FOOD101N_ZIP = Source("Food-101N_release.zip", FOOD101N_URL)
+
+#: Every dataset the raw stage builds, by name.
+DATASETS: dict[str, Recipe] = {
+    "cifar-10": Recipe(convert_cifar10, {"archive": CIFAR10_TAR}),
+    "cifar-10n-agg": Recipe(partial(convert_cifar10n, variant="agg"), {"human_labels": CIFAR10N_NPZ}, True),
+    "cifar-10n-worst": Recipe(partial(convert_cifar10n, variant="worst"), {"human_labels": CIFAR10N_NPZ}, True),
+    "cifar-10s": Recipe(convert_cifar10s, {"noisy_csv": CIFAR10S_CSV}, True),
+    "roman-numeral": Recipe(convert_roman, {"bundle": ROMAN_ZIP, "review": ROMAN_XLSX}),
+    "food-101n": Recipe(convert_food101n, {"archive": FOOD101N_ZIP}),
+    "digits": Recipe(convert_digits),
+}
+
+
+def source_path(source: Source, sources_dir: os.PathLike | str, *, download: bool) -> Path:
+    """Path of ``source`` under ``sources_dir``, checked against its md5 when known; a missing or
+    unverified file is fetched when ``download`` is set and a URL is known, else a DataError says
+    where to put it."""
+    path = Path(sources_dir) / source.name
+    if path.is_file():
+        problem = verify(path, md5=source.md5)
+        if problem is None:
+            return path
+        if not (download and source.url):
+            raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
+    if download and source.url:
+        return fetch(source.url, path, md5=source.md5)
+    where = f" from {source.url}" if source.url else ""
+    hint = f" ({source.note})" if source.note else ""
+    raise DataError(path, f"source file not found; place it there{where}{hint}")
+
+
+def build(
+    dataset: str, *, out: os.PathLike | str, sources_dir: os.PathLike | str,
+    cifar10_raw: os.PathLike | str | None = None, download: bool = False,
+) -> RawTable:
+    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``
+    (``cifar10_raw``: the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    recipe = DATASETS[dataset]
+    if recipe.needs_cifar10 and cifar10_raw is None:
+        raise ValueError(f"{dataset} needs cifar10_raw, the raw cifar-10 folder")
+    paths = {arg: source_path(source, sources_dir, download=download) for arg, source in recipe.sources.items()}
+    if recipe.needs_cifar10:
+        paths["cifar10_raw"] = Path(cifar10_raw)
+    return recipe.convert(out=out, **paths)
