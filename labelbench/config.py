@@ -113,11 +113,12 @@ class Train(Block):
 
 
 class Runtime(Block):
-    """How this machine runs training, not what is trained: no stage declares these keys, so changing
-    them retrains nothing (the outputs are the same bytes either way; tests/test_train.py checks it)."""
+    """How this machine runs the stages, not what they compute: no stage declares these keys, so changing them
+    reruns nothing (the outputs are the same bytes either way: tests/test_train.py, tests/test_benchmark.py)."""
 
-    workers: Count  # DataLoader processes decoding images read per batch
-    max_resident_mb: Count  # decode all images into memory when they fit this, else read per batch
+    workers: Count  # crossval: DataLoader processes decoding images read per batch
+    max_resident_mb: Count  # crossval: decode all images into memory when they fit this, else read per batch
+    benchmark_workers: Positive  # benchmark: processes scoring the dataset x model pairs
 
 
 class Raw(Block):

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, load_params
+from labelbench.config import ParamsError, load_params, load_runtime
 from labelbench.data.io import DataError
 from labelbench.evaluation.benchmark import run_benchmark, write_outputs
 from labelbench.evaluation.bootstrap import BootstrapSettings
@@ -23,9 +23,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(BenchmarkParams)
+        workers = load_runtime().benchmark_workers
         bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
         table, filters = run_benchmark(params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles,
-                                       workers=params.benchmark.workers, bootstrap=bootstrap)
+                                       workers=workers, bootstrap=bootstrap)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -33,7 +33,8 @@ def repo(tmp_path_factory):
     return clone_repo(tmp_path_factory.mktemp("runtime") / "clone")
 
 
-@pytest.mark.parametrize("key, value", [("runtime.workers", 3), ("runtime.max_resident_mb", 0)])
+@pytest.mark.parametrize("key, value", [("runtime.workers", 3), ("runtime.max_resident_mb", 0),
+                                        ("runtime.benchmark_workers", 1)])
 def test_a_runtime_setting_changes_no_stage(repo, key, value):
     before = status(repo)
     original = (repo / "params.yaml").read_text()

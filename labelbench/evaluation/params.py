@@ -51,7 +51,6 @@ class Bootstrap(Block):
 
 class Benchmark(Block):
     ensembles: Annotated[list[Scheme], Field(min_length=1)]
-    workers: Positive
     bootstrap: Bootstrap
 
 
