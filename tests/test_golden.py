@@ -24,9 +24,9 @@ STAGE = "crossval@digits-test_resnet-0"
 OUT = "data/crossval/digits/test_resnet/fold_0"
 #: md5 of every file of the fold folder (relative path -> md5), as trained on CPU with the committed params.
 GOLDEN = {
-    "config.yaml": "920807dccd546a9abe5641751673d82a",
+    "config.yaml": "f439e1a3366e6b9c81e5d364f1840056",
     "dvclive/metrics.json": "d1b01ec4856738880ad9ee2cdf5f1bbf",
-    "dvclive/params.yaml": "7297a231fc8fed7c99be950fe7ad7408",
+    "dvclive/params.yaml": "4f4caf994f3cdf97a2337e7554b57109",
     "dvclive/plots/metrics/lr.tsv": "f2c128e57e3273922a83d3e127a6a0e4",
     "dvclive/plots/metrics/train/accuracy.tsv": "d1de5886399484d042381d7ecd319dbf",
     "dvclive/plots/metrics/train/loss.tsv": "9c0c2fe2b2d054ddefb893c923af92d7",

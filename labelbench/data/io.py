@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from labelbench.data.verify import verify as verify_recorded
+
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
     _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_path, image_id_sort_key, read_classes, read_csv_strings,
@@ -169,12 +171,13 @@ def verify_checksum(path: Path, root: Path, sums: dict[str, str], listing: Path)
 
 
 def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None, *,
-                 label_errors: bool = True) -> Dataset:
+                 label_errors: bool = True, verify: bool = True) -> Dataset:
     """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``.
     ``label_errors=False``: a dataset without a known error mask (``label_errors`` None; the
     file is not read).
 
-    Where the root has a checksum list (:func:`checksums_path`; the authors' artifacts do), every
+    Elsewhere, ``verify`` (the default): the folder must hold the bytes DVC recorded for it
+    (:func:`labelbench.data.verify.verify`). Where the root has a checksum list (:func:`checksums_path`; the authors' artifacts do), every
     file read must match it, so a changed byte is one clear error, not a silently different result."""
     folder = Path(root) / name
     if not folder.is_dir():
@@ -185,6 +188,8 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             if models is None or path.parent.name != "pred_probs" or path.stem in models:
                 verify_checksum(path, Path(root), sums, listing)
+    elif verify:
+        verify_recorded(folder)
     models = list_models(root, name) if models is None else list(models)
     if not models:
         raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")

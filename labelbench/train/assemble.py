@@ -16,11 +16,13 @@ import numpy as np
 
 from labelbench.data.io import _SHOWN, DataError, check_pred_probs, load_dataset, load_npy, read_labels_csv
 from labelbench.data.io import replace_dir, write_npy, write_text
+from labelbench.data.verify import verify
 
 
 def _fold_arrays(fold_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     if not fold_dir.is_dir():
         raise DataError(fold_dir, "fold folder not found (did its crossval stage run?)")
+    verify(fold_dir)
     idx_path = fold_dir / "heldout_indices.npy"
     probs_path = fold_dir / "heldout_pred_probs.npy"
     indices = load_npy(idx_path)
@@ -85,6 +87,7 @@ def assemble(
     for model in fold_dirs:
         if not model or "/" in model or model.startswith("."):
             raise ValueError(f"invalid model name {model!r} (it becomes pred_probs/<model>.npy)")
+    verify(labels_csv)
     table = read_labels_csv(labels_csv)
     n = len(table)
     given = table["given_label"].to_numpy(np.int64)
@@ -119,4 +122,4 @@ def assemble(
             write_npy(tmp / "pred_probs" / f"{model}.npy", probs)
         load_dataset(work, dataset)  # check before replacing a previous output
         replace_dir(tmp, out_root / dataset)
-    return load_dataset(out_root, dataset)
+    return load_dataset(out_root, dataset, verify=False)  # just written: dvc.lock records it when the stage ends

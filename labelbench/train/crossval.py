@@ -42,6 +42,7 @@ import yaml
 from labelbench.config import Runtime, Train
 from labelbench.data.files import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
 from labelbench.data.files import write_npy, write_text
+from labelbench.data.verify import verify
 from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
 
 _SHOWN = 5  # how many offending ids an error message names
@@ -329,6 +330,8 @@ def train_fold(
     batches per epoch (benchmarks only; the stage trains fully)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    for path in (images_root, Path(images_root).parent / "classes.txt", labels_csv, folds_csv):
+        verify(path)  # the bytes DVC recorded (nothing to check outside a DVC output)
     table = read_labels_csv(labels_csv)
     image_ids = table["image_id"].tolist()
     folds = read_folds_csv(folds_csv, image_ids, labels_csv=labels_csv)
