@@ -104,7 +104,8 @@ TOP_K_BY_HAND = {
 LIFT_BY_HAND = {3: (2 / 3) / 0.4, 4: (2 / 4) / 0.4, 5: (3 / 5) / 0.4, 6: (3 / 6) / 0.4, 7: (4 / 7) / 0.4}
 
 # numpy >= 2 on an x86-64 host with AVX2 or AVX-512 sorts with x86-simd-sort, which is not stable even on 10
-# elements: there `np.argsort`'s tie order is the host's, not the one above (nor the authors' notebooks').
+# elements: there `np.argsort`'s default tie order is the host's, not the one above (nor the authors' notebooks'),
+# hence `kind="stable"` in Ranking.from_scores; HOST_TIE_ORDER says whether this host is one where it matters.
 _ERRORNESS = 1 - np.array(TIE_SCORES)
 HOST_TIE_ORDER = not np.array_equal(np.argsort(_ERRORNESS), np.argsort(_ERRORNESS, kind="stable"))
 
@@ -119,9 +120,6 @@ def test_lift_oracle_by_hand_is_consistent():
         assert is_error[sorted(TOP_K_BY_HAND[k])].mean() / is_error.mean() == pytest.approx(lift, abs=1e-15)
 
 
-@pytest.mark.xfail(condition=HOST_TIE_ORDER, strict=True,
-                   reason="lift@k ranks with np.argsort's default kind, whose tie order on this host (numpy's SIMD "
-                          "sort) is not the portable one; `kind='stable'` in Ranking.from_scores would fix it")
 def test_lift_tie_order_at_the_cut_matches_the_hand_written_oracle():
     is_error = np.array(TIE_ERRORS, dtype=bool)
     scores = np.array(TIE_SCORES)
