@@ -30,8 +30,8 @@ def repo(tmp_path_factory, published):
 
 
 def restore(repo):
-    """Back to the committed baseline: tracked files, untracked leftovers, DVC's outputs, and the outputs that
-    are neither in git nor cached (data/scores) rebuilt if a run changed or deleted them."""
+    """Back to the committed baseline: tracked files, untracked leftovers, DVC's cached outputs (data/scores,
+    metrics/models, the markdown reports: `dvc checkout`), and anything a failed run deleted rebuilt."""
     run(["git", "reset", "-q"], repo)
     # every tracked file written again: `dvc exp run -S` can leave params.yaml edited with git's stat cache saying
     # clean (same size and time), and then `git checkout -- .` would not bring it back
@@ -128,9 +128,11 @@ def test_exp_run_margin_reruns_only_evaluate(repo):
     assert any("0.84588" in line for line in screen) and any("0.84004" in line for line in screen), shown
     # plots diff renders both revisions into one offline page
     out = repo / "plots_diff"
-    run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
+    rendered = run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
+    assert "failed to load" not in rendered.stdout + rendered.stderr, rendered.stderr
     page = (out / "index.html").read_text()
     assert "Precision-recall of the selected score" in page
+    assert "workspace_plots_auroc_dot_plot.png" in page  # the report's figures, declared as the report stage's plots
     if is_offline_template(repo / ".dvc/plots_template.html"):
         assert "cdn.jsdelivr" not in page and 'src="http' not in page
 
@@ -153,22 +155,51 @@ def _uncached_plain_outs(stage: str) -> list[str]:
 
 
 NO_RUN_CACHE_FOR_EVALUATE = _uncached_plain_outs("evaluate")
+EVALUATION_STAGES = ["evaluate", "benchmark", "issues", "multiannotator", "report"]
+
+
+def test_every_evaluation_stage_can_be_run_cached():
+    """Each output of the evaluation stages is cached, or a `cache: false` metric or plot (kept in git), and none is
+    `persist`: the two conditions under which DVC 3.67 saves a run-cache entry for a stage."""
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert {stage: _uncached_plain_outs(stage) for stage in EVALUATION_STAGES} == dict.fromkeys(EVALUATION_STAGES, [])
+    persistent = [path for stage in EVALUATION_STAGES for section in ("outs", "metrics", "plots")
+                  for out in stages[stage].get(section, []) if isinstance(out, dict)
+                  for path, flags in out.items() if (flags or {}).get("persist")]
+    assert persistent == []
 
 
 @pytest.mark.xfail(condition=bool(NO_RUN_CACHE_FOR_EVALUATE), strict=True,
                    reason="no run-cache for evaluate while its outs "
                           f"{', '.join(NO_RUN_CACHE_FOR_EVALUATE)} are `cache: false` without being metrics or plots")
 def test_flipping_score_back_restores_evaluate_from_the_run_cache(repo):
-    baseline = {rel: run(["git", "show", f"HEAD:{rel}"], repo).stdout
+    baseline = {rel: (repo / rel).read_text()  # the committed baseline (in git, or cached: metrics/models)
                 for rel in ("metrics/headline.json", "metrics/models/roman-numeral.json",
-                            "plots/pr/roman-numeral.csv", "plots/lift/roman-numeral.csv")}
+                            "plots/pr/roman-numeral.csv", "plots/lift/roman-numeral.csv",
+                            "data/scores/roman-numeral.csv")}
     run(["dvc", "exp", "run", "-S", "score=margin"], repo)  # run, or restored if an earlier test ran it
     assert json.loads((repo / "metrics/headline.json").read_text()) != json.loads(baseline["metrics/headline.json"])
     back = run(["dvc", "exp", "run", "-S", "score=self_confidence"], repo)
     assert "Stage 'evaluate' is cached - skipping run" in back.stdout, back.stdout
     assert stages_run(back.stdout) == [], back.stdout  # nothing recomputed
-    assert {rel: (repo / rel).read_text() for rel in baseline} == baseline  # the original metrics, to the byte
-    assert (repo / "data/scores/roman-numeral.csv").is_file()
+    assert {rel: (repo / rel).read_text() for rel in baseline} == baseline  # the original outputs, to the byte
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # dvc.lock and every git-tracked output as before
+
+
+def test_flipping_benchmark_params_back_restores_benchmark_and_report_from_the_run_cache(repo):
+    tracked = ("metrics/benchmark.csv", "metrics/filters.csv", "plots/auroc_dot_plot.png", "dvc.lock")
+    cached = ("metrics/summary.json", "reports/benchmark.md")
+    baseline = {rel: (repo / rel).read_bytes() for rel in tracked + cached}
+    ensembles = yaml.safe_load((repo / "params.yaml").read_text())["benchmark"]["ensembles"]
+    changed = run(["dvc", "exp", "run", "-S", f"benchmark.ensembles={ensembles[:1]}"], repo)
+    assert stages_run(changed.stdout) == ["benchmark", "report"], changed.stdout
+    assert (repo / "metrics/benchmark.csv").read_bytes() != baseline["metrics/benchmark.csv"]
+    back = run(["dvc", "exp", "run", "-S", f"benchmark.ensembles={ensembles}".replace(" ", "")], repo)
+    for stage in ("benchmark", "report"):
+        assert f"Stage '{stage}' is cached - skipping run" in back.stdout, back.stdout
+    assert stages_run(back.stdout) == [], back.stdout
+    assert {rel: (repo / rel).read_bytes() for rel in baseline} == baseline
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
 
 
 @pytest.mark.parametrize(
