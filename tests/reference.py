@@ -17,8 +17,9 @@ from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, label_
 
 
 def reference_lift_at_k(is_error: np.ndarray, errorness: np.ndarray, k: int) -> float:
-    """The authors' ``lift_at_k``: rate of errors among the top k by error-ness over the base rate."""
-    top = np.argsort(errorness)[-k:]
+    """The authors' ``lift_at_k``: rate of errors among the top k by error-ness over the base rate (ties in index
+    order: a stable sort, the same on every host)."""
+    top = np.argsort(errorness, kind="stable")[-k:]
     return float(np.mean(is_error[top]) / np.mean(is_error))
 
 

@@ -11,8 +11,9 @@ import subprocess
 import termios
 
 import pytest
+import yaml
 
-from conftest import roman_numeral_clone, run, stages_run, venv_env
+from conftest import REPO_ROOT, roman_numeral_clone, run, stages_run, venv_env
 from labelbench.ops.plots_template import is_offline_template
 
 pytestmark = pytest.mark.slow
@@ -27,6 +28,25 @@ def repo(tmp_path_factory, published):
     run(["git", "commit", "-qm", "baseline"], root)
     return root
 
+
+def restore(repo):
+    """Back to the committed baseline: tracked files, untracked leftovers, DVC's cached outputs (data/scores,
+    metrics/models, the markdown reports: `dvc checkout`), and anything a failed run deleted rebuilt."""
+    run(["git", "reset", "-q"], repo)
+    # every tracked file written again: `dvc exp run -S` can leave params.yaml edited with git's stat cache saying
+    # clean (same size and time), and then `git checkout -- .` would not bring it back
+    run(["git", "checkout-index", "-a", "-f"], repo)
+    run(["git", "clean", "-fdq"], repo)
+    run(["dvc", "checkout", "-q"], repo)
+    run(["dvc", "repro", "-q"], repo)
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+
+
+@pytest.fixture(autouse=True)
+def restored(repo):
+    """Every test starts from, and leaves, the committed baseline, whether it passed or failed."""
+    yield
+    restore(repo)
 
 
 def test_pull_gives_the_published_tree(repo, published):
@@ -79,11 +99,6 @@ def run_in_terminal(cmd: list[str], cwd, *, columns: int, env: dict) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
 
 
-def restore(repo):
-    run(["git", "checkout", "--", "."], repo)
-    run(["dvc", "checkout", "-q"], repo)
-
-
 def test_exp_run_margin_reruns_only_evaluate(repo):
     result = run(["dvc", "exp", "run", "-S", "score=margin"], repo)
     assert stages_run(result.stdout) == ["evaluate"], result.stdout
@@ -113,12 +128,13 @@ def test_exp_run_margin_reruns_only_evaluate(repo):
     assert any("0.84588" in line for line in screen) and any("0.84004" in line for line in screen), shown
     # plots diff renders both revisions into one offline page
     out = repo / "plots_diff"
-    run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
+    rendered = run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], repo)
+    assert "failed to load" not in rendered.stdout + rendered.stderr, rendered.stderr
     page = (out / "index.html").read_text()
     assert "Precision-recall of the selected score" in page
+    assert "workspace_plots_auroc_dot_plot.png" in page  # the report's figures, declared as the report stage's plots
     if is_offline_template(repo / ".dvc/plots_template.html"):
         assert "cdn.jsdelivr" not in page and 'src="http' not in page
-    restore(repo)
 
 
 def test_adjust_pred_probs_run(repo):
@@ -126,7 +142,67 @@ def test_adjust_pred_probs_run(repo):
     assert stages_run(result.stdout) == ["evaluate"]
     metrics = json.loads((repo / "metrics/models/roman-numeral.json").read_text())
     assert metrics["models"]["swin_base_patch4_window7_224"]["auroc"] == pytest.approx(0.837348, abs=5e-7)
-    restore(repo)
+
+
+def _uncached_plain_outs(stage: str) -> list[str]:
+    """Outputs of ``stage`` in dvc.yaml with ``cache: false`` that are neither metrics nor plots: DVC 3.67 saves no
+    run-cache entry for such a stage (``dvc/stage/__init__.py``, ``Stage.run``: ``run_cache=... not
+    no_cache_outs``), whatever ``persist`` says (``persist`` alone switches it off too: ``stage/cache.py``,
+    ``_can_hash``)."""
+    outs = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][stage].get("outs", [])
+    return [path for out in outs if isinstance(out, dict) for path, flags in out.items()
+            if (flags or {}).get("cache", True) is False]
+
+
+NO_RUN_CACHE_FOR_EVALUATE = _uncached_plain_outs("evaluate")
+EVALUATION_STAGES = ["evaluate", "benchmark", "issues", "multiannotator", "report"]
+
+
+def test_every_evaluation_stage_can_be_run_cached():
+    """Each output of the evaluation stages is cached, or a `cache: false` metric or plot (kept in git), and none is
+    `persist`: the two conditions under which DVC 3.67 saves a run-cache entry for a stage. The one exception:
+    reports/benchmark.md stays in git, readable where the repository is browsed (markdown can be neither a metric
+    nor a plot), so the report stage (seconds) reruns instead of being restored."""
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert {stage: _uncached_plain_outs(stage) for stage in EVALUATION_STAGES} == {
+        **dict.fromkeys(EVALUATION_STAGES, []), "report": ["reports/benchmark.md"]}
+    persistent = [path for stage in EVALUATION_STAGES for section in ("outs", "metrics", "plots")
+                  for out in stages[stage].get(section, []) if isinstance(out, dict)
+                  for path, flags in out.items() if (flags or {}).get("persist")]
+    assert persistent == []
+
+
+@pytest.mark.xfail(condition=bool(NO_RUN_CACHE_FOR_EVALUATE), strict=True,
+                   reason="no run-cache for evaluate while its outs "
+                          f"{', '.join(NO_RUN_CACHE_FOR_EVALUATE)} are `cache: false` without being metrics or plots")
+def test_flipping_score_back_restores_evaluate_from_the_run_cache(repo):
+    baseline = {rel: (repo / rel).read_text()  # the committed baseline (in git, or cached: metrics/models)
+                for rel in ("metrics/headline.json", "metrics/models/roman-numeral.json",
+                            "plots/pr/roman-numeral.csv", "plots/lift/roman-numeral.csv",
+                            "data/scores/roman-numeral.csv")}
+    run(["dvc", "exp", "run", "-S", "score=margin"], repo)  # run, or restored if an earlier test ran it
+    assert json.loads((repo / "metrics/headline.json").read_text()) != json.loads(baseline["metrics/headline.json"])
+    back = run(["dvc", "exp", "run", "-S", "score=self_confidence"], repo)
+    assert "Stage 'evaluate' is cached - skipping run" in back.stdout, back.stdout
+    assert stages_run(back.stdout) == [], back.stdout  # nothing recomputed
+    assert {rel: (repo / rel).read_text() for rel in baseline} == baseline  # the original outputs, to the byte
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # dvc.lock and every git-tracked output as before
+
+
+def test_flipping_benchmark_params_back_restores_benchmark_from_the_run_cache(repo):
+    tracked = ("metrics/benchmark.csv", "metrics/filters.csv", "plots/auroc_dot_plot.png", "reports/benchmark.md",
+               "dvc.lock")
+    cached = ("metrics/summary.json",)
+    baseline = {rel: (repo / rel).read_bytes() for rel in tracked + cached}
+    ensembles = yaml.safe_load((repo / "params.yaml").read_text())["benchmark"]["ensembles"]
+    changed = run(["dvc", "exp", "run", "-S", f"benchmark.ensembles={ensembles[:1]}"], repo)
+    assert stages_run(changed.stdout) == ["benchmark", "report"], changed.stdout
+    assert (repo / "metrics/benchmark.csv").read_bytes() != baseline["metrics/benchmark.csv"]
+    back = run(["dvc", "exp", "run", "-S", f"benchmark.ensembles={ensembles}".replace(" ", "")], repo)
+    assert "Stage 'benchmark' is cached - skipping run" in back.stdout, back.stdout
+    assert stages_run(back.stdout) == ["report"], back.stdout  # the one stage kept off the run-cache (seconds)
+    assert {rel: (repo / rel).read_bytes() for rel in baseline} == baseline
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
 
 
 @pytest.mark.parametrize(
@@ -139,22 +215,41 @@ def test_adjust_pred_probs_run(repo):
         (["lift_k=[100]"], "lift_k = [100]: Input should be a valid integer"),
         (["published.models=[]"], "published.models = []: List should have at least 1 item"),
         (["published.models=[swin_base]"], "unknown ['swin_base']; allowed: resnet18, resnet50d"),
-        (["crossval.folds=[1,2,3]"], "must be the fold ids 0..k-1"),
         (["crossval.models=[]"], "crossval.models = []: List should have at least 1 item"),
         # DVC itself refuses these before any stage starts: a new key, and a non-list matrix axis
         (["evaluate.curve_point=5"], "Could not override 'evaluate.curve_point'"),
-        (["crossval.folds=3"], "ERROR"),
+        (["crossval.folds=3"], "ERROR: unexpected error - 'Value' object is not iterable"),
     ],
 )
 def test_bad_params_are_refused_before_any_work(repo, overrides, message):
-    tracked = {p: (repo / p).read_bytes() for p in ("metrics/headline.json", "metrics/benchmark.csv")}
+    before = {p: (repo / p).read_bytes() for p in ("dvc.lock", "metrics/headline.json", "metrics/benchmark.csv")}
     args = ["dvc", "exp", "run"] + [a for o in overrides for a in ("-S", o)]
     result = run(args, repo, check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert {p: (repo / p).read_bytes() for p in tracked} == tracked  # nothing deleted or half-written
+    ran = stages_run(result.stdout)
+    assert ran in ([], ["evaluate"])  # refused by DVC itself, or by the first stage to read the params
+    # DVC records nothing; a stage that did not run keeps its outputs; the one that refused leaves none (no
+    # `persist`: DVC deletes a stage's outputs before running it), and nothing is half-written
+    assert (repo / "dvc.lock").read_bytes() == before["dvc.lock"]
+    assert (repo / "metrics/benchmark.csv").read_bytes() == before["metrics/benchmark.csv"]
+    headline = repo / "metrics/headline.json"
+    assert (not headline.exists()) if ran else headline.read_bytes() == before["metrics/headline.json"]
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
+    assert [line for line in status if not line.startswith((" D ", " M params.yaml"))] == [], status
     restore(repo)
+    assert headline.read_bytes() == before["metrics/headline.json"]
+
+
+def test_bad_fold_ids_are_refused_by_the_first_stage_that_runs(repo):
+    # No stage of this clone (nothing trained) declares crossval.folds, so a plain `dvc exp run` has nothing to
+    # rerun and succeeds; a stage that runs reads the whole params file and refuses it
+    result = run(["dvc", "exp", "run", "-f", "-S", "crossval.folds=[1,2,3]"], repo, check=False)
+    assert result.returncode != 0
+    assert "must be the fold ids 0..k-1" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert stages_run(result.stdout) == ["evaluate"]
 
 
 def test_unknown_key_written_by_hand_is_refused(repo):
@@ -164,4 +259,3 @@ def test_unknown_key_written_by_hand_is_refused(repo):
     assert result.returncode != 0
     assert "evaluate.curve_point = 5: Extra inputs are not permitted" in result.stderr
     assert stages_run(result.stdout) == ["evaluate"]  # the first stage to read the block refuses it
-    restore(repo)

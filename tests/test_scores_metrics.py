@@ -90,13 +90,48 @@ def test_one_sort_metrics_match_sklearn(seed, ties):
         assert ours["auprc"] == pytest.approx(average_precision_score(is_error, 1 - scores), abs=1e-12)
 
 
-def test_lift_follows_the_authors_tie_order():
-    # All scores tied: the authors' argsort picks a fixed subset; we must pick the same one.
-    is_error = np.array([True, False, False, True, False, False, False, True])
-    scores = np.full(8, 0.5)
+# lift@k's oracle, written out by hand. The authors rank by `np.argsort(1 - score)` and take the last k. numpy's
+# portable quicksort sorts arrays of at most 16 elements by insertion sort, which is stable: tied error-ness keeps
+# index order, so of examples tied at the cut the top k take those with the HIGHEST indices.
+#   index        0    1    2    3    4    5    6    7    8    9
+TIE_SCORES = [0.9, 0.2, 0.5, 0.5, 0.8, 0.5, 0.1, 0.5, 0.7, 0.5]  # error-ness 1 - score: five tied at 0.5
+TIE_ERRORS = [0,   1,   1,   0,   0,   1,   1,   0,   0,   0]    # errors: 1, 2, 5, 6 (base rate 0.4)
+# ranked: 6 (0.9), 1 (0.8), then the tie 9, 7, 5, 3, 2, then 8 (0.3), 4 (0.2), 0 (0.1); k = 3..7 cut the tie
+TOP_K_BY_HAND = {
+    1: {6}, 2: {6, 1}, 3: {6, 1, 9}, 4: {6, 1, 9, 7}, 5: {6, 1, 9, 7, 5}, 6: {6, 1, 9, 7, 5, 3},
+    7: {6, 1, 9, 7, 5, 3, 2}, 8: {6, 1, 9, 7, 5, 3, 2, 8}, 9: {6, 1, 9, 7, 5, 3, 2, 8, 4}, 10: set(range(10)),
+}
+LIFT_BY_HAND = {3: (2 / 3) / 0.4, 4: (2 / 4) / 0.4, 5: (3 / 5) / 0.4, 6: (3 / 6) / 0.4, 7: (4 / 7) / 0.4}
+
+# numpy >= 2 on an x86-64 host with AVX2 or AVX-512 sorts with x86-simd-sort, which is not stable even on 10
+# elements: there `np.argsort`'s default tie order is the host's, not the one above (nor the authors' notebooks'),
+# hence `kind="stable"` in Ranking.from_scores; HOST_TIE_ORDER says whether this host is one where it matters.
+_ERRORNESS = 1 - np.array(TIE_SCORES)
+HOST_TIE_ORDER = not np.array_equal(np.argsort(_ERRORNESS), np.argsort(_ERRORNESS, kind="stable"))
+
+
+def test_lift_oracle_by_hand_is_consistent():
+    """The hand-written sets are the stable ranking's last k (and the lifts their error rates over 0.4)."""
+    stable = np.argsort(_ERRORNESS, kind="stable")
+    is_error = np.array(TIE_ERRORS, dtype=bool)
+    for k, top in TOP_K_BY_HAND.items():
+        assert set(stable[-k:].tolist()) == top
+    for k, lift in LIFT_BY_HAND.items():
+        assert is_error[sorted(TOP_K_BY_HAND[k])].mean() / is_error.mean() == pytest.approx(lift, abs=1e-15)
+
+
+def test_lift_tie_order_at_the_cut_matches_the_hand_written_oracle():
+    is_error = np.array(TIE_ERRORS, dtype=bool)
+    scores = np.array(TIE_SCORES)
     ranking = Ranking.from_scores(is_error=is_error, scores=scores)
-    for k in range(1, 9):
-        assert ranking.lift_at_k(k) == reference_lift_at_k(is_error, 1 - scores, k)
+    for k, top in TOP_K_BY_HAND.items():
+        assert ranking.lift_at_k(k) == pytest.approx(is_error[sorted(top)].mean() / 0.4, abs=1e-15), k
+    for k, lift in LIFT_BY_HAND.items():
+        assert ranking.lift_at_k(k) == pytest.approx(lift, abs=1e-15), k
+    assert ranking_metrics(is_error=is_error, scores=scores, lift_k=3)["lift_at_3"] == pytest.approx(5 / 3, abs=1e-15)
+    # all tied: the last k indices
+    all_tied = Ranking.from_scores(is_error=np.array([1, 0, 0, 1, 0, 0, 0, 1], bool), scores=np.full(8, 0.5))
+    assert [all_tied.lift_at_k(k) for k in (1, 2, 3, 4)] == pytest.approx([8 / 3, 4 / 3, 8 / 9, 2 / 3], abs=1e-15)
 
 
 def test_metric_input_errors():

@@ -18,7 +18,7 @@ all weights 1 the metrics equal the point estimates of :mod:`labelbench.evaluati
 * **AUPRC**: weighted average precision (scikit-learn's ``average_precision_score`` with
   ``sample_weight``): each error copy at the precision of its tie group's threshold.
 * **lift@k** (k fixed): the resampled multiset is ranked in the original order
-  ``np.argsort(1 - scores)`` (so ties at the cut fall as in the point estimate); its top k copies
+  ``np.argsort(1 - scores, kind="stable")`` (so ties at the cut fall as in the point estimate); its top k copies
   (an example drawn c times is c consecutive copies; the cut may split them) hold E errors;
   lift = (E / k) / (errors in the resample / N).
 * **lift@#errors**: the same with k = the resample's own number of error copies.

@@ -68,7 +68,7 @@ def rank_issues(data: Dataset, *, method: str, ensemble: str, classes: list[str]
         probs = weighted_pred_probs(weights, pred_probs_list)
     else:
         score, probs = member[0], pred_probs_list[0]
-    top = np.argsort(error_rank(score))[:rows]
+    top = np.argsort(error_rank(score), kind="stable")[:rows]  # ranks are distinct
     names = np.array(classes, dtype=object)
     table = {
         "rank": np.arange(1, top.shape[0] + 1),

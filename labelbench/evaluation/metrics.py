@@ -9,8 +9,11 @@ authors computed it, so ties and rounding match theirs.
 * **AUPRC**: average precision, the area under the precision-recall curve as scikit-learn's
   ``average_precision_score`` defines it; chance level is the error rate.
 * **lift@k**: the error rate among the k examples ranked most likely erroneous divided by the
-  overall error rate (1 = chance). The ranking is ``np.argsort(1 - scores)`` taking the last k,
-  the authors' definition, so ties at the cut fall exactly as in their notebooks.
+  overall error rate (1 = chance). The ranking is ``np.argsort(1 - scores, kind="stable")`` taking the
+  last k, the authors' definition with one tie rule: tied error-ness keeps index order, so of examples
+  tied at the cut the top k take those with the highest indices. numpy's default kind is not stable
+  (on x86-64 with AVX2/AVX-512, numpy >= 2 sorts with x86-simd-sort), so without ``stable`` the tie
+  order, and lift@k on data with ties at the cut, would depend on the host.
 
 :data:`METRICS` is the registry; :func:`ranking_metrics` derives all of them from one sort.
 """
@@ -25,7 +28,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Ranking:
-    """One score vector sorted once: ``order`` is ``np.argsort(1 - scores)`` (ascending error-ness)."""
+    """One score vector sorted once: ``order`` is ``np.argsort(1 - scores, kind="stable")`` (ascending error-ness,
+    ties in index order, the same on every host)."""
 
     errorness: np.ndarray
     is_error: np.ndarray
@@ -39,7 +43,7 @@ class Ranking:
             raise ValueError(f"shapes differ: is_error {is_error.shape}, scores {errorness.shape}")
         if not is_error.any() or is_error.all():
             raise ValueError("ranking metrics need at least one error and one clean example")
-        return cls(errorness, is_error, np.argsort(errorness))
+        return cls(errorness, is_error, np.argsort(errorness, kind="stable"))
 
     @property
     def num_errors(self) -> int:

@@ -17,12 +17,13 @@ ENSEMBLE_PREFIX = "ensemble:"
 
 
 def error_rank(scores: np.ndarray) -> np.ndarray:
-    """Rank (N,) with 1 = most likely mislabeled, using the authors' ``argsort(1 - score)`` order.
+    """Rank (N,) with 1 = most likely mislabeled, using the authors' ``argsort(1 - score)`` order
+    (stable: ties keep index order on every host, as :class:`~labelbench.evaluation.metrics.Ranking` ranks).
 
     >>> error_rank(np.array([0.9, 0.1, 0.5]))
     array([3, 1, 2])
     """
-    order = np.argsort(1 - scores)
+    order = np.argsort(1 - scores, kind="stable")
     rank = np.empty(scores.shape[0], dtype=np.int64)
     rank[order[::-1]] = np.arange(1, scores.shape[0] + 1)
     return rank
