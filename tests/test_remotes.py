@@ -69,8 +69,8 @@ class PullFailedOnUnpublishedOutputs(AssertionError):
                    raises=PullFailedOnUnpublishedOutputs, strict=True)
 def test_fresh_clone_plain_pull_then_nothing_stale(tmp_path, remote_ok):
     """The repository's first promise: a fresh clone's plain `dvc pull` succeeds, needs no credentials, and
-    leaves nothing to rebuild but the uncached scores. A strict xfail while the committed dvc.lock names
-    outputs that are not published yet (`make publish`): it then passes, or fails, once they are."""
+    leaves nothing to rebuild. A strict xfail while the committed dvc.lock names outputs that are not published
+    yet (`make publish`), raised only by a pull failing on exactly those; once they are, a plain test."""
     repo = clone_repo(tmp_path / "clone")
     result = run(["dvc", "pull"], repo, check=False, env=no_credentials_env())
     output = result.stdout + result.stderr
