@@ -13,9 +13,10 @@ checkout (digits, ``--folds`` folds, ``--epochs`` epochs at ``--image-size`` px)
 * 2 nodes: the same against a two-node cluster (1 CPU each), another fresh prefix.
 
 Overhead per task = (1-node task phase) / folds - (direct mean): with one CPU, the tasks run one after the other, so
-this is what a task adds to the same `dvc repro` (clone, its inputs restored from `storage` into the node's shared
-DVC cache by the node's first task and checked out by every task, pushes, Ray scheduling); each task's phases are
-printed as the driver reports them.
+this is what a task adds to the same `dvc repro` (clone, the remote set up with `dvc remote modify --local`, its
+inputs restored from `storage` into the node's shared DVC cache by the node's first task and checked out by every
+task, pushes, the driver merging the task's dvc.lock entry, Ray scheduling); each task's phases are printed as the
+driver reports them.
 Both nodes share this machine's cores: the 2-node speed-up is bounded by the cores, not by the cluster.
 """
 
@@ -25,7 +26,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time

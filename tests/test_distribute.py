@@ -1,7 +1,9 @@
 """`python -m labelbench.ops.distribute` on a real two-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``)
 with the file-backed S3 server of `labelbench.ops.storage` as `storage`, real dvc, and small clones (digits, 1 epoch,
 8 px): (a) five folds across two nodes give the dvc.lock and outputs of a single-machine `dvc repro`; (b) a node
-killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys; (e) two drivers started together."""
+killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys; (e) two drivers started together.
+Without a cluster: the leases, --jobs, that no DVC module is imported (DVC's public CLI only), and the merge of the
+tasks' dvc.lock entries."""
 
 from __future__ import annotations
 
@@ -294,3 +296,42 @@ def test_jobs_must_be_positive(capsys):
         main(["--jobs", "0"])
     assert exit_info.value.code == 2
     assert "--jobs 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_dvc_is_used_through_its_public_interfaces_only():
+    """No module of DVC is imported (its internals change between releases without notice): the glue calls `dvc`
+    commands and reads their --json / --dot output and dvc.lock."""
+    import ast
+
+    from labelbench.ops import distribute
+
+    tree = ast.parse(Path(distribute.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not sorted(name for name in imported if name == "dvc" or name.startswith("dvc.")), imported
+
+
+def test_merged_lock_entries_give_the_same_file_in_any_order(tmp_path):
+    """Two drivers merging the same tasks' dvc.lock entries in different orders write the same dvc.lock; a task's
+    copy lacks the entries of the folds it may train; ancestors follow the graph of `dvc dag --dot`."""
+    from labelbench.ops.distribute import ancestors, lock_without, merge_lock, read_lock
+
+    order = ["raw", "folds", "crossval@a-0", "crossval@a-1", "assemble"]
+    entry = {name: {"cmd": f"run {name}", "outs": [{"path": f"out/{name}", "md5": "0" * 32}]} for name in order}
+    texts = []
+    for name, merges in (("one", ["crossval@a-1", "crossval@a-0"]), ("two", ["crossval@a-0", "crossval@a-1"])):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"folds": entry["folds"],
+                                                                                  "raw": entry["raw"]}},
+                                                      sort_keys=False))
+        for merge in merges:
+            merge_lock(root, {merge: entry[merge]}, order)
+        texts.append((root / "dvc.lock").read_text())
+    assert texts[0] == texts[1]
+    assert list(read_lock(tmp_path / "one")) == ["raw", "folds", "crossval@a-0", "crossval@a-1"]
+    assert set(yaml.safe_load(lock_without(tmp_path / "one", ["crossval@a-0"]))["stages"]) == {
+        "raw", "folds", "crossval@a-1"}
+    parents = {"raw": set(), "folds": {"raw"}, "crossval@a-0": {"raw", "folds"}, "crossval@a-1": {"raw", "folds"},
+               "assemble": {"crossval@a-0", "crossval@a-1"}}
+    assert ancestors(parents, ["crossval@a-0", "crossval@a-1"]) == ["raw", "folds"]

@@ -1,37 +1,52 @@
-"""The crossval matrix on a Ray cluster: one Ray task per `crossval@…` stage not yet in `storage`.
+"""The crossval matrix on a Ray cluster: one Ray task per `crossval@…` stage whose outputs `storage` lacks.
 
     python -m labelbench.ops.distribute [--address HOST:PORT] [--remote storage] [--jobs N]   (or: make distribute)
 
+DVC is used through its public interfaces only: plain ``dvc`` commands (``python -m dvc`` on the driver; in a task,
+the ``dvc`` console script's entry point called in-process, one start-up for its several commands), their ``--json``
+and ``--dot`` output, and dvc.lock, whose format is documented. No ``dvc.*`` module is imported, and no log line of
+DVC is parsed.
+
 1. Checks before any task: the workspace is HEAD (tracked files; dvc.lock and the `distribute` params block may
-   differ), the `distribute` params block, and the remote `storage`: its run-cache folder is listed with DVC's own
-   S3 client (``Repo.cloud.get_remote_odb``), so an unreachable server, wrong keys or a missing bucket give one error
-   naming the remote, its URL and the fix.
-2. The stages upstream of the matrix (raw, dedupe, noise, folds) are reproduced here (``dvc repro --pull``, cheap)
-   and pushed to `storage` with the run-cache, so that every task can restore them.
-3. A fold is done when `storage` holds a run-cache entry for its current deps/params/cmd (the key DVC files it
-   under, ``runs/<key[:2]>/<key>/``): one listing of the remote's ``runs/``, nothing downloaded. DVC has no public
-   call for that key; ``dvc.stage.cache._get_stage_hash`` (DVC 3.67.1, pinned) computes it. Were it ever wrong, a
-   done fold would only be submitted again and its task would restore it from the run-cache (step 4), not retrain.
-4. One Ray task per missing fold (resources and retries from the `distribute` params block), each in a temp clone
-   of the driver's exact commit (a git bundle in the object store) with the driver's dvc.lock and `storage` settings
-   (credentials included, never printed). Its DVC work runs in one process (``run_task``, DVC's Python API: one
-   start-up instead of three ``dvc`` commands): ``dvc pull`` of the stage's DVC-tracked deps only (not the whole
-   upstream: e.g. not data/deduped), in one batched call, into a DVC cache that the tasks of a node share (in Ray's
-   temp dir, under the cluster's session name), so that a node restores a dataset from `storage` once, not once per
-   task, and checked out as hardlinks to that cache; then, with the clone's own cache, ``dvc repro --pull
-   --single-item <stage>`` (the fold trained, or restored if some earlier attempt pushed it), ``dvc push -r storage
-   <stage>`` and only then ``dvc push -r storage --run-cache``, so a run-cache entry in `storage` always has its
-   outputs there. The shared cache receives pulled
+   differ), the `distribute` params block, and the remote `storage` (its options from ``dvc config --list``):
+   ``dvc fetch -r storage --run-cache --max-size 1`` lists its run-cache (fetching the entries, no data), so an
+   unreachable server, wrong keys or a missing bucket give one error naming the remote, its URL and the fix (chosen
+   from the S3 client's error text; an unknown failure still gives the one error).
+2. The pipeline's graph comes from ``dvc dag --dot``. The stages upstream of the matrix (raw, dedupe, noise, folds)
+   are reproduced here (``dvc repro --pull``, cheap) and pushed to `storage` (``dvc push``, then ``dvc push
+   --run-cache``), so that every task can restore them.
+3. A fold is done when its entry in the driver's dvc.lock is current (``dvc status --json`` reports nothing but its
+   outputs missing from the workspace) and ``dvc status --cloud -r storage --json`` finds that entry's outputs in
+   `storage`. Every other fold gets a task. A fold some other run already pushed (another driver, a task whose
+   result this driver never received) is submitted too; its task restores it from the run-cache instead of training.
+4. One Ray task per such fold (resources and retries from the `distribute` params block), each in a temp clone of
+   the driver's exact commit (a git bundle in the object store) with the driver's dvc.lock minus the folds' entries
+   (so that ``dvc repro --pull`` restores a fold from the run-cache when `storage` has an entry, rather than trying
+   the outputs that an old entry of the same inputs names and retraining when they are not in the remote) and the
+   driver's `storage` options (credentials included: passed in a file of mode 600, never on a command line or
+   printed). Its DVC work runs in one process (``run_task``): ``dvc remote modify --local`` / ``dvc remote default
+   --local`` for `storage`; ``dvc pull`` of the outputs of the stages the fold reads (its parents in the graph: not
+   the whole upstream, e.g. not data/deduped), in one batched call, into a DVC cache that the tasks of a node share
+   (``dvc cache dir --local``, in Ray's temp dir, under the cluster's session name), so that a node restores a
+   dataset from `storage` once, not once per task, checked out as hardlinks to that cache; then, with the clone's own
+   cache, ``dvc repro --pull --single-item <stage>`` (the fold trained, or restored from the run-cache),
+   ``dvc push -r storage <stage>`` and only then ``dvc push -r storage --run-cache``, so a run-cache entry in
+   `storage` always has its outputs there. The task returns the stage's entry of the clone's dvc.lock, and whether
+   it trained (the training loop's own line, printed by stages/crossval.py). The shared cache receives pulled
    inputs only, never a run-cache entry: ``dvc push --run-cache`` sends every entry of the cache it is given, so
    with one cache for a node's repro and pushes, one task could upload another's fresh entry before that task has
    pushed its outputs. A task whose node or worker dies is rerun by Ray (``max_retries``); a failing training is
    not retried.
-5. Leases: a named detached actor on the head node (``labelbench-distribute-leases``) holds one lease per run-cache
-   key, renewed by its driver every ``TTL / 4`` and dropped when the task ends, the driver is interrupted, or after
-   ``TTL`` without renewal (a dead driver's tasks die with it). A second driver on the same Ray cluster waits for a
-   leased fold instead of training it too. Drivers on different clusters sharing one bucket are not coordinated.
-6. When every fold is in `storage`: ``dvc repro --pull`` with `storage` as the remote (``Repo(remote=...)``, the
-   clone's config untouched) restores every fold from the run-cache, assembles and evaluates.
+5. The driver writes each returned entry into its dvc.lock as the task ends (stages in ``dvc dag`` order, so two
+   drivers that merged the same entries write the same file): an interrupted driver keeps what finished.
+6. Leases: a named detached actor on the head node (``labelbench-distribute-leases``) holds one lease per fold (its
+   name and the git tree of HEAD), renewed by its driver every ``TTL / 4`` and dropped when the task ends, the
+   driver is interrupted, or after ``TTL`` without renewal (a dead driver's tasks die with it). A second driver on
+   the same Ray cluster waits for a leased fold instead of training it too. Drivers on different clusters sharing
+   one bucket, or on different trees, are not coordinated.
+7. When every fold is done (step 3, asked again): ``dvc pull -r storage`` of the folds, ``dvc status --json`` of
+   the folds must be clean (else ``dvc repro`` would train them here: an error instead), then ``dvc repro --pull``
+   assembles and evaluates. A fold whose dvc.lock entry changed in that repro is reported as retrained (exit 1).
 """
 
 from __future__ import annotations
@@ -48,7 +63,7 @@ import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -58,7 +73,6 @@ LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
 TASK_DIR_PREFIX = "labelbench-distribute-"
-RAN, RESTORED = re.compile(r"Running stage '([^']+)'"), re.compile(r"Stage '([^']+)' is cached - skipping run")
 
 
 class DistributeError(RuntimeError):
@@ -96,57 +110,154 @@ def check_workspace(root: Path) -> str:
     return commit
 
 
-def _describe(repo, remote: str) -> str:
-    conf = repo.config["remote"][remote]
-    where = conf.get("url", "?") + (f" at {conf['endpointurl']}" if conf.get("endpointurl") else "")
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A plain ``dvc`` command in ``root`` (DVC's public CLI), output captured; RuntimeError on failure."""
+    env = {**os.environ, "PYTHONPATH": str(root)}  # the stages import this checkout's labelbench
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True)
+    if check and result.returncode:
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
+    return result
+
+
+def remote_options(root: Path, remote: str) -> dict[str, str]:
+    """The options of ``remote`` as ``dvc config --list`` prints them (every level merged, the later one winning);
+    DistributeError when there is no such remote."""
+    options: dict[str, str] = {}
+    for line in dvc(root, "config", "--list").stdout.splitlines():
+        name, _, value = line.partition("=")
+        if name.startswith(f"remote.{remote}."):
+            options[name.removeprefix(f"remote.{remote}.")] = value
+    if "url" not in options:
+        raise DistributeError(f"no remote '{remote}' in .dvc/config; see docs/storage.md")
+    return options
+
+
+def describe(remote: str, options: dict[str, str]) -> str:
+    where = options.get("url", "?") + (f" at {options['endpointurl']}" if options.get("endpointurl") else "")
     return f"remote '{remote}' ({where})"
 
 
-def remote_runs(repo, remote: str) -> set[str]:
-    """Run-cache keys held by ``remote`` (one listing of its ``runs/``); DistributeError when the remote cannot be
-    read, naming it, its URL and the fix."""
-    if remote not in repo.config["remote"]:
-        raise DistributeError(f"no remote '{remote}' in .dvc/config; see docs/storage.md")
-    what = _describe(repo, remote)
-    try:
-        odb = repo.cloud.get_remote_odb(remote, "distribute", hash_name="md5-dos2unix")
-        found = list(odb.fs.find(odb.fs.join(odb.path, "runs")))
-    except Exception as exc:  # noqa: BLE001 - every failure of the listing is reported as one message
-        text = f"{type(exc).__name__}: {exc}"
-        if re.search(r"connect|Connection|timed? ?out|Name or service", text):
-            fix = ("cannot be reached: start the server (`make storage` for the local one) or correct "
-                   f"`dvc remote modify --local {remote} endpointurl`")
-        elif re.search(r"403|Forbidden|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|PermissionError|signature|credentials", text):
-            fix = (f"refused the credentials: set them with `dvc remote modify --local {remote} access_key_id/"
-                   "secret_access_key` (the local server: `make storage`) or the AWS variables")
-        elif re.search(r"NoSuchBucket|bucket", text, re.I):
-            fix = "has no such bucket: create it or correct the url"
-        else:
-            fix = "cannot be listed"
-        raise DistributeError(f"{what} {fix} ({text.splitlines()[0][:300]})") from None
-    return {PurePosixPath(path).parent.name for path in found}
+def check_remote(root: Path, remote: str, options: dict[str, str]) -> None:
+    """``dvc fetch -r <remote> --run-cache --max-size 1``: lists the remote's run-cache (and fetches its entries,
+    a few hundred bytes each, and no data: nothing is smaller than one byte), so an unreachable server, refused keys
+    or a missing bucket give one DistributeError naming the remote, its URL and the fix. The fix is chosen from the
+    S3 client's error text (HTTP status, error code); an unknown one still gives the error, with a generic fix."""
+    result = dvc(root, "fetch", "-r", remote, "--run-cache", "--max-size", "1", check=False)
+    if result.returncode == 0:
+        return
+    text = " ".join(line.strip() for line in (result.stderr + result.stdout).splitlines()
+                    if line.strip() and "dvc.org/support" not in line)
+    if re.search(r"connect|Connection|timed? ?out|Name or service", text):
+        fix = ("cannot be reached: start the server (`make storage` for the local one) or correct "
+               f"`dvc remote modify --local {remote} endpointurl`")
+    elif re.search(r"403|Forbidden|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|PermissionError|signature|credentials", text):
+        fix = (f"refused the credentials: set them with `dvc remote modify --local {remote} access_key_id/"
+               "secret_access_key` (the local server: `make storage`) or the AWS variables")
+    elif re.search(r"NoSuchBucket|bucket", text, re.I):
+        fix = "has no such bucket: create it or correct the url"
+    else:
+        fix = "cannot be read"
+    raise DistributeError(f"{describe(remote, options)} {fix} ({text[:300]})")
 
 
-def crossval_stages(repo) -> list:
-    return sorted((stage for stage in repo.index.stages if getattr(stage, "name", "").startswith("crossval@")),
-                  key=lambda stage: stage.name)
+def pipeline(root: Path) -> tuple[list[str], dict[str, set[str]]]:
+    """The stages of ``dvc dag --dot`` in its order (dvc.yaml's) and each one's direct upstream stages."""
+    nodes, parents = [], {}
+    for line in dvc(root, "dag", "--dot").stdout.splitlines():
+        edge = re.fullmatch(r'\s*"([^"]+)"\s*->\s*"([^"]+)";?\s*', line)
+        node = re.fullmatch(r'\s*"([^"]+)";?\s*', line)
+        if edge:
+            parents.setdefault(edge.group(2), set()).add(edge.group(1))
+        elif node:
+            nodes.append(node.group(1))
+    return nodes, {node: parents.get(node, set()) for node in nodes}
 
 
-def upstream_of(repo, stages) -> list[str]:
-    """Names of the pipeline stages the given stages depend on, directly or not (raw, dedupe, noise, folds)."""
-    import networkx as nx
+def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
+    """The stages the given ones depend on, directly or not (raw, dedupe, noise, folds), in pipeline order."""
+    found, todo = set(), [parent for stage in stages for parent in parents[stage]]
+    while todo:
+        stage = todo.pop()
+        if stage not in found:
+            found.add(stage)
+            todo.extend(parents[stage])
+    return [stage for stage in parents if stage in found and stage not in stages]
 
-    graph = repo.index.graph
-    found = set().union(*(nx.descendants(graph, stage) for stage in stages)) - set(stages)
-    return sorted(stage.addressing for stage in found if stage.cmd)
+
+def read_lock(root: Path) -> dict:
+    import yaml
+
+    path = root / "dvc.lock"
+    return ((yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}).get("stages") or {}
 
 
-def run_cache_key(stage) -> str:
-    """The key under which DVC files the stage's run in the run-cache (deps, params, cmd; module doc, step 3)."""
-    from dvc.stage.cache import _get_stage_hash
+def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
+    """Writes the tasks' dvc.lock entries (DVC's documented file format) into ``root``'s dvc.lock, replacing those of
+    the same stages, stages in pipeline order (so two drivers that merged the same entries write the same file)."""
+    from ruamel.yaml import YAML
 
-    stage.save_deps()  # hashes the deps in the workspace, as `dvc repro` does before it looks the stage up
-    return _get_stage_hash(stage)
+    yaml, path = YAML(), root / "dvc.lock"
+    yaml.default_flow_style = False
+    data = yaml.load(path.read_text()) if path.is_file() else None
+    data = data or {"schema": "2.0"}
+    stages = {**(data.get("stages") or {}), **entries}
+    rank = {name: index for index, name in enumerate(order)}
+    data["stages"] = dict(sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank))))
+    tmp = path.with_name(f".dvc.lock.{os.getpid()}.tmp")
+    with tmp.open("w") as stream:
+        yaml.dump(data, stream)
+    tmp.replace(path)
+
+
+def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
+    """The folds that need no task: their dvc.lock entry is current (``dvc status --json`` reports nothing but
+    their outputs absent from the workspace) and ``dvc status --cloud -r <remote> --json`` finds every output of
+    the entry in the remote."""
+    local = json.loads(dvc(root, "status", "--json", *folds).stdout or "{}")
+    lock = read_lock(root)
+    current = [fold for fold in folds if fold in lock
+               and all(set(change) <= {"changed outs"} for change in local.get(fold, []) if isinstance(change, dict))
+               and all(isinstance(change, dict) for change in local.get(fold, []))]
+    if not current:
+        return set()
+    cloud = json.loads(dvc(root, "status", "--cloud", "-r", remote, "--json", *current).stdout or "{}")
+    absent = [path for path, state in cloud.items() if state in ("new", "missing")]
+    done = set()
+    for fold in current:
+        outs = [out["path"] for out in lock[fold].get("outs", [])]
+        if not any(path == out or path.startswith(f"{out}/") for path in absent for out in outs):
+            done.add(fold)
+    return done
+
+
+def lock_without(root: Path, stages: list[str]) -> str | None:
+    """The text of ``root``'s dvc.lock without the entries of ``stages`` (a task's `dvc repro --pull` then restores
+    its fold from the run-cache when `storage` has an entry, instead of trying outputs that an entry of the same
+    inputs names and retraining when they are not in the remote)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return None
+    yaml = YAML()
+    yaml.default_flow_style = False
+    data = yaml.load(path.read_text()) or {}
+    for stage in stages:
+        (data.get("stages") or {}).pop(stage, None)
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def fold_key(root: Path, stage: str) -> str:
+    """The lease key of a fold: its name and HEAD's git tree (the tasks check out HEAD: same tree, same fold)."""
+    import hashlib
+
+    tree = _git(root, "rev-parse", "HEAD^{tree}").strip()
+    return hashlib.sha256(f"{tree}:{stage}".encode()).hexdigest()[:32]
 
 
 # --- the task (on a worker node) -----------------------------------------------------------------------------
@@ -182,12 +293,15 @@ def node_cache_dir() -> Path:
 
 
 def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
-    """One fold in a temp clone of the driver's commit (module doc, step 4). Returns what ran and where.
+    """One fold in a temp clone of the driver's commit (module doc, step 4). Returns what ran and where, and the
+    stage's dvc.lock entry (for the driver's dvc.lock).
 
-    ``setup``: bundle (bytes of a git bundle), commit, dvc_lock (text), remote (name), remote_config (DVC's
-    options of the remote), aws_config (text of its configpath file or None), env (AWS variables), jobs (DVC's
-    transfer jobs or None)."""
+    ``setup``: bundle (bytes of a git bundle), commit, dvc_lock (text, without the entries of the folds), remote
+    (name), remote_options (its options as ``dvc config --list`` gives them), aws_config (text of its configpath file
+    or None), env (AWS variables), jobs (DVC's transfer jobs or None), inputs (stage -> the stages whose outputs it
+    reads)."""
     import ray
+    import yaml
 
     node = ray.get_runtime_context().get_node_id()
     work = Path(tempfile.mkdtemp(prefix=f"{TASK_DIR_PREFIX}{node[:8]}-"))
@@ -205,72 +319,80 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
                        check=True, capture_output=True)
         if setup["dvc_lock"] is not None:
             (repo / "dvc.lock").write_text(setup["dvc_lock"])
-        remote = dict(setup["remote_config"])
+        options = dict(setup["remote_options"])
         if setup["aws_config"] is not None:
             (work / "aws-config").write_text(setup["aws_config"])
-            remote["configpath"] = str(work / "aws-config")
-        from dvc.config import Config
-
-        with Config(dvc_dir=str(repo / ".dvc"), validate=False).edit("local") as conf:
-            conf.setdefault("core", {})["remote"] = setup["remote"]
-            conf.setdefault("remote", {})[setup["remote"]] = remote
-        os.chmod(repo / ".dvc" / "config.local", 0o600)
+            options["configpath"] = str(work / "aws-config")
+        task = {"stage": stage, "remote": setup["remote"], "options": options, "node_cache": str(node_cache_dir()),
+                "inputs": sorted(setup["inputs"][stage]), "jobs": setup.get("jobs")}
+        spec = work / "task.json"  # the remote's keys: in a file of mode 600, never on a command line
+        spec.touch(mode=0o600)
+        spec.write_text(json.dumps(task))
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **setup["env"],
                "PYTHONPATH": str(repo)}  # the stages import this commit's labelbench
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         timings["checkout"] = round(time.perf_counter() - start, 3)
         report("training")
-        args = ["-m", "labelbench.ops.distribute", "--task", stage, "--remote", setup["remote"],
-                "--node-cache", str(node_cache_dir())] + (["--jobs", str(setup["jobs"])] if setup.get("jobs") else [])
-        out = _child(args, repo, env)
+        out = _child(["-m", "labelbench.ops.distribute", "--task", str(spec)], repo, env)
         timings.update(json.loads(re.findall(r"^TASK-TIMINGS (.*)$", out, re.M)[-1]))
-        ran, restored = RAN.findall(out), RESTORED.findall(out)
-        if set(ran) - {stage}:
-            raise RuntimeError(f"{stage}: other stages {sorted(set(ran) - {stage})} ran in the task:\n" + out[-4000:])
         timings["total"] = round(time.perf_counter() - start, 3)
-        fit = re.search(r"epochs in ([\d.]+) s", out)  # the training loop's own time, as stages/crossval.py prints it
+        # the training loop's own line (stages/crossval.py prints it): present when the fold was trained, absent
+        # when `dvc repro` restored it from the run-cache
+        fit = re.search(r"epochs in ([\d.]+) s", out)
         timings["training_loop"] = float(fit.group(1)) if fit else 0.0
-        return {"stage": stage, "key": key, "node": node, "trained": stage in ran, "restored": stage in restored,
-                "timings": timings}
+        entry = (yaml.safe_load((repo / "dvc.lock").read_text())["stages"])[stage]
+        return {"stage": stage, "key": key, "node": node, "trained": bool(fit), "restored": not fit,
+                "lock": entry, "timings": timings}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_task(*, stage: str, remote: str, node_cache: Path, jobs: int | None) -> dict[str, float]:
-    """The DVC part of a task, in its clone (the working directory), in this one process (module doc, step 4):
-    the stage's DVC-tracked deps pulled from ``remote`` into ``node_cache`` and checked out; then, with the clone's
-    own cache, ``dvc repro --pull --single-item <stage>`` and ``dvc push`` of its outputs, then of the run-cache.
-    Returns the seconds each phase took (after DVC's import)."""
-    from dvc.exceptions import OutputNotFoundError
-    from dvc.logger import setup
-    from dvc.repo import Repo
+def dvc_main(*args: str) -> None:
+    """``dvc <args>`` in this process, through the ``dvc`` console script's entry point (DVC's CLI: one start-up for
+    a task's several commands); RuntimeError when it fails."""
+    from importlib.metadata import entry_points
 
-    setup()
+    (script,) = entry_points(group="console_scripts", name="dvc")
+    shown = [arg if index < 5 or args[:2] != ("remote", "modify") else "***" for index, arg in enumerate(args)]
+    if script.load()(list(args)):
+        raise RuntimeError(f"dvc {' '.join(shown)} failed")
+
+
+def run_task(spec: Path) -> dict[str, float]:
+    """The DVC part of a task, in its clone (the working directory), in this one process, with DVC's CLI (module
+    doc, step 4): the remote configured (``dvc remote modify --local``, ``dvc remote default --local``); the
+    outputs of the stages the fold reads pulled from the remote into the node's shared cache and checked out
+    (``dvc cache dir --local``, ``dvc pull``); then, with the clone's own cache, ``dvc repro --pull --single-item
+    <stage>``, ``dvc push`` of its outputs and only then ``dvc push --run-cache``. Returns the seconds each phase
+    took (after DVC's import)."""
+    task = json.loads(spec.read_text())
+    spec.unlink()
+    stage, remote, jobs = task["stage"], task["remote"], (["--jobs", str(task["jobs"])] if task["jobs"] else [])
     timings, start = {}, time.perf_counter()
 
     def lap(name: str) -> None:
         timings[name] = round(time.perf_counter() - start - sum(timings.values()), 3)
 
+    for option, value in task["options"].items():
+        dvc_main("remote", "modify", "--local", remote, option, value)
+    dvc_main("remote", "default", "--local", remote)
+    os.chmod(".dvc/config.local", 0o600)
+    lap("config")
     # hardlinks: checking 1,797 digits images out as copies took 3 s of system time per task here; the inputs are
     # only read, and DVC keeps its cache files read-only (copy where the clone is on another filesystem)
-    with Repo(".", config={"cache": {"dir": str(node_cache), "type": "hardlink,copy"}}) as repo:
-        (target,) = repo.stage.collect(stage)
-        deps = []
-        for dep in target.deps:
-            try:
-                repo.find_outs_by_path(dep.fs_path, strict=False)
-            except OutputNotFoundError:
-                continue  # tracked by git
-            deps.append(dep.def_path)
-        repo.pull(targets=deps, remote=remote, jobs=jobs)
+    dvc_main("cache", "dir", "--local", task["node_cache"])
+    dvc_main("config", "--local", "cache.type", "hardlink,copy")
+    if task["inputs"]:
+        dvc_main("pull", "-q", "-r", remote, *jobs, *task["inputs"])
+    dvc_main("config", "--local", "--unset", "cache.dir")
+    dvc_main("config", "--local", "--unset", "cache.type")
     lap("pull_deps")
-    with Repo(".") as repo:
-        repo.reproduce(stage, single_item=True, pull=True)
-        lap("repro")
-        repo.push(targets=[stage], remote=remote, jobs=jobs)
-        lap("push")
-        repo.push(targets=[stage], remote=remote, run_cache=True, jobs=jobs)
-        lap("push_run_cache")
+    dvc_main("repro", "--pull", "--single-item", stage)
+    lap("repro")
+    dvc_main("push", "-q", "-r", remote, *jobs, stage)
+    lap("push")
+    dvc_main("push", "-q", "-r", remote, "--run-cache", *jobs, stage)
+    lap("push_run_cache")
     return timings
 
 
@@ -322,86 +444,63 @@ def lease_table():
 # --- the driver ----------------------------------------------------------------------------------------------
 
 
-def _final_repro(root: Path, remote: str) -> tuple[list[str], list[str]]:
-    """``dvc repro --pull`` with ``remote`` as the default remote of this call only; (stages run, restored)."""
-    import logging
-
-    from dvc.logger import setup
-    from dvc.repo import Repo
-
-    setup()
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    keep = Keep(logging.INFO)
-    logging.getLogger("dvc").addHandler(keep)
-    try:
-        with Repo(str(root), remote=remote) as repo:
-            repo.reproduce(pull=True)
-    finally:
-        logging.getLogger("dvc").removeHandler(keep)
-    text = "\n".join(lines)
-    return RAN.findall(text), RESTORED.findall(text)
-
-
 def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None = None, console) -> int:
-    from dvc.repo import Repo
-
     settings = load_params(DistributeParams, root / "params.yaml").distribute
     commit = check_workspace(root)
-    with Repo(str(root)) as repo:
-        remote_runs(repo, remote)  # reachable, keys accepted: before anything else
-        stages = crossval_stages(repo)
-        upstream = upstream_of(repo, stages)
-    if not stages:
+    options = remote_options(root, remote)
+    check_remote(root, remote, options)  # reachable, keys accepted: before anything else
+    order, parents = pipeline(root)
+    folds = [stage for stage in order if stage.startswith("crossval@")]
+    if not folds:
         console.print("no crossval@ stages in dvc.yaml: nothing to distribute")
         return 0
-    console.print(f"[bold]{len(stages)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
+    upstream = ancestors(parents, folds)
+    console.print(f"[bold]{len(folds)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
                   f"and pushing to '{remote}'")
-    with Repo(str(root)) as repo:
-        repo.reproduce(targets=upstream, pull=True)
-    with Repo(str(root)) as repo:
-        try:
-            repo.push(targets=upstream, remote=remote)
-            repo.push(targets=upstream, remote=remote, run_cache=True)
-        except Exception as exc:  # noqa: BLE001
-            raise DistributeError(f"dvc push -r {remote} of {', '.join(upstream)} failed (write access to "
-                                  f"{_describe(repo, remote)}?): {exc}") from None
-    with Repo(str(root)) as repo:
-        present = remote_runs(repo, remote)
-        keys = {stage.addressing: run_cache_key(stage) for stage in crossval_stages(repo)}
-        remote_config = dict(repo.config["remote"][remote])
-    todo = [name for name, key in keys.items() if key not in present]
-    console.print(f"{len(keys) - len(todo)} of {len(keys)} folds already in '{remote}'; "
-                  f"{len(todo)} to train on the cluster")
+    dvc(root, "repro", "--pull", *upstream)
+    try:
+        dvc(root, "push", "-r", remote, *upstream)
+        dvc(root, "push", "-r", remote, "--run-cache", *upstream)
+    except RuntimeError as exc:
+        raise DistributeError(f"dvc push -r {remote} of {', '.join(upstream)} failed (write access to "
+                              f"{describe(remote, options)}?): {str(exc)[-1000:]}") from None
+    done = done_folds(root, folds, remote)
+    todo = [fold for fold in folds if fold not in done]
+    console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
     if todo:
-        status = _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, jobs, console)
+        keys = {fold: fold_key(root, fold) for fold in todo}
+        inputs = {fold: parents[fold] for fold in todo}
+        status = _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, options, address, jobs,
+                            console)
         if status:
             return status
-    with Repo(str(root)) as repo:
-        missing = sorted(name for name, key in keys.items() if key not in remote_runs(repo, remote))
-    if missing:
-        raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
-    console.print(f"dvc repro --pull (remote '{remote}'): restoring the folds, assembling, evaluating")
-    ran, restored = _final_repro(root, remote)
-    retrained = [name for name in ran if name.startswith("crossval@")]
-    console.print(f"final repro: ran {len(ran)} stage(s), restored {len(restored)} from the run-cache"
+        missing = sorted(set(folds) - done_folds(root, folds, remote))
+        if missing:
+            raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
+    console.print(f"dvc pull -r {remote} of the folds, then dvc repro --pull: assembling, evaluating")
+    dvc(root, "pull", "-q", "-r", remote, *folds)
+    stale = sorted(json.loads(dvc(root, "status", "--json", *folds).stdout or "{}"))
+    if stale:  # dvc repro would train these here
+        raise DistributeError(f"not up to date after dvc pull -r {remote}: {', '.join(stale)}; run again")
+    before = {fold: entry for fold, entry in read_lock(root).items() if fold in folds}
+    dvc(root, "repro", "--pull")
+    retrained = sorted(fold for fold, entry in read_lock(root).items() if fold in before and entry != before[fold])
+    console.print("final repro: ran `dvc repro --pull` with every fold up to date"
                   + (f"; [red]retrained {retrained}[/]" if retrained else "; no fold retrained"))
     return 1 if retrained else 0
 
 
-def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, address, jobs, console) -> int:
+def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, options, address, jobs, console) -> int:
     import ray
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bundle = Path(tempfile.mkdtemp(prefix=TASK_DIR_PREFIX)) / "head.bundle"
     subprocess.run(["git", "bundle", "create", "-q", str(bundle), "HEAD"], cwd=root, check=True, capture_output=True)
-    configpath = remote_config.get("configpath")
-    setup = {"bundle": bundle.read_bytes(), "commit": commit, "remote": remote, "remote_config": remote_config,
-             "dvc_lock": (root / "dvc.lock").read_text() if (root / "dvc.lock").is_file() else None,
+    configpath = options.get("configpath")
+    if configpath and not Path(configpath).is_absolute():  # DVC reads a relative path from the config's folder
+        configpath = str(root / ".dvc" / configpath)
+    setup = {"bundle": bundle.read_bytes(), "commit": commit, "remote": remote, "remote_options": options,
+             "dvc_lock": lock_without(root, todo), "inputs": inputs,
              "aws_config": Path(configpath).read_text() if configpath and Path(configpath).is_file() else None,
              "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}, "jobs": jobs}
     shutil.rmtree(bundle.parent)
@@ -440,13 +539,14 @@ def _run_tasks(root, todo, keys, settings, commit, remote, remote_config, addres
                         progress.update(rows[name], description=f"  {name}: [red]failed[/]")
                         console.print(f"failed {name}: {failures[name]}")
                     else:
+                        merge_lock(root, {name: result["lock"]}, order)
                         results.append(result)
                         how = "trained" if result["trained"] else "restored"
                         progress.update(rows[name], completed=1,
                                         description=f"  {name}: {how} on {result['node'][:8]}")
                         t = result["timings"]
                         console.print(f"done {name}: {how} on node {result['node'][:8]} in {t['total']:.1f} s "
-                                      f"(clone {t['checkout']:.1f} s, inputs {t['pull_deps']:.1f} s, dvc repro "
+                                      f"(clone {t['checkout']:.1f} s, remote set-up {t['config']:.1f} s, inputs {t['pull_deps']:.1f} s, dvc repro "
                                       f"{t['repro']:.1f} s with training loop {t['training_loop']:.1f} s, push "
                                       f"{t['push'] + t['push_run_cache']:.1f} s)")
                     ray.get(table.release.remote(owner, [keys[name]]))
@@ -490,13 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--remote", default="storage", help="DVC remote the tasks meet in (default: storage)")
     parser.add_argument("--jobs", type=int, help="DVC's transfer jobs in each task's pull and pushes "
                         "(default: DVC's, 4 per core)")
-    parser.add_argument("--task", help=argparse.SUPPRESS)  # a task's DVC process (run_task), in its clone
-    parser.add_argument("--node-cache", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--task", type=Path, help=argparse.SUPPRESS)  # a task's DVC process (run_task): its spec
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be >= 1")
     if args.task:
-        timings = run_task(stage=args.task, remote=args.remote, node_cache=args.node_cache, jobs=args.jobs)
+        timings = run_task(args.task)
         print(f"TASK-TIMINGS {json.dumps(timings)}", flush=True)
         return 0
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
