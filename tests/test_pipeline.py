@@ -33,8 +33,12 @@ def restore(repo):
     """Back to the committed baseline: tracked files, untracked leftovers, DVC's cached outputs (data/scores,
     metrics/models, the markdown reports: `dvc checkout`), and anything a failed run deleted rebuilt."""
     run(["git", "reset", "-q"], repo)
-    # every tracked file written again: `dvc exp run -S` can leave params.yaml edited with git's stat cache saying
-    # clean (same size and time), and then `git checkout -- .` would not bring it back
+    # every tracked file written again: `dvc exp run -S crossval.folds=[1,2,3]` leaves params.yaml edited with the
+    # same size in the same second, so git's stat cache says clean and even `git checkout-index -f` skips it; an
+    # old mtime makes git see every file as changed and write it back
+    for name in filter(None, run(["git", "ls-files", "-z"], repo).stdout.split("\0")):
+        if (repo / name).is_file():
+            os.utime(repo / name, (0, 0))
     run(["git", "checkout-index", "-a", "-f"], repo)
     run(["git", "clean", "-fdq"], repo)
     run(["dvc", "checkout", "-q"], repo)
