@@ -25,6 +25,7 @@ Every mismatch is one :class:`DataError` naming the file and the commands that r
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -204,20 +205,11 @@ def _error(path: Path, problem: str) -> DataError:
 
 
 def cache_dir(root: Path) -> Path:
-    """The DVC cache folder: ``cache.dir`` of .dvc/config.local / .dvc/config, else .dvc/cache."""
-    for name in ("config.local", "config"):
-        config = root / ".dvc" / name
-        if not config.is_file():
-            continue
-        section = None
-        for line in config.read_text(encoding="utf-8").splitlines():
-            stripped = line.strip()
-            if stripped.startswith("["):
-                section = stripped.strip("[]").strip("'\"")
-            elif section == "cache" and stripped.split("=", 1)[0].strip() == "dir" and "=" in stripped:
-                value = stripped.split("=", 1)[1].strip()
-                return (root / ".dvc" / os.path.expanduser(value)).resolve()
-    return root / ".dvc" / "cache"
+    """The DVC cache folder: ``cache.dir`` of .dvc/config.local, else of .dvc/config, else .dvc/cache."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.read([root / ".dvc" / "config", root / ".dvc" / "config.local"], encoding="utf-8")  # local wins
+    value = config.get("cache", "dir", fallback=None)
+    return (root / ".dvc" / os.path.expanduser(value)).resolve() if value else root / ".dvc" / "cache"
 
 
 def cache_object(root: Path, md5: str) -> Path:
