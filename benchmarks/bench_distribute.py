@@ -46,7 +46,7 @@ def clone(dest: Path, s3: Path, prefix: str, folds: int, epochs: int, image_size
     params["train"].update(epochs=epochs, image_size=image_size)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "bench configuration", "--allow-empty"], repo)
-    run(["dvc", "pull", "-q", "data/published.dvc"], repo)
+    run(["dvc", "pull", "-q", "data/published"], repo)
     storage.configure(repo, s3)
     run(["dvc", "remote", "modify", "--local", "storage", "url", f"s3://{storage.BUCKET}/{prefix}"], repo)
     return repo

@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_verify.") as tmp:
         root = small_clone(Path(tmp) / "clone", published=["roman-numeral"])
-        run(["dvc", "pull", "-q", "data/published.dvc"], root)
+        run(["dvc", "pull", "-q", "data/published"], root)
         run(["dvc", "repro", "-q"], root)
         lock, aside = root / "dvc.lock", root / "dvc.lock.aside"
         sys.path.insert(0, str(root))

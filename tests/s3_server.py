@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import clone_repo, run
 
@@ -50,14 +51,20 @@ TINY_OUTS = ["tiny/gen/0.bin", "tiny/gen/1.bin", "tiny/gen/2.bin", "tiny/total.t
 
 
 def tiny_clone(dest: Path) -> Path:
-    """:func:`conftest.clone_repo` (this checkout's .dvc/config, Makefile, data/published.dvc), with
-    dvc.yaml replaced by two tiny stages and no dvc.lock, committed. tiny/seed.txt is random, so that
-    no two clones share run-cache entries."""
+    """:func:`conftest.clone_repo` (this checkout's .dvc/config, Makefile), with the project's stages replaced by two
+    tiny ones but for `published` (the authors' data, from the public remote: its dvc.lock entry is kept),
+    committed. tiny/seed.txt is random, so that no two clones share run-cache entries."""
     root = clone_repo(dest)
+    published = {name: yaml.safe_load((root / name).read_text())["stages"]["published"]
+                 for name in ("dvc.yaml", "dvc.lock")}
     for rel, text in {**TINY_PIPELINE, "tiny/seed.txt": secrets.token_hex(8) + "\n"}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    (root / "dvc.lock").unlink(missing_ok=True)
+    pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
+    pipeline["stages"] = {"published": published["dvc.yaml"], **pipeline["stages"]}
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"published": published["dvc.lock"]}},
+                                                  sort_keys=False))
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny pipeline"], root)
     return root

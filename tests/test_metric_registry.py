@@ -29,7 +29,7 @@ def repo(tmp_path_factory, published):
     root = small_clone(tmp_path_factory.mktemp("registry"), published=["roman-numeral"], trained=False)
     registry = root / "labelbench/evaluation/metrics.py"
     registry.write_text(registry.read_text() + TOY)
-    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    run(["dvc", "pull", "-q", "data/published"], root)
     run(["dvc", "repro", "-q"], root)
     return root
 

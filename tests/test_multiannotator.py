@@ -387,7 +387,7 @@ def test_dvc_repro_multiannotator(tmp_path):
     params["multiannotator"]["baselines"] = ["dawid_skene"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "commit", "-qam", "one model"], repo)
-    run(["dvc", "pull", "-q", "data/published.dvc"], repo)
+    run(["dvc", "pull", "-q", "data/published"], repo)
     result = run(["dvc", "repro", "multiannotator"], repo)
     assert stages_run(result.stdout) == ["multiannotator"]
     table = pd.read_csv(repo / "metrics" / "multiannotator.csv")

@@ -199,3 +199,34 @@ def test_chromium_draws_the_chart_offline(plots_page, bundle, tmp_path):
     bare.write_text(plots_page.read_text(encoding="utf-8").replace(bundle, ""), encoding="utf-8")
     blank = _image_stats(shots.screenshot(bare, tmp_path / "bare.png"), (0, 0, 1200, 600))
     assert blank["line_pixels"] == 0 and blank["non_white_frac"] < 0.001, blank
+
+
+@pytest.mark.slow
+def test_the_projects_plots_diff_page_draws_every_plot_without_a_script_error(tmp_path):
+    """This repository's own `dvc plots diff` page (the evaluation half run on roman-numeral, against the committed
+    plots): every plot is a chart with a spec or an image that exists, every spec compiles, Chromium draws one chart
+    per spec and its console shows no error (an apostrophe in a title once broke the page's script)."""
+    from conftest import roman_numeral_clone, run
+
+    shots = _screenshots()
+    root = roman_numeral_clone(tmp_path / "repo")
+    run(["dvc", "repro"], root)
+    run(["dvc", "plots", "diff", "-o", "out"], root)
+    page = root / "out" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    ids = re.findall(r"vegaEmbed\('#([^']*)'", text)
+    assert len(ids) >= 10 and len(set(ids)) == len(ids), ids  # pr, roc, lift per dataset, the tables, the issues
+    assert all(re.fullmatch(r"[A-Za-z0-9_\-]+", i) for i in ids), ids  # safe as a JS string and a CSS selector
+    assert "var spec = {}" not in text and "file type error" not in text
+    for src in re.findall(r'<img src="([^"$]+)"', text):
+        assert (page.parent / src).is_file() and (page.parent / src).stat().st_size > 0, src
+    dom, console = shots.dom_and_console(page)
+    # The only messages allowed: DVC's templates say Vega-Lite v5 and the inlined bundle is v6, which draws them and
+    # says so; DVC fills its built-in templates' optional channels (shape, strokeDash) with {} when nothing varies
+    harmless = re.compile(r"^warn: (The input spec uses Vega-Lite v5, but the current version of Vega-Lite is v6|"
+                          r'WARN Dropping \{\} from channel "(shape|strokeDash)" since it does not contain any data)')
+    unexpected = [line for line in console if not harmless.match(line)]
+    assert unexpected == [], "\n".join(unexpected)
+    drawn = re.findall(r'<div id="([^"]+)"[^>]*class="[^"]*vega-embed', dom)
+    assert sorted(drawn) == sorted(ids), (set(ids) - set(drawn))
+    assert dom.count('class="marks"') >= len(ids)  # each chart's canvas

@@ -16,7 +16,7 @@ def objects(remote) -> list[str]:
 def repo(tmp_path_factory):
     """roman-numeral evaluated, nothing trained, reproduced and committed; `published` points at an empty folder."""
     root = small_clone(tmp_path_factory.mktemp("publish") / "clone", published=["roman-numeral"], trained=False)
-    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    run(["dvc", "pull", "-q", "data/published"], root)
     run(["dvc", "repro", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "reproduced"], root)

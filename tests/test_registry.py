@@ -227,7 +227,7 @@ def test_http_public_deployment(registry, http_remote, tmp_path):
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(deployed), str(clone)], tmp_path)
     before = object_requests(http_remote)
-    dvc(["pull", "data/published.dvc"], clone)
+    dvc(["pull", "data/published"], clone)
     assert object_requests(http_remote) > before
     folder = clone / "data" / "published"
     for dataset in DATASETS:

@@ -7,6 +7,7 @@ import json
 import shutil
 import numpy as np
 import pytest
+import yaml
 
 from conftest import DVC_REMOTE, REPO_ROOT, clone_repo, make, run, small_clone, stages_run, venv_env
 
@@ -96,7 +97,7 @@ def test_publish_fills_the_public_remote_and_a_fresh_clone_trains_nothing(tmp_pa
     shutil.copytree(DVC_REMOTE, public)
     origin = small_clone(tmp_path / "origin", published=["roman-numeral"], folds=2)
     run(["dvc", "remote", "modify", "--local", "published", "url", str(public)], origin)
-    run(["dvc", "pull", "data/published.dvc"], origin)
+    run(["dvc", "pull", "data/published"], origin)
     run(["dvc", "repro"], origin)
     run(["git", "add", "-A"], origin)
     run(["git", "commit", "-qm", "trained"], origin)
@@ -121,7 +122,7 @@ def test_publish_fills_the_public_remote_and_a_fresh_clone_trains_nothing(tmp_pa
     assert other.returncode != 0 and "unsaved files" in other.stderr, other.stderr
     assert "not in the public remote yet" not in other.stderr
     planted.unlink()
-    run(["dvc", "checkout", "-q", "data/published.dvc"], fresh)
+    run(["dvc", "checkout", "-q", "data/published"], fresh)
 
     make("publish", origin)
     after = run(["dvc", "pull"], fresh, env=no_credentials_env())
@@ -164,7 +165,7 @@ DAMAGE = {
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, remote_ok):
     repo = small_clone(tmp_path_factory.mktemp("immutable"), published=["roman-numeral"], trained=False)
-    run(["dvc", "pull", "data/published.dvc"], repo)
+    run(["dvc", "pull", "data/published"], repo)
     run(["dvc", "repro", "evaluate"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "evaluated"], repo)
@@ -187,17 +188,17 @@ def test_damaged_published_file_is_refused_never_recorded_and_restorable(evaluat
         assert result.returncode != 0
         assert "data/published/roman-numeral/pred_probs/resnet18.npy" in output
         assert "Traceback" not in output
-        assert PUBLISHED_MD5 in (repo / "data/published.dvc").read_text()
+        assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["published"]["outs"][0]["md5"] == PUBLISHED_MD5
         # nothing recorded, nothing half-written: the failed stage leaves no outputs (no `persist`), nothing else
         # changed, nothing new
         status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout.splitlines()
         assert status and all(line.startswith(" D ") for line in status), status
         assert not (repo / "metrics/headline.json").exists() and not (repo / "data/scores").exists()
-        status = json.loads(run(["dvc", "status", "--json", "data/published.dvc"], repo).stdout)
-        assert status["data/published.dvc"] == [{"changed outs": {"data/published": "modified"}}]
+        status = json.loads(run(["dvc", "status", "--json", "published"], repo).stdout)
+        assert status["published"] == [{"changed outs": {"data/published": "modified"}}]
         run(["dvc", "checkout", "--force", "data/published"], repo)
         assert hashlib.sha256(target.read_bytes()).hexdigest() == original
-        assert run(["dvc", "status", "data/published.dvc"], repo).stdout.strip().startswith(
+        assert run(["dvc", "status", "published"], repo).stdout.strip().startswith(
             "Data and pipelines are up to date")
         run(["git", "checkout", "--", "."], repo)  # the last good outputs, from git
         assert run(["git", "status", "--porcelain"], repo).stdout == ""

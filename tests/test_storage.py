@@ -55,7 +55,7 @@ def team(tmp_path_factory, moto_s3):
     endpoint, client = moto_s3
     a = tiny_clone(tmp_path_factory.mktemp("moto") / "A")
     connect(a, endpoint)
-    assert stages_run(run(["dvc", "repro"], a).stdout) == ["gen", "total"]
+    assert stages_run(run(["dvc", "repro", "total"], a).stdout) == ["gen", "total"]  # the tiny stages, not `published`
     make("push", a)
     commit(a, "dvc.lock")
     return {"A": a, "client": client, "outputs": outputs(a)}
@@ -77,7 +77,7 @@ def test_make_push_then_make_pull_storage_in_another_clone_is_byte_identical(tea
 
     b = git_clone(a, tmp_path / "B")
     assert outputs(b) == dict.fromkeys(TINY_OUTS)
-    make("pull-storage", b, skip=("setup", "check-remote"))  # `dvc pull data/published.dvc` first
+    make("pull-storage", b, skip=("setup", "check-remote"))  # plain `dvc pull` first
     assert outputs(b) == expected and (b / "data" / "published" / "roman-numeral" / "given_labels.npy").is_file()
     assert "in sync" in run(["dvc", "status", "-c", "-r", "storage"], b).stdout
 
@@ -99,7 +99,7 @@ def test_another_clone_restores_the_stages_from_the_run_cache(team, tmp_path):
     d = git_clone(team["A"], tmp_path / "D")
     run(["git", "checkout", "-q", "HEAD~1"], d)  # before dvc.lock: nothing says what the stages made
     run(["dvc", "remote", "default", "--local", "storage"], d)  # a team member's clone
-    out = run(["dvc", "repro", "--pull"], d).stdout
+    out = run(["dvc", "repro", "--pull", "total"], d).stdout
     assert stages_run(out) == [] and sorted(stages_restored(out)) == ["gen", "total"], out
     assert outputs(d) == team["outputs"]  # the stages write random bytes: these were not made again
 
@@ -172,7 +172,7 @@ def test_cli_starts_once_and_a_second_clone_shares_the_server(server, tmp_path):
     assert st["endpoint"] in local and st["access_key_id"] in local and st["secret_access_key"] in local
     assert run(["git", "status", "--porcelain"], t).stdout == ""  # .dvc/config untouched; the rest ignored
 
-    assert stages_run(run(["dvc", "repro"], t).stdout) == ["gen", "total"]
+    assert stages_run(run(["dvc", "repro", "total"], t).stdout) == ["gen", "total"]
     make("push", t)
     commit(t, "dvc.lock")
     u = tmp_path / "U"

@@ -103,7 +103,7 @@ def test_sweep_tabulates_the_experiments_and_matches_a_direct_exp_run(tmp_path, 
     if not DVC_REMOTE.is_dir():
         pytest.skip(f"no DVC remote at {DVC_REMOTE}")
     repo = small_clone(tmp_path, published=["roman-numeral"], trained=False, folds=None)
-    run(["dvc", "pull", "-q", "data/published.dvc"], repo)
+    run(["dvc", "pull", "-q", "data/published"], repo)
     run(["dvc", "repro", "-q", "evaluate"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "baseline"], repo)

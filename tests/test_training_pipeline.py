@@ -20,7 +20,7 @@ def crashed_and_resumed(tmp_path_factory, published):
     if not DVC_REMOTE.is_dir():
         pytest.fail(f"no DVC remote at {DVC_REMOTE}")
     repo = small_clone(tmp_path_factory.mktemp("train"), published=["roman-numeral"])
-    run(["dvc", "pull", "-q", "data/published.dvc"], repo)
+    run(["dvc", "pull", "-q", "data/published"], repo)
     process = subprocess.Popen(["dvc", "repro"], cwd=repo, env={**venv_env(), "PYTHONPATH": str(repo)},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []

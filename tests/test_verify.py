@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import roman_numeral_clone, run, small_clone
+from conftest import SHARED, roman_numeral_clone, run, small_clone
 from labelbench.data.io import DataError, load_dataset, write_npy
 from labelbench.data.verify import dir_listing, listing_md5, md5_file, verify
 
@@ -182,7 +182,7 @@ def _cache_object(repo: Path, md5: str) -> Path:
 @pytest.mark.slow
 def test_damaged_cache_object_and_workspace_file_are_refused_by_the_pipeline(tmp_path):
     root = small_clone(tmp_path, published=["roman-numeral"])
-    run(["dvc", "pull", "-q", "data/published.dvc"], root)
+    run(["dvc", "pull", "-q", "data/published"], root)
     run(["dvc", "repro"], root)
     headline = (root / "metrics" / "headline.json").read_bytes()
     run(["dvc", "repro", "-f", "-s", "evaluate"], root)  # untouched: passes
@@ -237,37 +237,64 @@ def test_damaged_cache_object_and_workspace_file_are_refused_by_the_pipeline(tmp
     assert "`dvc checkout --force data/crossval/digits/test_resnet/fold_1`" in result.stderr
 
 
-def _damage_published(root: Path) -> tuple[bytes, Path]:
+def _published_record(root: Path) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]["published"]
+
+
+def _damage_published(root: Path) -> tuple[dict, Path]:
+    """One byte of a published file flipped: the lock entry that pins the authors' bytes, and the cache object the
+    damaged file would have if some command cached it."""
     path = root / "data" / "published" / "roman-numeral" / "pred_probs" / "resnet18.npy"
     _flip(path)
-    return (root / "data" / "published.dvc").read_bytes(), _cache_object(root, md5_file(path))
+    return _published_record(root), _cache_object(root, md5_file(path))
 
 
 @pytest.mark.slow
 def test_repro_never_records_damaged_published_bytes(tmp_path):
-    root = roman_numeral_clone(tmp_path)
+    root = roman_numeral_clone(tmp_path / "repo")
+    (tmp_path / "shared").unlink()  # a clone elsewhere first: no authors' copy beside it
+    resnet18 = root / "data" / "published" / "roman-numeral" / "pred_probs" / "resnet18.npy"
+    authors = resnet18.read_bytes()
+    # a stage that reads the folder (it does not depend on it): refused, naming the file
     record, damaged_object = _damage_published(root)
-    for command in (["dvc", "repro"], ["dvc", "repro", "evaluate"], ["dvc", "repro", "-f", "-s", "evaluate"]):
+    for command in (["dvc", "repro", "evaluate"], ["dvc", "repro", "-f", "-s", "evaluate"]):
         result = run(command, root, check=False)
         assert result.returncode != 0 and "differs from" in result.stderr, command
-        assert (root / "data" / "published.dvc").read_bytes() == record, command
+        assert _published_record(root) == record, command
         assert not damaged_object.exists(), command
+    # the whole pipeline: the `published` stage's output changed, and DVC restores it from its cache (the lock entry
+    # names the authors' bytes)
+    result = run(["dvc", "repro"], root)
+    assert "Stage 'published' is cached - skipping run" in result.stdout
+    assert resnet18.read_bytes() == authors
+    assert _published_record(root) == record and not damaged_object.exists()
+    # with the cache emptied, DVC reruns the stage; with no authors' copy to rebuild from (a clone elsewhere), it
+    # fails: nothing recorded, and it says how to get the folder back
+    shutil.rmtree(root / ".dvc" / "cache")
+    _damage_published(root)
+    result = run(["dvc", "repro"], root, check=False)
+    assert result.returncode != 0
+    assert "`dvc pull data/published`" in result.stderr
+    assert _published_record(root) == record and not damaged_object.exists()
+    # beside ../shared (as a checkout is): rebuilt from the authors' copy, each file checked
+    (tmp_path / "shared").symlink_to(SHARED)
+    result = run(["dvc", "repro"], root)
+    assert "Running stage 'published'" in result.stdout
+    assert resnet18.read_bytes() == authors
+    assert _published_record(root) == record and not damaged_object.exists()
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "dvc exp run (workspace and --queue) first runs `repo.commit(None, with_deps=True, force=True, data_only=True)` "
-    "(dvc/repo/experiments/queue/base.py `_stash_commit_deps`), which re-hashes every `dvc add`-ed output, "
-    "data/published included, and caches the damaged file; `frozen` does not stop it. Fixing it means data/published "
-    "stops being a `.dvc` data source (issue 15, section 6)"))
 @pytest.mark.parametrize("command", [["dvc", "exp", "run", "-S", "score=margin"],
                                      ["dvc", "exp", "run", "--queue", "-S", "score=margin"]], ids=["run", "queue"])
 def test_exp_run_never_records_damaged_published_bytes(tmp_path, command):
-    root = roman_numeral_clone(tmp_path)
+    """`dvc exp run` commits every `.dvc` data source before it runs (DVC's `_stash_commit_deps`): data/published is a
+    stage output instead, so the damage is never recorded (a workspace run rebuilds the folder, as `dvc repro`)."""
+    root = roman_numeral_clone(tmp_path / "repo")
     record, damaged_object = _damage_published(root)
     run(command, root, check=False)
     try:
-        assert (root / "data" / "published.dvc").read_bytes() == record
+        assert _published_record(root) == record
         assert not damaged_object.exists()
     finally:
         run(["dvc", "queue", "remove", "--all"], root, check=False)

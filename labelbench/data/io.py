@@ -16,13 +16,13 @@ is loaded with pickles enabled. Atomic writers and the labels table: :mod:`label
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from labelbench.data.checksums import checksums_path, read_checksums, verify_checksum  # noqa: F401
 from labelbench.data.verify import verify as verify_recorded
 
 # The file helpers, re-exported: the evaluation half imports its files from here.
@@ -140,36 +140,6 @@ def list_models(root: os.PathLike | str, dataset: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.npy"))
 
 
-def checksums_path(root: os.PathLike | str) -> Path | None:
-    """The ``sha256sum`` list of a data root: ``<root>.SHA256SUMS`` beside it (kept in git, so that it
-    pins the files even if the folder is damaged), else ``<root>/SHA256SUMS``; None when neither."""
-    for path in (Path(f"{root}.SHA256SUMS"), Path(root) / "SHA256SUMS"):
-        if path.is_file():
-            return path
-    return None
-
-
-def read_checksums(path: Path) -> dict[str, str]:
-    """A ``sha256sum`` file as relative path -> digest."""
-    sums = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not name:
-            raise DataError(path, f"line {number} is not '<sha256>  <path>'")
-        sums[name] = digest
-    return sums
-
-
-def verify_checksum(path: Path, root: Path, sums: dict[str, str], listing: Path) -> None:
-    """DataError unless ``path`` has the digest that ``listing`` records for it (relative to ``root``)."""
-    name = path.relative_to(root).as_posix()
-    if name not in sums:
-        raise DataError(path, f"not listed in {listing}")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != sums[name]:
-        raise DataError(path, f"differs from {listing}: these are not the recorded bytes "
-                              f"(restore them with `dvc checkout --force {root}`)")
-
-
 def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None, *,
                  label_errors: bool = True, verify: bool = True) -> Dataset:
     """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``.
@@ -265,3 +235,4 @@ def _check_length(array: np.ndarray, n: int, path, reference) -> None:
         raise DataError(
             path, f"has {array.shape[0] if array.ndim else 0} rows but {Path(reference).name} has {n}"
         )
+

@@ -4,7 +4,7 @@
 
 1. earlier experiments of HEAD with this sweep's names are removed (a rerun replaces them), then each
    valid (score, adjust_pred_probs) pair is queued, ``dvc exp run --queue -S score=.. -S
-   adjust_pred_probs=.. -n sweep-.. evaluate data/published.dvc`` (only the evaluate stage runs; the
+   adjust_pred_probs=.. -n sweep-.. evaluate published`` (only the evaluate stage runs; the
    second target makes the experiment check out the authors' data). Invalid pairs are reported as skipped;
 2. ``dvc exp run --run-all -j N`` starts the workers and follows every task until it is done (the
    workers exit by themselves; no ``dvc queue stop``);
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         dvc("exp", "remove", *old, repo=args.repo)
     for name, (method, adjust) in planned.items():
         dvc("exp", "run", "--queue", "-S", f"score={method}", "-S", f"adjust_pred_probs={str(adjust).lower()}",
-            "-n", name, "evaluate", "data/published.dvc", repo=args.repo)
+            "-n", name, "evaluate", "published", repo=args.repo)
     dvc("exp", "run", "--run-all", "-j", str(args.jobs), repo=args.repo)
     show = json.loads(dvc("exp", "show", "--json", "--hide-queued", repo=args.repo, capture=True).stdout)
     df = table(show, planned, args.sort_by)
