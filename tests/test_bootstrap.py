@@ -103,7 +103,9 @@ def test_paired_verdicts():
     base = rng.normal(size=1000)
     replicates = np.stack([base, base - 0.01 + rng.normal(scale=0.001, size=1000),
                            base - 0.001 + rng.normal(scale=0.01, size=1000), base.copy()])
-    assert paired_verdicts(np.array([1.0, 0.99, 0.999, 1.0]), replicates, level=0.95) == ["best", "worse", "tied", "best"]
+    assert paired_verdicts(np.array([1.0, 0.99, 0.999, 1.0]), replicates, level=0.95) == ["tied", "worse", "tied", "tied"]
+    # one variant alone at the top: the only ``best``
+    assert paired_verdicts(np.array([1.0, 0.99, 0.999, 0.5]), replicates, level=0.95)[0] == "best"
 
 
 def _scipy_interval(statistic, data, *, resamples, seed):

@@ -266,7 +266,8 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     """Per method variant: mean over single-model (dataset, model) pairs of each metric, min-max
     normalised across the variants within the pair (a pair where all variants tie counts 0.5).
     With verdict columns, also ``verdicts``: per variant and metric the number of pairs where it
-    is the best (wins), tied with the best (ties) or worse (losses).
+    is the best alone (wins), tied with the best or sharing its value (ties) or worse (losses): a pair has at most
+    one win, and wins + ties + losses = pairs for each variant.
 
     Ensembles are left out: they cover the five cleanlab variants only, so normalising them
     against the seven single-model variants would not compare like with like.

@@ -209,15 +209,17 @@ def percentile_interval(replicates: np.ndarray, *, level: float) -> tuple[float,
 
 def paired_verdicts(points: np.ndarray, replicates: np.ndarray, *, level: float) -> list[str]:
     """For V variants measured on the same resamples: ``points`` (V,) point estimates,
-    ``replicates`` (V, B). The best is the largest point estimate (every variant equal to it is
-    ``best``); a variant whose paired difference to the best, ``replicates[v] - replicates[best]``,
-    has a percentile interval containing 0 is ``tied``; else ``worse``."""
+    ``replicates`` (V, B). The best is the largest point estimate: ``best`` when one variant alone has it, and
+    ``tied`` for each when several share it (a shared first place is a tie, not a win for each). Any other variant
+    whose paired difference to the best, ``replicates[v] - replicates[best]``, has a percentile interval containing
+    0 is ``tied``; else ``worse``."""
     points = np.asarray(points, dtype=np.float64)
     best = int(np.argmax(points))
+    top = points >= points[best]
     verdicts = []
     for v in range(points.shape[0]):
-        if points[v] >= points[best]:
-            verdicts.append("best")
+        if top[v]:
+            verdicts.append("best" if top.sum() == 1 else "tied")
             continue
         lo, hi = percentile_interval(replicates[v] - replicates[best], level=level)
         verdicts.append("tied" if lo <= 0 <= hi else "worse")

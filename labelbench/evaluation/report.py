@@ -58,8 +58,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 #: How a cell shows the verdict of its paired comparison with the best of its group.
 MARKS = {"best": "**{}**", "tied": "{} †", "worse": "{}"}
-LEGEND = ("**bold**: best of its group (a single model's 7 variants, or an ensemble scheme's 5); "
-          "†: statistically tied with it (the {level:.0%} paired-bootstrap interval of the difference "
+LEGEND = ("**bold**: best of its group alone (a single model's 7 variants, or an ensemble scheme's 5); "
+          "†: tied with the best (the same value, or the {level:.0%} paired-bootstrap interval of the difference "
           "to the best contains 0); [lo, hi]: {level:.0%} percentile interval over {resamples} resamples "
           "of the examples (`benchmark.bootstrap`).")
 
@@ -172,8 +172,8 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
     summary_frame.index.name = "method"
     parts += [_markdown_table(summary_frame), ""]
     if "verdicts" in summary:
-        parts += ["Wins / ties / losses of each variant over the pairs: best, statistically tied with the "
-                  "best, or worse (paired bootstrap).", "", verdict_table(summary).to_markdown(), ""]
+        parts += ["Wins / ties / losses of each variant over the pairs: best alone, tied with the best (the same "
+                  "value, or a paired-bootstrap interval of the difference containing 0), or worse.", "", verdict_table(summary).to_markdown(), ""]
     for figure in figures:
         parts += [f"![{Path(figure).stem}](../{figure})", ""]
     if bootstrap and figures:
