@@ -256,6 +256,13 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
         # adjust_pred_probs variants: hollow markers
         ax.scatter(xs, ys, label=variant_label(method, adjust), marker=markers[i % len(markers)],
                    facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=30, zorder=3)
+    # room beyond the outermost dot or bar, which autoscaling on the symlog axis leaves half cut off
+    extent = np.concatenate([single["shown"].to_numpy(dtype=float)] + (
+        [single[f"{metric}_diff_lo"].to_numpy(dtype=float), single[f"{metric}_diff_hi"].to_numpy(dtype=float)]
+        if paired else []))
+    extent = extent[np.isfinite(extent)]
+    if paired and extent.size:
+        ax.set_xlim(min(extent.min(), 0) * 2.5 - 1e-4, max(extent.max(), 0) * 2.5 + 1e-4)
     ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
@@ -286,17 +293,22 @@ def pr_curves(scored: dict, path: Path, *, method: str) -> None:
     for ax in axes.flat[len(scored):]:
         ax.set_visible(False)
     labels_seen = {}
+    # one colour per model (and ensemble) across every panel, not per panel
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"] + list(plt.get_cmap("tab20b").colors)
+    names = list(dict.fromkeys(label for _, curves in scored.values() for label in curves))
+    colour = {label: palette[i % len(palette)] for i, label in enumerate(names)}
     for ax, (name, (data, curves)) in zip(axes.flat, scored.items()):
         for label, scores in curves.items():
             precision, recall = Ranking.from_scores(is_error=data.label_errors, scores=scores).pr_curve()
-            (line,) = ax.plot(recall, precision, lw=2.2 if label.startswith(ENSEMBLE_PREFIX) else 1)
+            (line,) = ax.plot(recall, precision, color=colour[label], lw=2.2 if label.startswith(ENSEMBLE_PREFIX) else 1)
             labels_seen.setdefault(_short_model(label), line)
-        ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
+        base = ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
         ax.set_title(f"{name} ({data.num_errors} errors of {data.label_errors.shape[0]})", fontsize=10)
         ax.set_xlabel("recall")
         ax.set_ylabel(f"precision ({method})")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
+    labels_seen["base rate: share of errors (a random ranking)"] = base
     fig.legend(list(labels_seen.values()), list(labels_seen), fontsize=8, loc="lower center",
                ncol=min(4, len(labels_seen)), frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -333,10 +345,11 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     columns = ["dataset", "model", metric_title(metrics[0]), "AUROC interval"] + [metric_title(m) for m in metrics[1:]]
     for column in columns:
         table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
-    for name in datasets:
-        models = json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"]
+    per_dataset = {name: json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"] for name in datasets}
+    # one number of decimals for the whole column, enough to tell apart the values within each dataset
+    digits = max([decimals([v["auroc"] for v in models.values()]) for models in per_dataset.values()], default=4)
+    for name, models in per_dataset.items():
         best = max(v["auroc"] for v in models.values())
-        digits = decimals([v["auroc"] for v in models.values()])
         for i, (model, values) in enumerate(models.items()):
             cells = [f"{values[m]:.4f}" for m in metrics]
             cells[0] = f"{values['auroc']:.{digits}f}"
