@@ -38,7 +38,7 @@ def main(argv=None) -> int:
                                         adjust_pred_probs=params.adjust_pred_probs, ensemble=params.ensemble)
             scored[name] = (table, info)
             results[name] = evaluate_table(table, lift_k=params.lift_k, cv_accuracy=info["cv_accuracy"])
-            curves[name] = curve_tables(table, points=params.evaluate.curve_points)
+            curves[name] = curve_tables(table, dataset=name, points=params.evaluate.curve_points)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

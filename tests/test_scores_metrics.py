@@ -228,7 +228,8 @@ def test_curve_tables_match_sklearn(seed, ties):
     import pandas as pd
 
     frame = pd.DataFrame({"is_label_error": is_error.astype(int), "m": scores})
-    tables = curve_tables(frame, points=11)
+    tables = curve_tables(frame, dataset="toy", points=11)
+    assert all(set(table["dataset"]) == {"toy"} for table in tables.values())  # the chart heading in `dvc plots`
     for r, value in zip(tables["pr"]["recall"], tables["pr"]["precision"]):
         assert value == pytest.approx(sk_precision[:-1][sk_recall[:-1] >= r - 1e-12].max(), abs=1e-12)
     for f, value in zip(tables["roc"]["fpr"], tables["roc"]["tpr"]):

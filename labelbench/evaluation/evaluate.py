@@ -39,12 +39,13 @@ def headline(per_dataset: dict[str, dict], *, lift_k: int) -> dict:
     return {metric: {name: head[metric] for name, head in heads.items()} for metric in metric_names(lift_k)}
 
 
-def curve_tables(frame: pd.DataFrame, *, points: int = 101, lift_k_grid=None) -> dict[str, pd.DataFrame]:
+def curve_tables(frame: pd.DataFrame, *, dataset: str, points: int = 101, lift_k_grid=None) -> dict[str, pd.DataFrame]:
     """Long-form curve data for DVC plots, resampled on common grids so files stay small.
 
     ``pr``: recall grid -> best precision reachable at that recall or more (interpolated PR);
     ``roc``: false positive rate grid -> best true positive rate at that FPR or less;
-    ``lift``: k grid -> lift@k. Each has a ``model`` column.
+    ``lift``: k grid -> lift@k. Each has a ``dataset`` column (constant: the chart's heading in `dvc plots`, whose
+    title is shared by every dataset's file) and a ``model`` column.
     """
     is_error = frame["is_label_error"].to_numpy().astype(bool)
     n = is_error.shape[0]
@@ -57,12 +58,12 @@ def curve_tables(frame: pd.DataFrame, *, points: int = 101, lift_k_grid=None) ->
         precision, recall = ranking.pr_curve()
         best_from_here = np.maximum.accumulate(precision[::-1])[::-1]
         at = np.searchsorted(recall, grid, side="left").clip(max=recall.shape[0] - 1)
-        pr_rows.append(pd.DataFrame({"model": column, "recall": grid, "precision": best_from_here[at]}))
+        pr_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "recall": grid, "precision": best_from_here[at]}))
         fpr, tpr = ranking.roc_curve()
         upto = np.searchsorted(fpr, grid, side="right") - 1
-        roc_rows.append(pd.DataFrame({"model": column, "fpr": grid, "tpr": tpr[upto]}))
+        roc_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "fpr": grid, "tpr": tpr[upto]}))
         lifts = [ranking.lift_at_k(int(k)) for k in lift_k_grid if 0 < k <= n]
-        lift_rows.append(pd.DataFrame({"model": column, "k": [int(k) for k in lift_k_grid if 0 < k <= n], "lift": lifts}))
+        lift_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "k": [int(k) for k in lift_k_grid if 0 < k <= n], "lift": lifts}))
     return {
         "pr": pd.concat(pr_rows, ignore_index=True),
         "roc": pd.concat(roc_rows, ignore_index=True),
