@@ -1,0 +1,170 @@
+"""Label-error detectors beyond held-out ``pred_probs``: one registry from name to function per family.
+
+Same convention as :mod:`labelbench.evaluation.scores`: every detector returns a score of shape (N,) where
+**low means likely mislabeled** (not necessarily in [0, 1]; the metrics only rank).
+
+* ``TRAINING_DYNAMICS``: probes of the training trajectory of a model. Input: ``logits`` (E, N, K), the logits of N
+  training examples in each of E epochs as the model saw them in that epoch, and ``labels`` (N,) their given labels.
+  Such scores are in-sample: with k-fold cross-validation every example is a training example of k - 1 folds, and
+  its score is the mean over those folds (:func:`over_folds`).
+* ``REPRESENTATION``: neighbours in a model's penultimate-layer space. Input: ``embeddings`` (N, D) of the examples
+  to score and ``reference`` (M, D) with ``reference_labels`` (M,): the examples the same model was trained on, so
+  that each score is out-of-sample (the held-out examples of a fold against that fold's training examples).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _given(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``values[..., i, labels[i]]`` for (E, N, K) or (N, K) values -> (E, N) or (N,)."""
+    return np.take_along_axis(values, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), axis=-1)[..., 0]
+
+
+def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(E, N): the given label's logit minus the largest other logit, per epoch."""
+    others = logits.astype(np.float64, copy=True)
+    np.put_along_axis(others, np.broadcast_to(labels[:, None], others.shape[:-1] + (1,)), -np.inf, axis=-1)
+    return _given(logits.astype(np.float64), labels) - others.max(axis=-1)
+
+
+# ----------------------------------------------------------------------------- training dynamics
+
+
+def aum(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Area Under the Margin (Pleiss et al., NeurIPS 2020): the mean over epochs of ``z[y] - max_{j != y} z[j]``
+    (logits ``z``, given label ``y``). A mislabeled example keeps a negative margin: low = likely mislabeled.
+    (E, N, K), (N,) -> (N,)."""
+    return _margins(logits, labels).mean(axis=0)
+
+
+def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Forgetting events (Toneva et al., ICLR 2019), negated: the number of epochs in which the example goes from
+    classified as its given label to not; an example never classified as its label counts E, more than any learned
+    one can have (at most E // 2), as the paper ranks never-learned examples first. Low = likely mislabeled.
+    (E, N, K), (N,) -> (N,)."""
+    correct = logits.argmax(axis=-1) == labels[None, :]
+    events = (correct[:-1] & ~correct[1:]).sum(axis=0)
+    return -np.where(correct.any(axis=0), events, logits.shape[0]).astype(np.float64)
+
+
+def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Small-loss criterion (Jiang et al., ICML 2018, MentorNet; as a detector, Arazo et al. 2019), negated: minus the
+    mean over epochs of the cross-entropy ``-log softmax(z)[y]``. Low = large loss = likely mislabeled.
+    (E, N, K), (N,) -> (N,)."""
+    z = logits.astype(np.float64)
+    log_probs = z - z.max(axis=-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
+    return _given(log_probs, labels).mean(axis=0)
+
+
+def datamaps_confidence(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Data-maps confidence (Swayamdipta et al., EMNLP 2020): the mean over epochs of ``softmax(z)[y]``. Mislabeled
+    examples sit in the "hard to learn" region: low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
+    return _given(_softmax(logits.astype(np.float64)), labels).mean(axis=0)
+
+
+def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Data-maps variability (Swayamdipta et al., EMNLP 2020): the standard deviation over epochs of
+    ``softmax(z)[y]``. "Hard to learn" (mislabeled) examples have low confidence and low variability, ambiguous ones
+    high variability: low = likely mislabeled, though easy clean examples are low too (the paper's point: variability
+    alone separates ambiguous from the rest). (E, N, K), (N,) -> (N,)."""
+    return _given(_softmax(logits.astype(np.float64)), labels).std(axis=0)
+
+
+def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarray:
+    """EL2N (Paul et al., NeurIPS 2021), negated: minus ``||softmax(z) - onehot(y)||_2`` at the early epoch ``epoch``
+    (0-based; the paper scores a few epochs in). A large error norm early = likely mislabeled, so low = likely
+    mislabeled. (E, N, K), (N,) -> (N,)."""
+    if not 0 <= epoch < logits.shape[0]:
+        raise ValueError(f"el2n epoch {epoch}: the records hold epochs 0..{logits.shape[0] - 1}")
+    probs = _softmax(logits[epoch].astype(np.float64))
+    probs[np.arange(labels.shape[0]), labels] -= 1
+    return -np.linalg.norm(probs, axis=1)
+
+
+TRAINING_DYNAMICS: dict[str, Callable[..., np.ndarray]] = {
+    "aum": aum,
+    "forgetting": forgetting,
+    "small_loss": small_loss,
+    "datamaps_confidence": datamaps_confidence,
+    "datamaps_variability": datamaps_variability,
+    "el2n": el2n,
+}
+
+
+def over_folds(per_fold: list[tuple[np.ndarray, np.ndarray]], num_examples: int) -> np.ndarray:
+    """Combine in-sample scores of the k folds: ``per_fold`` holds ``(rows, scores)`` per fold (the dataset rows it
+    trained on and their scores); each example's score is the mean over the folds that trained on it. (N,)."""
+    total, count = np.zeros(num_examples), np.zeros(num_examples)
+    for rows, scores in per_fold:
+        np.add.at(total, rows, scores)
+        np.add.at(count, rows, 1)
+    if (count == 0).any():
+        raise ValueError(f"{int((count == 0).sum())} examples are in no fold's training rows")
+    return total / count
+
+
+# ----------------------------------------------------------------------------- representation space
+
+
+def _neighbour_labels(embeddings: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,
+                      k: int) -> np.ndarray:
+    """(N, k): the given labels of each row's k nearest reference rows (cosine distance, ties by reference order)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if not 0 < k <= reference.shape[0]:
+        raise ValueError(f"k={k}: between 1 and the {reference.shape[0]} reference examples")
+    finder = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(reference)
+    return reference_labels[finder.kneighbors(embeddings, return_distance=False)]
+
+
+def knn_agreement(*, embeddings: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                  reference_labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """k-NN label agreement (Deep k-NN, Bahri et al., ICML 2020): the share of an example's k nearest reference
+    examples in representation space whose given label is its given label. Low = likely mislabeled.
+    (N, D), (N,), (M, D), (M,) -> (N,)."""
+    return (_neighbour_labels(embeddings, reference, reference_labels, k) == labels[:, None]).mean(axis=1)
+
+
+def simifeat_vote(*, embeddings: np.ndarray, labels: np.ndarray, reference: np.ndarray,
+                  reference_labels: np.ndarray, k: int = 10) -> np.ndarray:
+    """SimiFeat-style vote (Zhu et al., ICML 2022, its voting detector): among the k nearest reference examples, the
+    share voting for the given label minus the largest share voting for any other class, in [-1, 1]; negative
+    when the neighbours' majority disagrees. Low = likely mislabeled. (N, D), (N,), (M, D), (M,) -> (N,)."""
+    neighbours = _neighbour_labels(embeddings, reference, reference_labels, k)
+    classes = int(max(labels.max(), reference_labels.max())) + 1
+    shares = np.stack([(neighbours == c).mean(axis=1) for c in range(classes)], axis=1)
+    given = shares[np.arange(labels.shape[0]), labels]
+    shares[np.arange(labels.shape[0]), labels] = -np.inf
+    return given - shares.max(axis=1)
+
+
+REPRESENTATION: dict[str, Callable[..., np.ndarray]] = {
+    "knn_agreement": knn_agreement,
+    "simifeat_vote": simifeat_vote,
+}
+
+#: Every detector family beyond held-out ``pred_probs``, by name.
+FAMILIES: dict[str, dict[str, Callable[..., np.ndarray]]] = {
+    "training_dynamics": TRAINING_DYNAMICS,
+    "representation": REPRESENTATION,
+}
+
+
+def detector(name: str) -> tuple[str, Callable[..., np.ndarray]]:
+    """(family, function) of a detector; an unknown name is an error listing the valid ones."""
+    for family, registry in FAMILIES.items():
+        if name in registry:
+            return family, registry[name]
+    valid = sorted(n for registry in FAMILIES.values() for n in registry)
+    raise ValueError(f"unknown detector {name!r}; valid: {', '.join(valid)}")

@@ -1,0 +1,113 @@
+"""Detectors beyond pred_probs (labelbench.evaluation.detectors): a hand-computed toy case per score, AUM against the
+`aum` package (Pleiss et al.'s reference implementation), and the registry's errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labelbench.evaluation import detectors as d
+
+# 3 epochs x 3 examples x 2 classes; given labels 0, 1, 0
+LOGITS = np.array([
+    [[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]],
+    [[3.0, 1.0], [1.0, 0.0], [1.0, 0.0]],
+    [[1.0, 0.0], [0.0, 2.0], [0.0, 1.0]],
+])
+LABELS = np.array([0, 1, 0])
+
+
+def test_aum_is_the_mean_margin_of_the_given_label():
+    # margins: example 0: 2, 2, 1; example 1: 1, -1, 2; example 2: -3, 1, -1
+    np.testing.assert_allclose(d.aum(logits=LOGITS, labels=LABELS), [5 / 3, 2 / 3, -1])
+
+
+def test_forgetting_counts_learned_then_forgotten_and_ranks_never_learned_first():
+    # correct per epoch: example 0 TTT (0 events), 1 TFT (1), 2 FTF (1)
+    np.testing.assert_array_equal(d.forgetting(logits=LOGITS, labels=LABELS), [0, -1, -1])
+    never = np.array([[[0.0, 1.0]], [[0.0, 2.0]]])  # 2 epochs, label 0, never predicted
+    assert d.forgetting(logits=never, labels=np.array([0])).tolist() == [-2.0]
+
+
+def test_small_loss_is_minus_the_mean_cross_entropy():
+    def ce(z, y):
+        return -(z[y] - math.log(sum(math.exp(v) for v in z)))
+    expected = [-np.mean([ce(LOGITS[e, i], LABELS[i]) for e in range(3)]) for i in range(3)]
+    np.testing.assert_allclose(d.small_loss(logits=LOGITS, labels=LABELS), expected, rtol=0, atol=1e-12)
+
+
+def test_datamaps_confidence_and_variability():
+    def p(z, y):
+        return math.exp(z[y]) / sum(math.exp(v) for v in z)
+    probs = np.array([[p(LOGITS[e, i], LABELS[i]) for e in range(3)] for i in range(3)])
+    np.testing.assert_allclose(d.datamaps_confidence(logits=LOGITS, labels=LABELS), probs.mean(axis=1), atol=1e-12)
+    np.testing.assert_allclose(d.datamaps_variability(logits=LOGITS, labels=LABELS), probs.std(axis=1), atol=1e-12)
+    # two classes: softmax(z)[y] = sigmoid(margin); example 0 at epoch 0: sigmoid(2)
+    assert probs[0, 0] == pytest.approx(1 / (1 + math.exp(-2)), abs=1e-15)
+
+
+def test_el2n_at_an_early_epoch():
+    # epoch 1, example 2: softmax([1, 0]) = (s, 1 - s), label 0: error (s - 1, 1 - s), norm sqrt(2) (1 - s)
+    s = 1 / (1 + math.exp(-1))
+    assert d.el2n(logits=LOGITS, labels=LABELS, epoch=1)[2] == pytest.approx(-math.sqrt(2) * (1 - s), abs=1e-12)
+    with pytest.raises(ValueError, match="epochs 0..2"):
+        d.el2n(logits=LOGITS, labels=LABELS, epoch=3)
+
+
+def test_over_folds_averages_the_folds_that_trained_on_each_example():
+    combined = d.over_folds([(np.array([0, 1]), np.array([1.0, 2.0])), (np.array([1, 2]), np.array([4.0, 6.0]))], 3)
+    np.testing.assert_allclose(combined, [1.0, 3.0, 6.0])
+    with pytest.raises(ValueError, match="1 examples are in no fold"):
+        d.over_folds([(np.array([0]), np.array([1.0]))], 2)
+
+
+# reference: two tight clusters in 2-D, class 0 along x, class 1 along y; one reference point of class 1 is
+# mislabeled as 0 inside the y cluster
+REFERENCE = np.array([[1.0, 0.0], [1.0, 0.1], [1.0, -0.1], [0.0, 1.0], [0.1, 1.0], [-0.1, 1.0], [0.05, 1.0]])
+REFERENCE_LABELS = np.array([0, 0, 0, 1, 1, 1, 0])
+
+
+def test_knn_agreement_is_the_share_of_neighbours_with_the_given_label():
+    points = np.array([[1.0, 0.02], [0.02, 1.0], [0.02, 1.0]])
+    labels = np.array([0, 1, 0])  # the third is mislabeled: it sits in the y cluster
+    scores = d.knn_agreement(embeddings=points, labels=labels, reference=REFERENCE, reference_labels=REFERENCE_LABELS,
+                             k=4)
+    # the x-cluster point: its three references (label 0), then the y-cluster reference nearest in angle, (0.1, 1),
+    # labelled 1; the y-cluster points: the four y-cluster references, three labelled 1 and one labelled 0
+    np.testing.assert_allclose(scores, [3 / 4, 3 / 4, 1 / 4])
+    with pytest.raises(ValueError, match="between 1 and the 7 reference examples"):
+        d.knn_agreement(embeddings=points, labels=labels, reference=REFERENCE, reference_labels=REFERENCE_LABELS, k=8)
+
+
+def test_simifeat_vote_is_the_given_labels_share_minus_the_best_other():
+    points = np.array([[0.02, 1.0], [0.02, 1.0]])
+    scores = d.simifeat_vote(embeddings=points, labels=np.array([1, 0]), reference=REFERENCE,
+                             reference_labels=REFERENCE_LABELS, k=4)
+    np.testing.assert_allclose(scores, [3 / 4 - 1 / 4, 1 / 4 - 3 / 4])
+
+
+def test_registry_names_the_valid_detectors():
+    assert d.detector("aum") == ("training_dynamics", d.aum)
+    assert d.detector("knn_agreement") == ("representation", d.knn_agreement)
+    with pytest.raises(ValueError, match="unknown detector 'aurm'; valid: aum, datamaps_confidence"):
+        d.detector("aurm")
+
+
+def test_aum_ranks_as_the_aum_package(tmp_path):
+    """The reference implementation (pip `aum`, the authors' AUMCalculator), fed the same logits epoch by epoch."""
+    torch = pytest.importorskip("torch")
+    from aum import AUMCalculator
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 200, 5)).astype(np.float32)
+    labels = rng.integers(0, 5, size=200)
+    logits[:, :150][np.arange(6)[:, None], np.arange(150)[None, :], labels[None, :150]] += 2.0  # learnable ones
+    calculator = AUMCalculator(str(tmp_path))
+    for epoch in logits:
+        calculator.update(torch.from_numpy(epoch), torch.from_numpy(labels), list(range(200)))
+    reference = np.array([calculator.sums[i] / calculator.counts[i] for i in range(200)])
+    ours = d.aum(logits=logits, labels=labels)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)  # the package sums float32 margins
+    assert (np.argsort(ours, kind="stable") == np.argsort(reference, kind="stable")).mean() > 0.99
