@@ -5,7 +5,7 @@ user-mode emulation of other processors, and the md5 of what each wrote.
     python benchmarks/emulated_hosts.py [--cpus EPYC-Rome-v1 Nehalem-v1] [--steps 4] [--epochs 1]
 
 The fold is ``train_fold`` of digits fold 0 with the committed ``train`` params, ``--epochs`` epochs of at most
-``--steps`` batches each (0: every batch), then the prediction of all 360 held-out images; inputs from
+``--steps`` batches each (0: every batch), then the prediction of all 360 held-out images and the records (records/: logits per epoch, features); inputs from
 ``dvc pull raw@digits noise@digits folds@digits``. Each emulated run presents another processor to the program
 (vendor string, instruction sets, cache sizes), e.g. EPYC-Rome-v1: AuthenticAMD, AVX2 + FMA, no AVX-512;
 Nehalem-v1: SSE4.2, no AVX, no FMA. Emulation is slow (a 4-step fold takes 3-4 minutes here). QEMU 7.2 crashes
@@ -40,7 +40,8 @@ def child(epochs: int, steps: int) -> None:
                max_steps=steps or None)
     digest = {name: hashlib.md5((out / name).read_bytes()).hexdigest()
               for name in ("model.safetensors", "heldout_pred_probs.npy")}
-    print("RESULT", digest["model.safetensors"], digest["heldout_pred_probs.npy"])
+    records = hashlib.md5(b"".join(p.read_bytes() for p in sorted((out / "records").iterdir()))).hexdigest()
+    print("RESULT", digest["model.safetensors"], digest["heldout_pred_probs.npy"], records)
 
 
 def main() -> int:
@@ -64,8 +65,8 @@ def main() -> int:
         run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
         results[host] = lines[-1].split()[1:] if run.returncode == 0 and lines else ["failed", run.stderr[-300:]]
-        print(f"{host:>14}: model.safetensors {results[host][0]}  heldout_pred_probs.npy {results[host][1]}",
-              flush=True)
+        print(f"{host:>14}: model.safetensors {results[host][0]}  heldout_pred_probs.npy {results[host][1]}  "
+              f"records/ {results[host][-1]}", flush=True)
     same = len({tuple(r) for r in results.values()}) == 1
     print("same bytes on every host" if same else "DIFFERENT bytes across hosts")
     return 0 if same else 1

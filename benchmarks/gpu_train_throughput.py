@@ -91,7 +91,7 @@ def ours(images_u8, labels, *, model_name, num_classes, batch_size, epochs, lr, 
     rows = ImageRows([None] * len(labels), images_u8.shape[-1], cache=images_u8)
     if not resident:
         rows.device_copy = False
-    history = fit(model, rows, labels, np.arange(len(labels)), config=config, device=device)
+    history, _ = fit(model, rows, labels, np.arange(len(labels)), config=config, device=device)
     return [h["images_per_s"] for h in history]
 
 

@@ -111,3 +111,18 @@ def test_aum_ranks_as_the_aum_package(tmp_path):
     ours = d.aum(logits=logits, labels=labels)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)  # the package sums float32 margins
     assert (np.argsort(ours, kind="stable") == np.argsort(reference, kind="stable")).mean() > 0.99
+
+
+def test_an_epoch_that_did_not_train_on_an_example_is_left_out():
+    """Each epoch drops its ragged last batch: that example's logits are NaN there, and every score uses the epochs
+    that saw it (forgetting counts the transition across the gap)."""
+    gap = LOGITS.copy()
+    gap[1, 1] = np.nan  # example 1 unseen in epoch 1: correct, -, correct
+    np.testing.assert_allclose(d.aum(logits=gap, labels=LABELS)[1], (1 + 2) / 2)
+    assert d.forgetting(logits=gap, labels=LABELS)[1] == 0
+    gap[1, 2] = np.nan  # example 2: wrong, -, wrong: never learned
+    assert d.forgetting(logits=gap, labels=LABELS)[2] == -3
+    for name in ("small_loss", "datamaps_confidence", "datamaps_variability"):
+        assert np.isfinite(d.TRAINING_DYNAMICS[name](logits=gap, labels=LABELS)).all(), name
+    np.testing.assert_allclose(d.el2n(logits=gap, labels=LABELS, epoch=1)[1], d.el2n(logits=LOGITS, labels=LABELS,
+                                                                                    epoch=2)[1])

@@ -33,6 +33,10 @@ GOLDEN = {
     "heldout_indices.npy": "0d044a109588358a760ab10b12c811fa",
     "heldout_pred_probs.npy": "fecab15d319698bee0879aec32d020d8",
     "model.safetensors": "73a61fc2d631fa82649618e764ea1e90",
+    "records/embeddings.npy": "180b54e293036e8c64398e85fc5786fa",
+    "records/heldout_logits.npy": "2e421dd623f1296816e00a3a60080eb7",
+    "records/train_indices.npy": "847370e516a00bf0cd050b55b5b8e8f1",
+    "records/train_logits.npy": "dbc7e79a511265082b05cac79d0bb91b",
 }
 
 

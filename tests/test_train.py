@@ -114,7 +114,8 @@ def test_timm_test_models_exist():
 def test_train_fold_outputs(fold0, data):
     out = fold0.out_dir
     names = {p.name for p in out.iterdir()}
-    assert names == {"model.safetensors", "heldout_indices.npy", "heldout_pred_probs.npy", "config.yaml", "dvclive"}
+    assert names == {"model.safetensors", "heldout_indices.npy", "heldout_pred_probs.npy", "config.yaml", "dvclive",
+                     "records"}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "temporary folder left behind"
     idx = np.load(out / "heldout_indices.npy", allow_pickle=False)
     probs = np.load(out / "heldout_pred_probs.npy", allow_pickle=False)
@@ -132,6 +133,31 @@ def test_train_fold_outputs(fold0, data):
     assert (out / "dvclive" / "metrics.json").is_file()
     assert not list(out.parent.rglob("dvc.yaml")) and not (REPO / "dvclive").exists()
     assert len(fold0.history) == 2
+
+
+def test_train_fold_records_what_other_detector_families_need(fold0, data):
+    """records/: the training rows' logits per epoch as the model saw them, the held-out rows' logits after each
+    epoch, and every row's penultimate features; the last held-out logits are the held-out pred_probs' logits."""
+    records, out = fold0.out_dir / "records", fold0.out_dir
+    folds = pd.read_csv(data["folds_csv"])["fold"].to_numpy()
+    train = np.load(records / "train_indices.npy", allow_pickle=False)
+    assert train.dtype == np.int64 and np.array_equal(train, np.flatnonzero(folds != 0))
+    train_logits = np.load(records / "train_logits.npy", allow_pickle=False)
+    assert train_logits.dtype == np.float32 and train_logits.shape == (2, len(train), N_CLASSES)
+    # each epoch drops its ragged last batch (labelbench.train.images.epoch_index_batches): those rows are NaN
+    unseen = np.isnan(train_logits)
+    assert (unseen.all(axis=2) == unseen.any(axis=2)).all()
+    assert (unseen.all(axis=2).sum(axis=1) == len(train) % FAST["batch_size"]).all()
+    assert not np.array_equal(train_logits[0], train_logits[1])
+    held = np.load(out / "heldout_indices.npy")
+    heldout_logits = np.load(records / "heldout_logits.npy", allow_pickle=False)
+    assert heldout_logits.shape == (2, len(held), N_CLASSES)
+    probs = np.load(out / "heldout_pred_probs.npy")
+    last = np.exp(heldout_logits[-1] - heldout_logits[-1].max(1, keepdims=True))
+    np.testing.assert_allclose(last / last.sum(1, keepdims=True), probs, atol=1e-6)
+    embeddings = np.load(records / "embeddings.npy", allow_pickle=False)
+    assert embeddings.dtype == np.float16 and embeddings.shape[0] == len(folds) and embeddings.shape[1] > 1
+    assert np.isfinite(embeddings).all()
 
 
 def test_weights_reload_with_safetensors(fold0, data):

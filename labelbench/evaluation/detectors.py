@@ -4,7 +4,8 @@ Same convention as :mod:`labelbench.evaluation.scores`: every detector returns a
 **low means likely mislabeled** (not necessarily in [0, 1]; the metrics only rank).
 
 * ``TRAINING_DYNAMICS``: probes of the training trajectory of a model. Input: ``logits`` (E, N, K), the logits of N
-  training examples in each of E epochs as the model saw them in that epoch, and ``labels`` (N,) their given labels.
+  training examples in each of E epochs as the model saw them in that epoch (all NaN in an epoch that did not train
+  on the example: each score uses the epochs that did), and ``labels`` (N,) their given labels.
   Such scores are in-sample: with k-fold cross-validation every example is a training example of k - 1 folds, and
   its score is the mean over those folds (:func:`over_folds`).
 * ``REPRESENTATION``: neighbours in a model's penultimate-layer space. Input: ``embeddings`` (N, D) of the examples
@@ -44,7 +45,7 @@ def aum(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Area Under the Margin (Pleiss et al., NeurIPS 2020): the mean over epochs of ``z[y] - max_{j != y} z[j]``
     (logits ``z``, given label ``y``). A mislabeled example keeps a negative margin: low = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    return _margins(logits, labels).mean(axis=0)
+    return np.nanmean(_margins(logits, labels), axis=0)
 
 
 def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -52,8 +53,13 @@ def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     classified as its given label to not; an example never classified as its label counts E, more than any learned
     one can have (at most E // 2), as the paper ranks never-learned examples first. Low = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    correct = logits.argmax(axis=-1) == labels[None, :]
-    events = (correct[:-1] & ~correct[1:]).sum(axis=0)
+    seen = ~np.isnan(logits).any(axis=-1)
+    correct = (np.nan_to_num(logits, nan=-np.inf).argmax(axis=-1) == labels[None, :]) & seen
+    # an epoch that did not see the example keeps its last state: events count between the epochs that did
+    state = correct.copy()
+    for epoch in range(1, state.shape[0]):
+        state[epoch] = np.where(seen[epoch], correct[epoch], state[epoch - 1])
+    events = (state[:-1] & ~state[1:]).sum(axis=0)
     return -np.where(correct.any(axis=0), events, logits.shape[0]).astype(np.float64)
 
 
@@ -64,13 +70,13 @@ def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     log_probs = z - z.max(axis=-1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
-    return _given(log_probs, labels).mean(axis=0)
+    return np.nanmean(_given(log_probs, labels), axis=0)
 
 
 def datamaps_confidence(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Data-maps confidence (Swayamdipta et al., EMNLP 2020): the mean over epochs of ``softmax(z)[y]``. Mislabeled
     examples sit in the "hard to learn" region: low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
-    return _given(_softmax(logits.astype(np.float64)), labels).mean(axis=0)
+    return np.nanmean(_given(_softmax(logits.astype(np.float64)), labels), axis=0)
 
 
 def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -78,7 +84,7 @@ def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     ``softmax(z)[y]``. "Hard to learn" (mislabeled) examples have low confidence and low variability, ambiguous ones
     high variability: low = likely mislabeled, though easy clean examples are low too (the paper's point: variability
     alone separates ambiguous from the rest). (E, N, K), (N,) -> (N,)."""
-    return _given(_softmax(logits.astype(np.float64)), labels).std(axis=0)
+    return np.nanstd(_given(_softmax(logits.astype(np.float64)), labels), axis=0)
 
 
 def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarray:
@@ -87,7 +93,10 @@ def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarra
     mislabeled. (E, N, K), (N,) -> (N,)."""
     if not 0 <= epoch < logits.shape[0]:
         raise ValueError(f"el2n epoch {epoch}: the records hold epochs 0..{logits.shape[0] - 1}")
-    probs = _softmax(logits[epoch].astype(np.float64))
+    # an example that epoch did not train on: its first later epoch that did
+    later = logits[epoch:].astype(np.float64)
+    first = (~np.isnan(later).any(axis=-1)).argmax(axis=0)
+    probs = _softmax(later[first, np.arange(labels.shape[0])])
     probs[np.arange(labels.shape[0]), labels] -= 1
     return -np.linalg.norm(probs, axis=1)
 

@@ -11,6 +11,14 @@ atomically::
       heldout_pred_probs.npy     float64 (n_fold, K) softmax of the held-out rows
       config.yaml                the training config, timm ``args.yaml`` style, plus provenance
       dvclive/                   per-epoch train/loss, train/accuracy, lr (metrics.json, plots/)
+      records/                   what other detector families need (:mod:`labelbench.evaluation.detectors`):
+        train_indices.npy        int64 (n_train,)   row indices into labels.csv of the training rows
+        train_logits.npy         float32 (E, n_train, K) each training row's logits in each epoch, as the model
+                                 saw it in that epoch (augmented, train mode); NaN in an epoch that did not train
+                                 on it (each epoch drops its ragged last batch)
+        heldout_logits.npy       float32 (E, n_fold, K) the held-out rows' logits after each epoch (eval mode)
+        embeddings.npy           float16 (N, D) every row's penultimate-layer features (timm ``pre_logits``) under
+                                 the final model: held-out rows out-of-sample, training rows as their neighbours
 
 Images are kept at a bounded stored size, in memory or read per batch, and resized, augmented and
 normalised per batch on the device (:mod:`labelbench.train.images`); optimizer and schedule come
@@ -217,14 +225,17 @@ def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, step
 def fit(
     model: torch.nn.Module, rows: ImageRows, labels: torch.Tensor, train_rows: np.ndarray, *, config: TrainConfig,
     device: torch.device, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    max_steps: int | None = None, workers: int = 0,
-) -> list[dict[str, float]]:
-    """Train ``model`` in place on the rows ``train_rows`` (n,) int64 of ``rows`` / ``labels`` (N,) int64.
+    max_steps: int | None = None, workers: int = 0, heldout: np.ndarray | None = None,
+) -> tuple[list[dict[str, float]], dict[str, np.ndarray | None]]:
+    """Train ``model`` in place on the rows ``train_rows`` (n,) int64, sorted, of ``rows`` / ``labels`` (N,) int64.
 
     The train block's timm optimizer and schedule, on-device augmentation (:class:`DeviceTransform`),
-    cross-entropy; returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}`` (also passed to
-    ``on_epoch(epoch, stats)``). ``max_steps``: stop each epoch after that many batches (benchmarks).
-    ``workers``: DataLoader processes for rows read per batch (the same bytes for any number).
+    cross-entropy. Returns per-epoch ``{loss, accuracy, lr, seconds, images_per_s}`` (also passed to
+    ``on_epoch(epoch, stats)``) and the records: ``train_logits`` float32 (E, n, K), each training row's logits as
+    the model saw it in each epoch, and with ``heldout`` (m,) rows ``heldout_logits`` float32 (E, m, K) after each
+    epoch (an eval pass that leaves training as it was: no gradient, no random draw). ``max_steps``: stop each epoch
+    after that many batches (benchmarks). ``workers``: DataLoader processes for rows read per batch (the same bytes
+    for any number).
     """
     model.to(device)
     if device.type == "cuda":
@@ -235,6 +246,8 @@ def fit(
     transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
                                 hflip=config.hflip, seed=config.seed, device=device)
     history = []
+    train_logits = heldout_logits = None  # (E, n, K) on the device, allocated once K is known
+    position = torch.from_numpy(np.searchsorted(train_rows, np.arange(len(rows)))).to(device)  # row -> record slot
     model.train()
     updates = 0
     for epoch in range(config.epochs):
@@ -246,10 +259,15 @@ def fit(
         index_batches = epoch_index_batches(train_rows, batch_size=config.batch_size, generator=shuffle)
         if max_steps is not None:
             index_batches = index_batches[:max_steps]
-        for xb, yb in batches(rows, labels, index_batches, device=device, workers=workers):
+        for indices, (xb, yb) in zip(index_batches, batches(rows, labels, index_batches, device=device,
+                                                            workers=workers)):
             xb = transform.train(xb)
             with _autocast(device, config):
                 logits = model(xb)
+            if train_logits is None:
+                train_logits = torch.full((config.epochs, len(train_rows), logits.shape[1]), float("nan"),
+                                          device=device)
+            train_logits[epoch, position[torch.as_tensor(indices, device=device)]] = logits.detach().float()
             loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -260,6 +278,12 @@ def fit(
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += yb.shape[0]
         scheduler.step(epoch + 1)
+        if heldout is not None and train_logits is not None:
+            epoch_logits, _ = _forward_eval(model, rows, heldout, config=config, device=device, workers=workers)
+            if heldout_logits is None:
+                heldout_logits = torch.empty((config.epochs, len(heldout), epoch_logits.shape[1]), device=device)
+            heldout_logits[epoch] = epoch_logits
+            model.train()
         loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
         seconds = time.perf_counter() - start
         stats = {
@@ -269,15 +293,18 @@ def fit(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(epoch, stats)
-    return history
+    as_numpy = (lambda t: None if t is None else t.cpu().numpy())
+    return history, {"train_logits": as_numpy(train_logits), "heldout_logits": as_numpy(heldout_logits)}
 
 
 @torch.inference_mode()
-def predict(
+def _forward_eval(
     model: torch.nn.Module, rows: ImageRows, which: np.ndarray, *, config: TrainConfig, device: torch.device,
     workers: int = 0,
-) -> np.ndarray:
-    """Softmax probabilities float64 (n, K) of the rows ``which`` (n,) int64 of ``rows``, in that order."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode logits float32 (n, K) and penultimate features (n, D) of the rows ``which`` (n,) of ``rows``, in that
+    order, on ``device``: timm's ``forward_head(..., pre_logits=True)`` then the classifier, the same operations as
+    ``model(x)``."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -287,13 +314,24 @@ def predict(
     step = 2 * config.batch_size
     index_batches = [which[s : s + step].tolist() for s in range(0, len(which), step)]
     labels = torch.zeros(len(rows), dtype=torch.int64)  # unused by prediction
-    chunks = []
+    logits, features = [], []
     for xb, _ in batches(rows, labels, index_batches, device=device, workers=workers):
         with _autocast(device, config):
-            chunks.append(model(transform.eval(xb)).float())
+            pre = model.forward_head(model.forward_features(transform.eval(xb)), pre_logits=True)
+            logits.append(model.get_classifier()(pre).float())
+        features.append(pre.float())
+    return torch.cat(logits), torch.cat(features)
+
+
+def predict(
+    model: torch.nn.Module, rows: ImageRows, which: np.ndarray, *, config: TrainConfig, device: torch.device,
+    workers: int = 0,
+) -> np.ndarray:
+    """Softmax probabilities float64 (n, K) of the rows ``which`` (n,) int64 of ``rows``, in that order."""
+    logits, _ = _forward_eval(model, rows, which, config=config, device=device, workers=workers)
     # softmax in float32, as trained (and as the authors' pred_probs): float64's exp is the C library's, whose
     # last bits depend on the host's instruction set (FMA or not)
-    return torch.softmax(torch.cat(chunks), dim=1).cpu().double().numpy()
+    return torch.softmax(logits, dim=1).cpu().double().numpy()
 
 
 #: Environment variables through which `dvc repro` / `dvc exp run` tell DVCLive it runs inside a
@@ -377,9 +415,11 @@ def train_fold(
                 live.log_metric("lr", stats["lr"])
                 live.next_step()
 
-            history = fit(model, rows, labels, train_rows, config=config, device=device, on_epoch=on_epoch,
-                          max_steps=max_steps, workers=runtime.workers)
+            history, records = fit(model, rows, labels, train_rows, config=config, device=device, on_epoch=on_epoch,
+                                   max_steps=max_steps, workers=runtime.workers, heldout=held)
             probs = predict(model, rows, held, config=config, device=device, workers=runtime.workers)
+            _, features = _forward_eval(model, rows, np.arange(len(given)), config=config, device=device,
+                                        workers=runtime.workers)
             heldout_accuracy = float((probs.argmax(1) == given[held]).mean())
             live.log_metric("heldout/accuracy_vs_given", heldout_accuracy, plot=False)
             live.end()
@@ -392,6 +432,11 @@ def train_fold(
             save_model(model, str(tmp / "model.safetensors"), metadata=meta)
             write_npy(tmp / "heldout_indices.npy", held)
             write_npy(tmp / "heldout_pred_probs.npy", probs)
+            (tmp / "records").mkdir()
+            write_npy(tmp / "records" / "train_indices.npy", train_rows)
+            write_npy(tmp / "records" / "train_logits.npy", records["train_logits"])
+            write_npy(tmp / "records" / "heldout_logits.npy", records["heldout_logits"])
+            write_npy(tmp / "records" / "embeddings.npy", features.cpu().numpy().astype(np.float16))
             echo = {
                 **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
                 "num_heldout": int(held.size), "stored_size": rows.side, "device_used": device.type,

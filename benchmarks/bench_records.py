@@ -1,0 +1,120 @@
+"""Cost of the training records (issue 16 §1): one digits fold with records (as the stage runs) vs without, and
+the disk they take, here and at CIFAR-10 scale.
+
+    python benchmarks/bench_records.py [--repeat 3] [--fold 0] [--cifar-epochs 100]
+
+Each run is the crossval stage's own command for fold F of digits (committed params: test_resnet, 10 epochs, 16 px,
+1,797 images), timed from process start to the fold folder written (imports included), interleaved:
+
+* with records: ``python stages/crossval.py ...`` as `dvc repro` runs it (records/: training logits per epoch,
+  held-out logits after each epoch, every row's penultimate features);
+* without: the same ``main`` with the two extra passes switched off (no held-out pass per epoch, no features pass
+  over every row), i.e. the work training did before the records; the training logits are still copied per batch
+  (a device-side copy) and the small record files still written.
+
+Both write the same model.safetensors (printed: the passes leave training as it was). Then the bytes of the fold's
+records/ against the rest of the folder, and the records' size for CIFAR-10 (50,000 images, 10 classes, 5 folds:
+40,000 training and 10,000 held-out rows per fold) with each of the paper's models' feature widths.
+Needs the digits inputs (``dvc pull raw@digits noise@digits folds@digits``). Outputs go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The variant without the records' extra passes.
+WITHOUT = """
+import runpy, sys
+import labelbench.train.crossval as crossval  # first: it pins torch's CPU kernels before torch loads
+import numpy as np, torch
+fit, forward = crossval.fit, crossval._forward_eval
+def fit_without_heldout(*a, heldout=None, **k):  # no held-out pass after each epoch
+    history, records = fit(*a, **k)
+    return history, {**records, "heldout_logits": np.zeros((1, 1, 1), np.float32)}
+crossval.fit = fit_without_heldout
+def no_features_pass(model, rows, which, **k):  # the features pass is the one over every row
+    if len(which) == len(rows):
+        return torch.zeros((len(which), 1)), torch.zeros((len(which), 1))
+    return forward(model, rows, which, **k)
+crossval._forward_eval = no_features_pass
+sys.argv = ["stages/crossval.py", *sys.argv[1:]]
+runpy.run_path("stages/crossval.py", run_name="__main__")
+"""
+
+#: Penultimate-layer width of the paper's five models (timm ``num_features``).
+FEATURES = {"resnet18": 512, "resnet50d": 2048, "efficientnet_b1": 1280, "twins_pcpvt_base": 512,
+            "swin_base_patch4_window7_224": 1024}
+
+
+def stage_args(fold: int, out: Path) -> list[str]:
+    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["crossval"]["cmd"]
+    words = cmd.replace("${item.dataset}", "digits").replace("${item.model}", "test_resnet").replace(
+        "${item.fold}", str(fold)).split()
+    words[words.index("--out") + 1] = str(out)
+    return words[2:]  # after "python stages/crossval.py"
+
+
+def timed(argv: list[str], out: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=REPO, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    return seconds, hashlib.md5((out / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+
+def size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--cifar-epochs", type=int, default=100, help="epochs assumed at CIFAR-10 scale")
+    args = parser.parse_args()
+    if not (REPO / "data/raw/digits/images").is_dir():
+        sys.exit("digits inputs missing: dvc pull raw@digits noise@digits folds@digits")
+    runs: dict[str, list[float]] = {"with records": [], "without": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeat):
+            for variant in runs:
+                out = Path(tmp) / f"{variant.replace(' ', '_')}_{r}"
+                rest = stage_args(args.fold, out)
+                argv = ([sys.executable, "stages/crossval.py", *rest] if variant == "with records"
+                        else [sys.executable, "-c", WITHOUT, *rest])
+                seconds, digest = timed(argv, out)
+                runs[variant].append(seconds)
+                print(f"run {r + 1} {variant:>12}: {seconds:6.1f} s  model.safetensors md5 {digest}…", flush=True)
+        fold = Path(tmp) / "with_records_0"
+        records, everything = size(fold / "records"), size(fold)
+    load = os.getloadavg()[0]
+    for variant, times in runs.items():
+        print(f"{variant:>12}: best {min(times):.1f} s, median {statistics.median(times):.1f} s over {len(times)}")
+    best = min(runs["with records"]) / min(runs["without"])
+    median = statistics.median(runs["with records"]) / statistics.median(runs["without"])
+    print(f"with / without: best {best:.3f}x, median {median:.3f}x (+{100 * (median - 1):.1f}%; digits fold "
+          f"{args.fold}, process start to outputs written; load average {load:.1f} after)")
+    print(f"disk: records/ {records / 1e6:.2f} MB of the fold's {everything / 1e6:.2f} MB")
+    epochs, train, held, classes, n = args.cifar_epochs, 40_000, 10_000, 10, 50_000
+    logits = 4 * epochs * (train + held) * classes
+    print(f"CIFAR-10 scale ({epochs} epochs, 5 folds; logits float32, features float16):")
+    for model, width in FEATURES.items():
+        per_fold = logits + 2 * n * width
+        print(f"  {model:>28}: {per_fold / 1e6:7.1f} MB per fold, {5 * per_fold / 1e9:5.2f} GB per 5 folds "
+              f"(logits {logits / 1e6:.0f} MB, features {2 * n * width / 1e6:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
