@@ -4,6 +4,9 @@
 
 Independent of the `score` param: writes ``<out>/benchmark.csv`` (with paired-bootstrap intervals
 and ties with the best, params ``benchmark.bootstrap``), ``<out>/filters.csv`` and ``<out>/summary.json``.
+On the datasets trained here the other detector families (training dynamics, representation neighbours, params
+``benchmark.detectors``) score the examples from the folds' training records (``--crossval``), rows beside the
+pred_probs variants of the same model.
 """
 
 import argparse
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from labelbench.config import ParamsError, load_params, load_runtime
 from labelbench.data.io import DataError
-from labelbench.evaluation.benchmark import run_benchmark, write_outputs
+from labelbench.evaluation.benchmark import run_benchmark, trained_detector_scores, write_outputs
 from labelbench.evaluation.bootstrap import BootstrapSettings
 from labelbench.evaluation.params import BenchmarkParams
 
@@ -20,13 +23,15 @@ from labelbench.evaluation.params import BenchmarkParams
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--crossval", type=Path, required=True, help="the folds of the datasets trained here")
     args = parser.parse_args(argv)
     try:
         params = load_params(BenchmarkParams)
         workers = load_runtime().benchmark_workers
         bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
+        detectors = trained_detector_scores(params, args.crossval)
         table, filters = run_benchmark(params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles,
-                                       workers=workers, bootstrap=bootstrap)
+                                       workers=workers, bootstrap=bootstrap, detectors=detectors)
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

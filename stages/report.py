@@ -18,7 +18,9 @@ from labelbench.data.io import DataError
 from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS
 from labelbench.evaluation.metrics import metric_names
 from labelbench.evaluation.params import ReportParams
-from labelbench.evaluation.report import dot_plot, method_scores, pr_curves, top_ranked, write_markdown
+from labelbench.evaluation.report import (
+    dot_plot, family_section, method_scores, pr_curves, top_ranked, write_markdown,
+)
 
 
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
         filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
         summary = read_summary(args.metrics / "summary.json")
-        sections = [read_section(path) for path in args.section]
+        sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
+        sections += [read_section(path) for path in args.section]
         report = params.report
         scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
         top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)

@@ -126,3 +126,59 @@ def test_an_epoch_that_did_not_train_on_an_example_is_left_out():
         assert np.isfinite(d.TRAINING_DYNAMICS[name](logits=gap, labels=LABELS)).all(), name
     np.testing.assert_allclose(d.el2n(logits=gap, labels=LABELS, epoch=1)[1], d.el2n(logits=LOGITS, labels=LABELS,
                                                                                     epoch=2)[1])
+
+
+def test_record_scores_combine_the_folds_records(tmp_path):
+    """Two folds' records on disk (as crossval writes them): training dynamics averaged over the folds that trained
+    on each example, representation scores for each fold's held-out rows."""
+    from labelbench.data.files import write_npy
+
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    folds = [np.array([0, 1, 2]), np.array([3, 4, 5])]  # held out
+    features = rng.normal(size=(6, 4)).astype(np.float16)
+    dirs, expected = [], []
+    for k, held in enumerate(folds):
+        train = np.setdiff1d(np.arange(6), held)
+        logits = rng.normal(size=(3, len(train), 2)).astype(np.float32)
+        fold = tmp_path / f"fold_{k}"
+        (fold / "records").mkdir(parents=True)
+        write_npy(fold / "heldout_indices.npy", held)
+        write_npy(fold / "records" / "train_indices.npy", train)
+        write_npy(fold / "records" / "train_logits.npy", logits)
+        write_npy(fold / "records" / "embeddings.npy", features)
+        dirs.append(fold)
+        expected.append((train, d.aum(logits=logits, labels=labels[train])))
+    scores = d.record_scores(dirs, labels=labels, neighbours=2, el2n_epoch=0)
+    assert set(scores) == set(d.TRAINING_DYNAMICS) | set(d.REPRESENTATION)
+    np.testing.assert_allclose(scores["aum"], d.over_folds(expected, 6))
+    held = folds[0]
+    np.testing.assert_allclose(scores["knn_agreement"][held], d.knn_agreement(
+        embeddings=features[held].astype(np.float32), labels=labels[held], reference=features[3:].astype(np.float32),
+        reference_labels=labels[3:], k=2))
+
+
+def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_them(published):
+    """run_benchmark with a detector's scores for one model: a row beside that model's variants, in the same verdict
+    group (a perfect detector is the best alone), and the paper's summary over the pred_probs variants unchanged."""
+    from labelbench.data.io import load_dataset
+    from labelbench.evaluation.benchmark import run_benchmark, summarize
+    from labelbench.evaluation.bootstrap import BootstrapSettings
+    from labelbench.evaluation.report import family_section
+
+    data = load_dataset(published, "roman-numeral", models=["resnet18"])
+    perfect = 1.0 - data.label_errors.astype(float)
+    datasets = {"roman-numeral": (str(published), ["resnet18"])}
+    settings = BootstrapSettings(resamples=50, seed=0, level=0.95)
+    table, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[],
+                             detectors={"roman-numeral": {"resnet18": {"aum": perfect}}})
+    plain, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[])
+    row = table[table["method"] == "aum"].iloc[0]
+    assert row["model"] == "resnet18" and row["auroc"] == 1.0 and row["auroc_vs_best"] == "best"
+    assert set(table[table["method"] != "aum"]["auroc_vs_best"]) <= {"tied", "worse"}
+    assert len(table) == len(plain) + 1
+    assert summarize(table, lift_k=100)["methods"] == summarize(plain, lift_k=100)["methods"]
+    section = family_section(table, trained=["roman-numeral"])
+    assert "### roman-numeral / resnet18" in section and "| training_dynamics | aum" in section
+    assert "Training dynamics wins: aum leads the best of the next family, pred_probs" in section
+    assert "No dataset is trained here" in family_section(table, trained=[])

@@ -79,6 +79,8 @@ def _metric_row(dataset, model, method, adjust, metrics):
 # and each dataset's (B, N) resample weights, shared by all its score vectors (paired bootstrap).
 _LOADED: dict[str, Dataset] = {}
 _WEIGHTS: dict[str, np.ndarray] = {}
+#: Scores of the other detector families (labelbench.evaluation.detectors): dataset -> model -> detector -> (N,).
+_DETECTORS: dict[str, dict[str, dict[str, np.ndarray]]] = {}
 
 
 def _measure(task: Task, scores: np.ndarray, replicates: list) -> dict[str, float]:
@@ -99,6 +101,8 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
         pred_probs = data.pred_probs[model]
         for (method, adjust), scores in all_variant_scores(labels=labels, pred_probs=pred_probs).items():
             rows.append(_metric_row(task.dataset, model, method, adjust, _measure(task, scores, replicates)))
+        for method, scores in _DETECTORS.get(task.dataset, {}).get(model, {}).items():  # beside them, judged alike
+            rows.append(_metric_row(task.dataset, model, method, False, _measure(task, scores, replicates)))
         if task.filters:
             confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
             for filter_by in FILTER_BY:
@@ -181,14 +185,19 @@ def run_benchmark(
     filters: bool = True,
     workers: int | None = None,
     bootstrap: BootstrapSettings | None = None,
+    detectors: dict[str, dict[str, dict[str, np.ndarray]]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every task; returns (benchmark table, filter table) in a stable order. With
     ``bootstrap``, the table also has each metric's interval and verdict columns
-    (:func:`interval_columns`)."""
+    (:func:`interval_columns`). ``detectors``: dataset -> model -> detector -> scores (N,) of the other
+    detector families, rows beside that model's pred_probs variants (method = the detector's name), in the same
+    verdict group."""
     for check in ensembles:
         check_scheme(check)
     _LOADED.clear()
     _WEIGHTS.clear()
+    _DETECTORS.clear()
+    _DETECTORS.update(detectors or {})
     _LOADED.update({name: load_dataset(root, name, models=list(models)) for name, (root, models) in datasets.items()})
     if bootstrap is not None:
         _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
@@ -204,6 +213,7 @@ def run_benchmark(
             results = [_run_task(t) for t in tasks]
     finally:
         _WEIGHTS.clear()
+        _DETECTORS.clear()
     rows = [r for result in results for r in result[0]]
     filter_rows = [r for result in results for r in result[1]]
     table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS + metric_names(lift_k))
@@ -270,9 +280,11 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     one win, and wins + ties + losses = pairs for each variant.
 
     Ensembles are left out: they cover the five cleanlab variants only, so normalising them
-    against the seven single-model variants would not compare like with like.
+    against the seven single-model variants would not compare like with like; so are the other detector families,
+    which exist on the datasets trained here only (their verdicts against each pair's best are in the table).
     """
-    single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)].copy()
+    single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)
+                   & table["method"].isin({m for m, _ in ALL_VARIANTS})].copy()  # the other families: trained only
     single["variant"] = [variant_label(m, a) for m, a in zip(single["method"], single["adjust_pred_probs"])]
     metrics = metric_names(lift_k)
     normalised = single[["dataset", "model", "variant"]].copy()
@@ -310,3 +322,26 @@ def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, 
         summary["bootstrap"] = {"resamples": int(bootstrap.resamples), "seed": int(bootstrap.seed),
                                 "level": float(bootstrap.level)}
     write_json(out_dir / "summary.json", summary)
+
+
+def trained_detector_scores(params, crossval_root: Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """dataset -> model -> detector -> scores (N,) of every dataset trained here (``params.crossval``), from the
+    records of its folds ``crossval.folds`` under ``crossval_root/<dataset>/<model>/fold_<k>`` (each folder checked
+    against the bytes DVC recorded for it), for :func:`run_benchmark`."""
+    from labelbench.data.verify import verify
+    from labelbench.evaluation.detectors import record_scores
+
+    settings = params.benchmark.detectors
+    out = {}
+    for name, (root, models) in params.roots().items():
+        if name not in params.crossval.datasets:
+            continue
+        labels = load_dataset(root, name, models=list(models)).given_labels
+        out[name] = {}
+        for model in models:
+            fold_dirs = [Path(crossval_root) / name / model / f"fold_{k}" for k in params.crossval.folds]
+            for fold_dir in fold_dirs:
+                verify(fold_dir)
+            out[name][model] = record_scores(fold_dirs, labels=labels, neighbours=settings.neighbours,
+                                             el2n_epoch=settings.el2n_epoch)
+    return out

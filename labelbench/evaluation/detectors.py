@@ -15,9 +15,12 @@ Same convention as :mod:`labelbench.evaluation.scores`: every detector returns a
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from labelbench.data.files import DataError
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -177,3 +180,35 @@ def detector(name: str) -> tuple[str, Callable[..., np.ndarray]]:
             return family, registry[name]
     valid = sorted(n for registry in FAMILIES.values() for n in registry)
     raise ValueError(f"unknown detector {name!r}; valid: {', '.join(valid)}")
+
+
+def record_scores(fold_dirs: list[Path], *, labels: np.ndarray, neighbours: int, el2n_epoch: int) -> dict[str, np.ndarray]:
+    """Every detector's scores (N,) for one model from its k cross-validation folds' ``records/``
+    (:mod:`labelbench.train.crossval`): the training-dynamics scores of each fold on its training rows, averaged over
+    the folds that trained on each example (:func:`over_folds`); the representation scores of each fold's held-out
+    rows against its training rows, in that fold's feature space. ``labels`` (N,): the given labels trained on."""
+    from labelbench.data.io import load_npy
+
+    n = labels.shape[0]
+    dynamics: dict[str, list] = {name: [] for name in TRAINING_DYNAMICS}
+    representation = {name: np.full(n, np.nan) for name in REPRESENTATION}
+    for fold_dir in fold_dirs:
+        records = Path(fold_dir) / "records"
+        train, held = load_npy(records / "train_indices.npy"), load_npy(Path(fold_dir) / "heldout_indices.npy")
+        logits, features = load_npy(records / "train_logits.npy"), load_npy(records / "embeddings.npy")
+        if logits.shape[1] != train.shape[0] or features.shape[0] != n:
+            raise DataError(records, f"records of {logits.shape[1]} training rows and {features.shape[0]} feature rows "
+                                     f"do not fit {train.shape[0]} training rows of {n} examples")
+        for name, score in TRAINING_DYNAMICS.items():
+            extra = {"epoch": el2n_epoch} if name == "el2n" else {}
+            dynamics[name].append((train, score(logits=logits, labels=labels[train], **extra)))
+        features = features.astype(np.float32)
+        for name, score in REPRESENTATION.items():
+            representation[name][held] = score(embeddings=features[held], labels=labels[held],
+                                               reference=features[train], reference_labels=labels[train],
+                                               k=neighbours)
+    scores = {name: over_folds(parts, n) for name, parts in dynamics.items()}
+    missing = [name for name, values in representation.items() if np.isnan(values).any()]
+    if missing:
+        raise DataError(Path(fold_dirs[0]).parent, "the folds' held-out rows do not cover every example")
+    return {**scores, **representation}

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import FULL_BLOCKS, Block, Count, Names, Noise, Part, Positive
+from labelbench.config import FULL_BLOCKS, Block, Count, FoldList, Names, Noise, Part, Positive
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -49,9 +49,17 @@ class Bootstrap(Block):
     level: Annotated[float, Field(gt=0, lt=1)]
 
 
+class Detectors(Block):
+    """The detector families beyond pred_probs on the datasets trained here (labelbench.evaluation.detectors)."""
+
+    neighbours: Positive  # k of the representation-space detectors
+    el2n_epoch: Count  # the early epoch EL2N is read at (0-based)
+
+
 class Benchmark(Block):
     ensembles: Annotated[list[Scheme], Field(min_length=1)]
     bootstrap: Bootstrap
+    detectors: Detectors
 
 
 class Report(Block):
@@ -168,7 +176,14 @@ class EvaluateParams(Datasets):
         return self
 
 
+class TrainedFolds(Trained):
+    """The datasets trained here, their models and the fold ids (whose folders hold the training records)."""
+
+    folds: FoldList
+
+
 class BenchmarkParams(Datasets):
+    crossval: TrainedFolds
     lift_k: Positive
     benchmark: Benchmark
 

@@ -237,9 +237,13 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
         single = single.assign(shown=single[metric])
     pairs = list(dict.fromkeys(zip(single["dataset"], single["model"])))
     variants = [(m, a) for m, a in ALL_VARIANTS if ((single["method"] == m) & (single["adjust_pred_probs"] == a)).any()]
-    fig, ax = plt.subplots(figsize=(10, 0.36 * len(pairs) + 2.4))
-    markers = "oosDD^v"
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # the other detector families, where a dataset trained here has them: after the pred_probs scores
+    variants += [(m, False) for m in dict.fromkeys(single["method"]) if family_of(m) != "pred_probs"]
+    legend_rows = -(-len(variants) // 4)
+    height = 0.36 * len(pairs) + 1.9 + 0.2 * legend_rows
+    fig, ax = plt.subplots(figsize=(10, height))
+    markers = "oosDD^v" + "PX*hp<>d"  # pred_probs' 7 variants, then the other families' detectors
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"] + list(plt.get_cmap("Dark2").colors)
     offsets = np.linspace(-0.3, 0.3, len(variants)) if len(variants) > 1 else np.zeros(1)
     for i, (method, adjust) in enumerate(variants):
         rows = single[(single["method"] == method) & (single["adjust_pred_probs"] == adjust)]
@@ -254,7 +258,9 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
             # the interval of the difference (it need not contain the point difference)
             ax.hlines(ys, lo, hi, color=color, lw=1, alpha=0.8, zorder=2)
         # adjust_pred_probs variants: hollow markers
-        ax.scatter(xs, ys, label=variant_label(method, adjust), marker=markers[i % len(markers)],
+        family = family_of(method)
+        label = variant_label(method, adjust) + ("" if family == "pred_probs" else f" ({family.replace('_', ' ')})")
+        ax.scatter(xs, ys, label=label, marker=markers[i % len(markers)],
                    facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=30, zorder=3)
     # room beyond the outermost dot or bar, which autoscaling on the symlog axis leaves half cut off
     extent = np.concatenate([single["shown"].to_numpy(dtype=float)] + (
@@ -276,7 +282,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
         ax.set_xlabel(title)
         ax.set_title(f"{title} of label quality scores per dataset × model")
     fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, (0.25 + 0.2 * legend_rows) / height, 1, 1))
     _save(fig, path)
 
 
@@ -360,3 +366,57 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
             table.add_row(name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
                           cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
     return table
+
+
+def family_of(method: str) -> str:
+    """``pred_probs`` for the score registry's methods, else the detector family (training_dynamics,
+    representation) of :mod:`labelbench.evaluation.detectors`."""
+    from labelbench.evaluation.detectors import FAMILIES
+
+    return next((family for family, registry in FAMILIES.items() if method in registry), "pred_probs")
+
+
+def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str = "auroc") -> str:
+    """"Which family?": per dataset trained here, the best detector of each family per model, with its interval and
+    verdict against the best of that dataset × model (all families judged together), and a sentence saying which
+    family won and by how much, or that they tie. Published datasets have only pred_probs: said so."""
+    title = metric_title(metric)
+    lines = ["## Which family?", "",
+             "Per dataset trained here, the best detector of each family for each model (single models: ensembles "
+             f"cover pred_probs only): {title} [95% paired-bootstrap interval], verdict against the best detector "
+             "of that dataset × model over every family (**bold** best alone, † tied). Training dynamics read each "
+             "fold's training logits per epoch (in-sample, averaged over the folds that trained on an example), "
+             "representation neighbours each held-out example's features against its fold's training rows. The "
+             "published datasets have only the authors' pred_probs (no training records), so only that family is "
+             "benchmarked on them.", ""]
+    rows = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX) & benchmark["dataset"].isin(trained)]
+    if rows.empty:
+        return "\n".join(lines + ["No dataset is trained here (`crossval.datasets` is empty).", ""])
+    rows = rows.assign(family=[family_of(m) for m in rows["method"]],
+                       variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
+    judged = f"{metric}_vs_best" in rows.columns
+    for dataset in trained:
+        for model, group in rows[rows["dataset"] == dataset].groupby("model", sort=False):
+            best = group.loc[group.groupby("family", sort=False)[metric].idxmax()].sort_values(metric, ascending=False)
+            digits = decimals(best[metric])
+            table = pd.DataFrame({
+                "family": best["family"], "best detector": best["variant"],
+                title: [MARKS.get(r.get(f"{metric}_vs_best", ""), "{}").format(f"{r[metric]:.{digits}f}")
+                        + (f" [{r[f'{metric}_lo']:.{digits}f}, {r[f'{metric}_hi']:.{digits}f}]" if judged else "")
+                        for _, r in best.iterrows()],
+            })
+            lines += [f"### {dataset} / {_short_model(model)}", "", table.to_markdown(index=False), ""]
+            first, second = best.iloc[0], best.iloc[1] if len(best) > 1 else None
+            if second is None:
+                verdict = f"Only {first['family']} was measured."
+            elif judged and second[f"{metric}_vs_best"] != "worse":
+                verdict = (f"The families tie: {first['family']} ({first['variant']}) leads "
+                           f"{second['family']} ({second['variant']}) by {first[metric] - second[metric]:.{digits}f} "
+                           f"{title}, within the paired-bootstrap interval.")
+            else:
+                verdict = (f"{first['family'].replace('_', ' ').capitalize()} wins: {first['variant']} leads the best "
+                           f"of the next family, {second['family']} ({second['variant']}), by "
+                           f"{first[metric] - second[metric]:.{digits}f} {title}"
+                           + (" (its paired-bootstrap interval excludes 0)." if judged else "."))
+            lines += [verdict, ""]
+    return "\n".join(lines)
