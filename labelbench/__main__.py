@@ -17,8 +17,16 @@ from labelbench.config import ParamsError
 from labelbench.data.io import DataError
 
 
+#: The module docstring as the terminal shows it (no reStructuredText markup).
+HELP = """Add a dataset of your own to the benchmark: checked, written to data/added/NAME, tracked with DVC and
+registered in params.yaml; the next `dvc repro` puts it in every table, plot and report.
+
+To rank label issues of your own data with no benchmark around it, use cleanlab directly:
+cleanlab.filter.find_label_issues or cleanlab.Datalab (https://docs.cleanlab.ai/)."""
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labelbench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m labelbench", description=HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser(

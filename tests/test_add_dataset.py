@@ -301,3 +301,14 @@ def test_bad_added_params_are_refused_naming_the_key(tmp_path, added, message):
     with pytest.raises(ParamsError) as info:
         load_params(IssuesParams, tmp_path / "params.yaml")
     assert message in str(info.value)
+
+
+def test_help_is_plain_text(capsys):
+    """`python -m labelbench --help` shows no reStructuredText markup (``literal``, :mod:`...`)."""
+    from labelbench.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert "add-dataset" in shown and "``" not in shown and ":mod:" not in shown
