@@ -52,8 +52,11 @@ def test_el2n_at_an_early_epoch():
     # epoch 1, example 2: softmax([1, 0]) = (s, 1 - s), label 0: error (s - 1, 1 - s), norm sqrt(2) (1 - s)
     s = 1 / (1 + math.exp(-1))
     assert d.el2n(logits=LOGITS, labels=LABELS, epoch=1)[2] == pytest.approx(-math.sqrt(2) * (1 - s), abs=1e-12)
-    with pytest.raises(ValueError, match="epochs 0..2"):
-        d.el2n(logits=LOGITS, labels=LABELS, epoch=3)
+    # a run of fewer epochs than the param: its last
+    np.testing.assert_array_equal(d.el2n(logits=LOGITS, labels=LABELS, epoch=7), d.el2n(logits=LOGITS, labels=LABELS,
+                                                                                        epoch=2))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        d.el2n(logits=LOGITS, labels=LABELS, epoch=-1)
 
 
 def test_over_folds_averages_the_folds_that_trained_on_each_example():
@@ -61,6 +64,10 @@ def test_over_folds_averages_the_folds_that_trained_on_each_example():
     np.testing.assert_allclose(combined, [1.0, 3.0, 6.0])
     with pytest.raises(ValueError, match="1 examples are in no fold"):
         d.over_folds([(np.array([0]), np.array([1.0]))], 2)
+    # NaN: that fold never drew the row; a row no fold drew gets the others' median
+    partial = d.over_folds([(np.array([0, 1, 2]), np.array([1.0, np.nan, np.nan])),
+                            (np.array([1, 2, 3]), np.array([3.0, np.nan, 5.0]))], 4)
+    np.testing.assert_allclose(partial, [1.0, 3.0, 3.0, 5.0])
 
 
 # reference: two tight clusters in 2-D, class 0 along x, class 1 along y; one reference point of class 1 is
@@ -122,6 +129,9 @@ def test_an_epoch_that_did_not_train_on_an_example_is_left_out():
     assert d.forgetting(logits=gap, labels=LABELS)[1] == 0
     gap[1, 2] = np.nan  # example 2: wrong, -, wrong: never learned
     assert d.forgetting(logits=gap, labels=LABELS)[2] == -3
+    unseen = np.full((2, 1, 2), np.nan)  # never drawn: no evidence, NaN (over_folds fills it)
+    for name, score in d.TRAINING_DYNAMICS.items():
+        assert np.isnan(score(logits=unseen, labels=np.array([0]))).all(), name
     for name in ("small_loss", "datamaps_confidence", "datamaps_variability"):
         assert np.isfinite(d.TRAINING_DYNAMICS[name](logits=gap, labels=LABELS)).all(), name
     np.testing.assert_allclose(d.el2n(logits=gap, labels=LABELS, epoch=1)[1], d.el2n(logits=LOGITS, labels=LABELS,

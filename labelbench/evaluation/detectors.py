@@ -23,6 +23,17 @@ import numpy as np
 from labelbench.data.files import DataError
 
 
+def _over_epochs(values: np.ndarray, *, spread: bool = False) -> np.ndarray:
+    """Mean (or with ``spread`` the standard deviation) over axis 0 of (E, N) ``values``, NaN epochs left out; NaN
+    where an example has no epoch (without numpy's empty-slice warnings)."""
+    seen = ~np.isnan(values)
+    count = seen.sum(axis=0)
+    mean = np.where(seen, values, 0).sum(axis=0) / np.maximum(count, 1)
+    if spread:
+        mean = np.sqrt(np.where(seen, (values - mean) ** 2, 0).sum(axis=0) / np.maximum(count, 1))
+    return np.where(count > 0, mean, np.nan)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -48,7 +59,7 @@ def aum(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Area Under the Margin (Pleiss et al., NeurIPS 2020): the mean over epochs of ``z[y] - max_{j != y} z[j]``
     (logits ``z``, given label ``y``). A mislabeled example keeps a negative margin: low = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    return np.nanmean(_margins(logits, labels), axis=0)
+    return _over_epochs(_margins(logits, labels))
 
 
 def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -63,7 +74,8 @@ def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for epoch in range(1, state.shape[0]):
         state[epoch] = np.where(seen[epoch], correct[epoch], state[epoch - 1])
     events = (state[:-1] & ~state[1:]).sum(axis=0)
-    return -np.where(correct.any(axis=0), events, logits.shape[0]).astype(np.float64)
+    score = -np.where(correct.any(axis=0), events, logits.shape[0]).astype(np.float64)
+    return np.where(seen.any(axis=0), score, np.nan)  # never trained on: no evidence
 
 
 def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -73,13 +85,13 @@ def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     log_probs = z - z.max(axis=-1, keepdims=True)
     log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
-    return np.nanmean(_given(log_probs, labels), axis=0)
+    return _over_epochs(_given(log_probs, labels))
 
 
 def datamaps_confidence(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Data-maps confidence (Swayamdipta et al., EMNLP 2020): the mean over epochs of ``softmax(z)[y]``. Mislabeled
     examples sit in the "hard to learn" region: low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
-    return np.nanmean(_given(_softmax(logits.astype(np.float64)), labels), axis=0)
+    return _over_epochs(_given(_softmax(logits.astype(np.float64)), labels))
 
 
 def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -87,16 +99,17 @@ def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     ``softmax(z)[y]``. "Hard to learn" (mislabeled) examples have low confidence and low variability, ambiguous ones
     high variability: low = likely mislabeled, though easy clean examples are low too (the paper's point: variability
     alone separates ambiguous from the rest). (E, N, K), (N,) -> (N,)."""
-    return np.nanstd(_given(_softmax(logits.astype(np.float64)), labels), axis=0)
+    return _over_epochs(_given(_softmax(logits.astype(np.float64)), labels), spread=True)
 
 
 def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarray:
     """EL2N (Paul et al., NeurIPS 2021), negated: minus ``||softmax(z) - onehot(y)||_2`` at the early epoch ``epoch``
-    (0-based; the paper scores a few epochs in). A large error norm early = likely mislabeled, so low = likely
-    mislabeled. (E, N, K), (N,) -> (N,)."""
-    if not 0 <= epoch < logits.shape[0]:
-        raise ValueError(f"el2n epoch {epoch}: the records hold epochs 0..{logits.shape[0] - 1}")
-    # an example that epoch did not train on: its first later epoch that did
+    (0-based; the paper scores a few epochs in; the last epoch when there are fewer). A large error norm early =
+    likely mislabeled, so low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
+    if epoch < 0:
+        raise ValueError(f"el2n epoch {epoch}: must be >= 0")
+    epoch = min(epoch, logits.shape[0] - 1)  # a run of fewer epochs: its last
+    # an example that epoch did not train on: its first later epoch that did (NaN: none did)
     later = logits[epoch:].astype(np.float64)
     first = (~np.isnan(later).any(axis=-1)).argmax(axis=0)
     probs = _softmax(later[first, np.arange(labels.shape[0])])
@@ -116,14 +129,19 @@ TRAINING_DYNAMICS: dict[str, Callable[..., np.ndarray]] = {
 
 def over_folds(per_fold: list[tuple[np.ndarray, np.ndarray]], num_examples: int) -> np.ndarray:
     """Combine in-sample scores of the k folds: ``per_fold`` holds ``(rows, scores)`` per fold (the dataset rows it
-    trained on and their scores); each example's score is the mean over the folds that trained on it. (N,)."""
-    total, count = np.zeros(num_examples), np.zeros(num_examples)
+    trained on and their scores, NaN where that fold's epochs never drew the row); each example's score is the mean
+    over the folds with a score for it. One with none (possible with one epoch: each epoch drops its ragged last
+    batch) gets the median of the others: no evidence either way. (N,)."""
+    total, count, listed = np.zeros(num_examples), np.zeros(num_examples), np.zeros(num_examples, dtype=bool)
     for rows, scores in per_fold:
-        np.add.at(total, rows, scores)
-        np.add.at(count, rows, 1)
-    if (count == 0).any():
-        raise ValueError(f"{int((count == 0).sum())} examples are in no fold's training rows")
-    return total / count
+        listed[rows] = True
+        seen = ~np.isnan(scores)
+        np.add.at(total, rows[seen], scores[seen])
+        np.add.at(count, rows[seen], 1)
+    if not listed.all():
+        raise ValueError(f"{int((~listed).sum())} examples are in no fold's training rows")
+    combined = total / np.maximum(count, 1)
+    return np.where(count > 0, combined, np.median(combined[count > 0]) if (count > 0).any() else 0.0)
 
 
 # ----------------------------------------------------------------------------- representation space
