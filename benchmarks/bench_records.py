@@ -21,18 +21,10 @@ Needs the digits inputs (``dvc pull raw@digits noise@digits folds@digits``). Out
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from fold_runs import interleaved, report
 
 #: The variant without the records' extra passes.
 WITHOUT = """
@@ -58,21 +50,6 @@ FEATURES = {"resnet18": 512, "resnet50d": 2048, "efficientnet_b1": 1280, "twins_
             "swin_base_patch4_window7_224": 1024}
 
 
-def stage_args(fold: int, out: Path) -> list[str]:
-    cmd = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["crossval"]["cmd"]
-    words = cmd.replace("${item.dataset}", "digits").replace("${item.model}", "test_resnet").replace(
-        "${item.fold}", str(fold)).split()
-    words[words.index("--out") + 1] = str(out)
-    return words[2:]  # after "python stages/crossval.py"
-
-
-def timed(argv: list[str], out: Path) -> tuple[float, str]:
-    start = time.perf_counter()
-    subprocess.run(argv, cwd=REPO, check=True, capture_output=True)
-    seconds = time.perf_counter() - start
-    return seconds, hashlib.md5((out / "model.safetensors").read_bytes()).hexdigest()[:12]
-
-
 def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -83,29 +60,15 @@ def main() -> int:
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--cifar-epochs", type=int, default=100, help="epochs assumed at CIFAR-10 scale")
     args = parser.parse_args()
-    if not (REPO / "data/raw/digits/images").is_dir():
-        sys.exit("digits inputs missing: dvc pull raw@digits noise@digits folds@digits")
-    runs: dict[str, list[float]] = {"with records": [], "without": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeat):
-            for variant in runs:
-                out = Path(tmp) / f"{variant.replace(' ', '_')}_{r}"
-                rest = stage_args(args.fold, out)
-                argv = ([sys.executable, "stages/crossval.py", *rest] if variant == "with records"
-                        else [sys.executable, "-c", WITHOUT, *rest])
-                seconds, digest = timed(argv, out)
-                runs[variant].append(seconds)
-                print(f"run {r + 1} {variant:>12}: {seconds:6.1f} s  model.safetensors md5 {digest}…", flush=True)
-        fold = Path(tmp) / "with_records_0"
-        records, everything = size(fold / "records"), size(fold)
-    load = os.getloadavg()[0]
-    for variant, times in runs.items():
-        print(f"{variant:>12}: best {min(times):.1f} s, median {statistics.median(times):.1f} s over {len(times)}")
-    best = min(runs["with records"]) / min(runs["without"])
-    median = statistics.median(runs["with records"]) / statistics.median(runs["without"])
-    print(f"with / without: best {best:.3f}x, median {median:.3f}x (+{100 * (median - 1):.1f}%; digits fold "
-          f"{args.fold}, process start to outputs written; load average {load:.1f} after)")
-    print(f"disk: records/ {records / 1e6:.2f} MB of the fold's {everything / 1e6:.2f} MB")
+    sizes = {}
+    runs = interleaved({"with records": lambda rest: [sys.executable, "stages/crossval.py", *rest],
+                        "without": lambda rest: [sys.executable, "-c", WITHOUT, *rest]},
+                       fold=args.fold, repeat=args.repeat,
+                       keep=lambda folders: sizes.update(records=size(folders["with records"][0] / "records"),
+                                                         fold=size(folders["with records"][0])))
+    median = report(runs, fold=args.fold, ratio=("with records", "without"))
+    print(f"extra time per fold: +{100 * (median - 1):.1f}% (median)")
+    print(f"disk: records/ {sizes['records'] / 1e6:.2f} MB of the fold's {sizes['fold'] / 1e6:.2f} MB")
     epochs, train, held, classes, n = args.cifar_epochs, 40_000, 10_000, 10, 50_000
     logits = 4 * epochs * (train + held) * classes
     print(f"CIFAR-10 scale ({epochs} epochs, 5 folds; logits float32, features float16):")
