@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
@@ -56,12 +56,28 @@ Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
 
 
-class Noise(Block):
-    """Synthetic label noise of one trained dataset (cleanlab's generator; 0 keeps the labels)."""
+#: The raw stage's sources (labelbench/data/raw/registry.py's DATASETS; a test keeps them equal).
+RAW_SOURCES = ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral", "food-101n", "digits")
 
+
+class TrainedDataset(Block):
+    """One dataset trained here: its raw ``source`` and the label noise added to it. ``uniform``: cleanlab's
+    noise-matrix generator (the authors' CIFAR-10S recipe, with ``sparsity``); ``instance``: each flipped example
+    goes to the class a weak model most confuses it with (:func:`labelbench.train.noise.instance_noise`).
+    ``noise_amount`` 0 keeps the given labels."""
+
+    source: Literal[RAW_SOURCES]
+    noise: Literal["uniform", "instance"]
     noise_amount: Annotated[float, Field(ge=0, lt=1)]
-    sparsity: Annotated[float, Field(ge=0, le=1)]
+    sparsity: Annotated[float, Field(ge=0, le=1)] | None = None
     noise_seed: Count
+
+    @model_validator(mode="after")
+    def _sparsity_is_uniform_only(self):
+        if (self.noise == "uniform") != (self.sparsity is not None):
+            raise ValueError("sparsity (in [0, 1]) is set for noise: uniform and only then "
+                             f"(noise: {self.noise}, sparsity: {self.sparsity})")
+        return self
 
 
 #: timm.scheduler.create_scheduler_v2's schedules that need no validation metric (timm keeps no
@@ -130,7 +146,7 @@ class Raw(Block):
 class Crossval(Block):
     """The cross-validation matrix: which datasets and models are trained here, on which folds."""
 
-    datasets: dict[str, Noise]
+    datasets: dict[str, TrainedDataset]
     models: Names
     folds: FoldList
     fold_seed: Count | None
@@ -159,7 +175,7 @@ class RawParams(Part):
 
 
 class CrossvalDatasets(Part):
-    datasets: dict[str, Noise]
+    datasets: dict[str, TrainedDataset]
 
 
 class NoiseParams(Part):

@@ -1,11 +1,11 @@
-"""Stage `noise`: add synthetic label noise to one dataset's labels (cleanlab, authors' recipe).
+"""Stage `noise`: add synthetic label noise to one dataset's labels (uniform, the authors' recipe, or instance-dependent).
 
-    python stages/noise.py <dataset> --in <labels.csv> --classes <classes.txt> --out <folder>
+    python stages/noise.py <dataset> --in <labels.csv> --classes <classes.txt> --images <folder> --out <folder>
 
-noise_amount, sparsity and noise_seed come from ``crossval.datasets.<dataset>`` of params.yaml;
-K is the number of lines of --classes. Writes ``<out>/labels.csv`` (given_label = noisy,
-true_label = true, label_error = given != true; unchanged when noise_amount is 0) and
-``<out>/noise.json``.
+noise, noise_amount, sparsity and noise_seed come from ``crossval.datasets.<dataset>`` of params.yaml;
+K is the number of lines of --classes; --images (the raw images) is read by instance noise only. Writes
+``<out>/labels.csv`` (given_label = noisy, true_label = true, label_error = given != true; unchanged when
+noise_amount is 0) and ``<out>/noise.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", help="a key of crossval.datasets")
     parser.add_argument("--in", dest="inp", type=Path, required=True, help="labels.csv to read")
     parser.add_argument("--classes", type=Path, required=True, help="classes.txt fixing K")
+    parser.add_argument("--images", type=Path, required=True, help="the raw images folder (instance noise)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
     try:
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         labels = read_labels_csv(args.inp)
         k = len(read_classes(args.classes))
         try:
-            out, record = noisy_labels_table(labels=labels, noise_amount=noise.noise_amount, sparsity=noise.sparsity,
-                                             seed=noise.noise_seed, num_classes=k)
+            out, record = noisy_labels_table(labels=labels, noise=noise.noise, noise_amount=noise.noise_amount,
+                                             sparsity=noise.sparsity, seed=noise.noise_seed, num_classes=k,
+                                             images=args.images)
+        except DataError:  # an unreadable image, named
+            raise
         except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
             raise DataError(args.inp, str(exc)) from None
     except (ParamsError, DataError) as exc:

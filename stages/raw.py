@@ -1,6 +1,8 @@
 """Stage `raw`: write one dataset in the common raw layout.
 
-    python stages/raw.py <dataset> --out data/raw/<dataset>
+    python stages/raw.py <source> --out data/raw/<dataset>
+
+``<source>`` is ``crossval.datasets.<dataset>.source`` (two datasets may share one, e.g. digits and digits-hard).
 
 The ``raw`` block of params.yaml says where source archives are (``sources``), where the raw
 CIFAR-10 folder reused by cifar-10n-* and cifar-10s is (``cifar10_raw``) and whether missing
@@ -21,18 +23,18 @@ from labelbench.data.raw.registry import DATASETS, build
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("source", choices=DATASETS)
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     try:
         raw = load_params(RawParams).raw
-        table = build(args.dataset, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
+        table = build(args.source, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
                       download=raw.download)
     except (ParamsError, DataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     errors = "unknown" if table.label_errors is None else int(table.label_errors.sum())
-    print(f"{args.dataset}: {len(table)} images, {len(table.classes)} classes, label errors {errors} -> {args.out}")
+    print(f"{args.source}: {len(table)} images, {len(table.classes)} classes, label errors {errors} -> {args.out}")
     return 0
 
 

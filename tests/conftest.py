@@ -107,14 +107,14 @@ def stages_run(output: str) -> list[str]:
 
 def small_clone(dest: Path, *, published: list[str], trained: bool = True, folds: int | None = 3) -> Path:
     """:func:`clone_repo` with a quick configuration, committed: ``published`` replaces the evaluated
-    published datasets; digits is trained (``folds`` folds of 1 epoch at 8 px; None: unchanged) or,
-    with ``trained=False``, not at all. dvc.lock keeps only the ``published`` stage (the authors' bytes, which
+    published datasets; digits (alone of ``crossval.datasets``) is trained (``folds`` folds of 1 epoch at 8 px;
+    None: unchanged) or, with ``trained=False``, not at all. dvc.lock keeps only the ``published`` stage (the authors' bytes, which
     `dvc pull data/published` fetches by it), since the rest records the full configuration."""
     root = clone_repo(dest)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["published"]["datasets"] = published
-    if not trained:
-        params["crossval"]["datasets"] = {}
+    datasets = params["crossval"]["datasets"]
+    params["crossval"]["datasets"] = {"digits": datasets["digits"]} if trained else {}
     if folds is not None:
         params["crossval"]["folds"] = list(range(folds))
         params["train"].update(epochs=1, image_size=8)

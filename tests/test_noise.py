@@ -1,4 +1,4 @@
-"""Synthetic label noise: the published CIFAR-10S labels, rates, determinism, validation."""
+"""Synthetic label noise: the published CIFAR-10S labels, rates, determinism, validation; instance-dependent noise."""
 
 from __future__ import annotations
 
@@ -11,10 +11,16 @@ import pydantic
 import pytest
 
 from conftest import load_stage
-from labelbench.config import Noise
+from labelbench.config import RAW_SOURCES, TrainedDataset
 from labelbench.data.io import DataError
 from labelbench.data.io import read_classes, read_labels_csv
-from labelbench.train.noise import add_noise, make_noise_matrix, noisy_labels_table
+from labelbench.data.raw.registry import DATASETS
+from PIL import Image
+
+from labelbench.train.noise import (
+    WEAK_MODEL_SIDE, add_noise, class_mean_distances, instance_noise, make_noise_matrix, noisy_labels_table,
+    weak_model_pixels,
+)
 from test_train import write_params
 
 PUBLISHED = Path(__file__).resolve().parents[1].parent / "shared" / "published"
@@ -32,12 +38,17 @@ def cifar_10s():
     )
 
 
-def run_stage(folder: Path, dataset: str, noise: dict, classes: list[str], labels: Path, out: Path) -> int:
-    """stages/noise.py on ``labels`` with ``crossval.datasets = {dataset: noise}``, cwd ``folder``."""
-    write_params(folder, {"crossval.datasets": {dataset: noise}})
+UNIFORM = {"source": "digits", "noise": "uniform"}
+
+
+def run_stage(folder: Path, dataset: str, noise: dict, classes: list[str], labels: Path, out: Path,
+              images: Path | None = None) -> int:
+    """stages/noise.py on ``labels`` with ``crossval.datasets = {dataset: noise}`` (uniform unless ``noise`` says
+    otherwise), cwd ``folder``."""
+    write_params(folder, {"crossval.datasets": {dataset: {**UNIFORM, **noise}}})
     (folder / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     return load_stage("noise").main([dataset, "--in", str(labels), "--classes", str(folder / "classes.txt"),
-                                     "--out", str(out)])
+                                     "--images", str(images or folder / "images"), "--out", str(out)])
 
 
 def test_reproduces_published_cifar_10s(tmp_path, monkeypatch):
@@ -119,7 +130,16 @@ def test_zero_amount_is_identity():
 @pytest.mark.parametrize("amount, sparsity", [(-0.1, 0.4), (1.0, 0.4), (float("nan"), 0.4), (0.2, 1.5), (0.2, -0.1)])
 def test_params_refuse_out_of_range_noise(amount, sparsity):
     with pytest.raises(pydantic.ValidationError):
-        Noise(noise_amount=amount, sparsity=sparsity, noise_seed=0)
+        TrainedDataset(**UNIFORM, noise_amount=amount, sparsity=sparsity, noise_seed=0)
+
+
+def test_params_sparsity_only_with_uniform_noise_and_sources_of_the_registry():
+    assert set(RAW_SOURCES) == set(DATASETS)
+    TrainedDataset(source="digits", noise="instance", noise_amount=0.2, noise_seed=0)
+    for bad in [{"noise": "instance", "sparsity": 0.4}, {"noise": "uniform"}, {"noise": "pairwise", "sparsity": 0.4},
+                {"noise": "uniform", "sparsity": 0.4, "source": "mnist"}]:
+        with pytest.raises(pydantic.ValidationError):
+            TrainedDataset(**{"source": "digits", "noise_amount": 0.2, "noise_seed": 0, **bad})
 
 
 def test_noise_amount_too_high_for_k():
@@ -185,8 +205,9 @@ def test_stage_rejects_bad_input(tmp_path, capsys, monkeypatch):
     assert "crossval.datasets.d.noise_amount = 1.2" in capsys.readouterr().err
     assert run_stage(tmp_path, "d", {**noise, "noise_amount": 0.8}, ["a", "b", "c"], path, out) == 1  # trace 0
     assert "int(K * (1 - noise_amount)) >= 1" in capsys.readouterr().err
-    write_params(tmp_path, {"crossval.datasets": {"d": noise}})
-    assert load_stage("noise").main(["other", "--in", str(path), "--classes", "classes.txt", "--out", str(out)]) == 1
+    write_params(tmp_path, {"crossval.datasets": {"d": {**UNIFORM, **noise}}})
+    assert load_stage("noise").main(["other", "--in", str(path), "--classes", "classes.txt", "--images", "images",
+                                     "--out", str(out)]) == 1
     assert "crossval.datasets has no 'other'" in capsys.readouterr().err
     assert not out.exists()
 
@@ -199,3 +220,74 @@ def test_read_classes(tmp_path):
         path.write_text(text)
         with pytest.raises(DataError, match=match):
             read_classes(path)
+
+
+# --- instance-dependent noise --------------------------------------------------------------------------------
+
+
+def test_class_mean_distances_by_hand():
+    pixels = np.array([[0, 0], [2, 0], [10, 10]])
+    labels = np.array([0, 0, 1])
+    # means: class 0 (1, 0), class 1 (10, 10)
+    expected = np.array([[1, 200], [1, 164], [181, 0]], dtype=np.float64)
+    np.testing.assert_array_equal(class_mean_distances(pixels, labels, 2), expected)
+
+
+def test_instance_noise_by_hand():
+    """Class means 2 and 10. Row 2 (pixel 6) is 16 from both: weight (16/16)^2 = 1. Rows 0 and 1 (pixel 0): 4 from
+    their mean, 100 from the other: weight 0.0016 each. Rows 3 and 4 sit on their mean: weight 0. One flip
+    (noise_amount 1/5) is row 2 with probability 1 / 1.0032, and it gets the other class."""
+    pixels = np.array([[0], [0], [6], [10], [10]])
+    true = np.array([0, 0, 0, 1, 1])
+    noisy, record = instance_noise(pixels=pixels, true_labels=true, noise_amount=0.2, seed=0, num_classes=2)
+    assert noisy.tolist() == [0, 0, 1, 1, 1]
+    assert record["num_changed"] == 1 and record["weak_model_accuracy"] == 1.0  # a tie counts for the true class
+    assert (instance_noise(pixels=pixels, true_labels=true, noise_amount=0.0, seed=0, num_classes=2)[0] == true).all()
+
+
+def test_instance_noise_prefers_the_confusable_and_flips_to_the_confused_class():
+    """Three clusters, 1 and 2 overlapping, 0 apart: the flips land on 1 <-> 2 and go to the other of the two."""
+    rng = np.random.default_rng(5)
+    centres = np.array([[0, 0], [100, 100], [110, 110]])
+    true = np.repeat(np.arange(3), 400)
+    pixels = np.rint(centres[true] + rng.normal(0, 12, (len(true), 2))).astype(np.int64)
+    noisy, record = instance_noise(pixels=pixels, true_labels=true, noise_amount=0.2, seed=0, num_classes=3)
+    flipped = noisy != true
+    assert record["num_changed"] == flipped.sum() == round(0.2 * len(true))
+    assert (true[flipped] != 0).mean() > 0.95
+    assert set(zip(true[flipped].tolist(), noisy[flipped].tolist())) <= {(1, 2), (2, 1), (0, 1), (0, 2)}
+    same, _ = instance_noise(pixels=pixels, true_labels=true, noise_amount=0.2, seed=0, num_classes=3)
+    other, _ = instance_noise(pixels=pixels, true_labels=true, noise_amount=0.2, seed=1, num_classes=3)
+    np.testing.assert_array_equal(noisy, same)
+    assert not np.array_equal(noisy, other)
+    with pytest.raises(ValueError, match=r"class\(es\) \[3\]"):
+        instance_noise(pixels=pixels, true_labels=true, noise_amount=0.2, seed=0, num_classes=4)
+
+
+def write_images(folder: Path, ids: list[str], values: list[int]) -> None:
+    for image_id, value in zip(ids, values):
+        path = folder / "images" / image_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(path)
+
+
+def test_stage_instance_noise_reads_the_images(tmp_path, monkeypatch):
+    ids = [f"{c}/{i}.png" for c in "ab" for i in range(10)]
+    values = [10 * i for i in range(10)] + [150 + 10 * i for i in range(10)]
+    write_images(tmp_path, ids, values)
+    pixels = weak_model_pixels(tmp_path / "images", ids)
+    assert pixels.shape == (20, 3 * WEAK_MODEL_SIDE ** 2) and (pixels[:, 0] == values).all()
+    path = write_labels(tmp_path / "labels.csv", pd.DataFrame(
+        {"image_id": ids, "given_label": [0] * 10 + [1] * 10, "true_label": "", "label_error": ""}))
+    monkeypatch.chdir(tmp_path)
+    instance = {"noise": "instance", "noise_amount": 0.1, "noise_seed": 0}
+    assert run_stage(tmp_path, "d", instance, ["a", "b"], path, tmp_path / "out") == 0
+    out = read_labels_csv(tmp_path / "out" / "labels.csv")
+    changed = out["given_label"].to_numpy() != np.repeat([0, 1], 10)
+    assert changed.sum() == 2 and (out["label_error"].to_numpy(dtype=bool) == changed).all()
+    record = json.loads((tmp_path / "out" / "noise.json").read_text())
+    assert record["noise"] == "instance" and record["num_changed"] == 2 and "sparsity" not in record
+    # an unreadable image is one error naming it, and nothing is written
+    (tmp_path / "images" / "b" / "3.png").write_bytes(b"not a png")
+    assert run_stage(tmp_path, "d", instance, ["a", "b"], path, tmp_path / "out2") == 1
+    assert not (tmp_path / "out2").exists()

@@ -33,7 +33,9 @@ from conftest import DATASETS, DVC_REMOTE, PUBLISHED, REPO_ROOT, clone_repo, run
 VERSION = "v1.0.0"
 PUBLISHED_ARTIFACTS = {f"pred-probs-{d}": f"data/published/{d}/pred_probs" for d in DATASETS}
 TRAINED_ARTIFACTS = {"digits-test-resnet": "data/crossval/digits/test_resnet",
-                     "pred-probs-digits": "data/trained/digits"}
+                     "pred-probs-digits": "data/trained/digits",
+                     "digits-hard-test-resnet": "data/crossval/digits-hard/test_resnet",
+                     "pred-probs-digits-hard": "data/trained/digits-hard"}
 
 
 def sums() -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import FULL_BLOCKS, Block, Count, FoldList, Names, Noise, Part, Positive
+from labelbench.config import FULL_BLOCKS, Block, Count, FoldList, Names, Part, Positive, TrainedDataset
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -113,7 +113,7 @@ FULL_BLOCKS.update(published=Published, added=Added, evaluate=Evaluate, benchmar
 class Trained(Part):
     """The datasets trained here and their models (data/trained)."""
 
-    datasets: dict[str, Noise]
+    datasets: dict[str, TrainedDataset]
     models: Names
 
 
