@@ -1,4 +1,5 @@
-"""``python -m labelbench add-dataset NAME --pred-probs DIR --labels given_labels.npy [...]``
+"""``python -m labelbench add-dataset NAME --pred-probs DIR --labels given_labels.npy [...]`` (pred_probs of your
+own) or ``python -m labelbench add-dataset NAME --images DIR [--labels F] [--errors F]`` (images, trained here)
 
 Adds a dataset of your own to the benchmark (see :mod:`labelbench.data.add_dataset`): checked,
 written to ``data/added/NAME``, tracked with DVC and registered in ``params.yaml``; the next
@@ -21,6 +22,9 @@ from labelbench.data.io import DataError
 HELP = """Add a dataset of your own to the benchmark: checked, written to data/added/NAME, tracked with DVC and
 registered in params.yaml; the next `dvc repro` puts it in every table, plot and report.
 
+  add-dataset NAME --pred-probs DIR --labels given_labels.npy [--errors label_errors.npy]   pred_probs of yours
+  add-dataset NAME --images DIR [--labels labels.csv] [--errors mislabeled.txt]             images, trained here
+
 To rank label issues of your own data with no benchmark around it, use cleanlab directly:
 cleanlab.filter.find_label_issues or cleanlab.Datalab (https://docs.cleanlab.ai/)."""
 
@@ -30,30 +34,65 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser(
-        "add-dataset", help="add a dataset of your own (pred_probs, labels, optional error mask)",
+        "add-dataset", help="add a dataset of your own (pred_probs, or images to train here)",
         description="Check, write (data/added/NAME), track (dvc add) and register (params.yaml) a dataset; "
-                    "nothing is written when a check fails. Run from the repository root, then `dvc repro`.")
+                    "nothing is written when a check fails. Run from the repository root, then `dvc repro`. "
+                    "With --pred-probs: your out-of-sample pred_probs (registered under `added`). Without: "
+                    "--images DIR is trained here by cross-validation (registered under `crossval.datasets`, "
+                    "source imagefolder) and gets every detector family.")
     add.add_argument("name", metavar="NAME", help="dataset name: letters, digits, '_' and '-'")
-    add.add_argument("--pred-probs", type=Path, required=True, metavar="DIR",
+    add.add_argument("--pred-probs", type=Path, metavar="DIR",
                      help="folder of <model>.npy: out-of-sample predicted probabilities (N, K), one file per model")
-    add.add_argument("--labels", type=Path, required=True, help="given labels (N,) int, .npy")
-    add.add_argument("--errors", type=Path, help="known label errors (N,) bool, .npy: the dataset is benchmarked; "
-                                                 "without it, ranked label issues only")
-    add.add_argument("--true-labels", type=Path, help="true labels (N,) int, .npy")
-    add.add_argument("--image-ids", type=Path, help="N lines: the image (relative path) of each row")
-    add.add_argument("--images", type=Path, metavar="DIR", help="folder of the images named by --image-ids "
-                                                                "(reports/issues/NAME.png shows the top ones)")
+    add.add_argument("--labels", type=Path, help="with --pred-probs: given labels (N,) int, .npy; with --images "
+                                                 "alone: a CSV path,label (path relative to DIR, label a class "
+                                                 "name) instead of class subfolders")
+    add.add_argument("--errors", type=Path, help="known label errors: with --pred-probs (N,) bool .npy, with "
+                                                 "--images alone the mislabeled images' paths, one per line. "
+                                                 "With --pred-probs and without it: ranked label issues only")
+    add.add_argument("--true-labels", type=Path, help="true labels (N,) int, .npy (with --pred-probs)")
+    add.add_argument("--image-ids", type=Path, help="N lines: the image (relative path) of each row (with "
+                                                    "--pred-probs)")
+    add.add_argument("--images", type=Path, metavar="DIR", help="with --pred-probs: the images named by "
+                                                                "--image-ids; alone: the images to train on, one "
+                                                                "subfolder per class (torchvision's ImageFolder)")
     add.add_argument("--classes", type=Path, help="K lines: class names, in label order")
+    add.add_argument("--noise", choices=["instance", "uniform"], default="instance",
+                     help="--images alone: the label noise injected when --noise-amount > 0 (default instance)")
+    add.add_argument("--noise-amount", type=float, default=0.0,
+                     help="--images alone: share of labels to flip, the known errors when there is no --errors")
+    add.add_argument("--sparsity", type=float, help="--noise uniform: cleanlab's frac_zero_noise_rates (0)")
+    add.add_argument("--noise-seed", type=int, default=0, help="--images alone: seed of the injected noise")
     args = parser.parse_args(argv)
-    from labelbench.data.add_dataset import add_dataset
+    from labelbench.data.add_dataset import add_dataset, add_image_dataset
 
+    trained = args.pred_probs is None
     try:
-        info = add_dataset(name=args.name, pred_probs=args.pred_probs, labels=args.labels, errors=args.errors,
-                           true_labels=args.true_labels, image_ids=args.image_ids, images=args.images,
-                           classes=args.classes)
+        if trained:
+            misplaced = [flag for flag, value in (("--true-labels", args.true_labels), ("--image-ids", args.image_ids))
+                         if value is not None]
+            if args.images is None or misplaced:
+                parser.error("add-dataset needs --pred-probs DIR, or --images DIR (trained here) without "
+                             f"{' and '.join(misplaced) or '--pred-probs options'}")
+            info = add_image_dataset(name=args.name, images=args.images, labels=args.labels, classes=args.classes,
+                                     errors=args.errors, noise=args.noise, noise_amount=args.noise_amount,
+                                     sparsity=args.sparsity, noise_seed=args.noise_seed)
+        else:
+            if args.labels is None:
+                parser.error("add-dataset --pred-probs needs --labels given_labels.npy")
+            info = add_dataset(name=args.name, pred_probs=args.pred_probs, labels=args.labels, errors=args.errors,
+                               true_labels=args.true_labels, image_ids=args.image_ids, images=args.images,
+                               classes=args.classes)
     except (DataError, ParamsError, OSError) as exc:
         print(f"error: {exc}\nnothing was written", file=sys.stderr)
         return 1
+    if trained:
+        errors = (f"{info['errors']} known label errors" if info["errors"] is not None
+                  else f"{args.noise} noise, {args.noise_amount:g} of the labels flipped")
+        print(f"added {args.name}: {info['examples']} images, {info['classes']} classes; {errors}; trained here\n"
+              f"  data/added/{args.name} (tracked by data/added/{args.name}.dvc), params.yaml: "
+              f"crossval.datasets.{args.name}\n"
+              f"next: git add data/added/{args.name}.dvc data/added/.gitignore params.yaml && dvc repro")
+        return 0
     kind = (f"{info['errors']} known label errors: benchmarked" if info["errors"] is not None
             else "no known label errors: ranked label issues only (reports/issues)")
     print(f"added {args.name}: {info['examples']} examples, {info['classes']} classes, models "

@@ -57,7 +57,8 @@ Positive = Annotated[int, Field(ge=1)]
 
 
 #: The raw stage's sources (labelbench/data/raw/registry.py's DATASETS; a test keeps them equal).
-RAW_SOURCES = ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral", "food-101n", "digits")
+RAW_SOURCES = ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral", "food-101n", "digits",
+               "imagefolder")
 
 
 class TrainedDataset(Block):

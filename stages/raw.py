@@ -1,6 +1,6 @@
 """Stage `raw`: write one dataset in the common raw layout.
 
-    python stages/raw.py <source> --out data/raw/<dataset>
+    python stages/raw.py <source> --out data/raw/<dataset> --added data/added/<dataset>
 
 ``<source>`` is ``crossval.datasets.<dataset>.source`` (two datasets may share one, e.g. digits and digits-hard).
 
@@ -25,11 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", choices=DATASETS)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--added", type=Path, help="the dataset's folder under data/added (source imagefolder)")
     args = parser.parse_args(argv)
     try:
         raw = load_params(RawParams).raw
         table = build(args.source, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
-                      download=raw.download)
+                      download=raw.download, added=args.added)
     except (ParamsError, DataError, DownloadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

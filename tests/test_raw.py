@@ -481,7 +481,10 @@ def test_stage_cli(tmp_path, capsys, monkeypatch):
 
 def test_registry_names_each_source():
     assert set(DATASETS) == {"cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s", "roman-numeral",
-                             "food-101n", "digits"}
+                             "food-101n", "digits", "imagefolder"}
+    assert [d for d in DATASETS if DATASETS[d].needs_added] == ["imagefolder"]
+    with pytest.raises(DataError, match="add-dataset NAME --images DIR"):
+        build("imagefolder", out="unused", sources_dir="unused", added="no/such/folder")
     assert {DATASETS[d].needs_cifar10 for d in ("cifar-10n-agg", "cifar-10n-worst", "cifar-10s")} == {True}
     with pytest.raises(ValueError, match="cifar10_raw"):
         build("cifar-10s", out="unused", sources_dir="unused", cifar10_raw=None)

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from labelbench.config import ParamsError, Positive, load_params
+from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
 from labelbench.data.files import _is_relative_id
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
+from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.evaluation.params import (
     BenchmarkParams, Datasets, EvaluateParams, IssuesParams, ReportParams, check_added_name, check_name,
 )
@@ -54,22 +55,8 @@ def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | Non
     Returns ``{"examples": N, "classes": K, "models": [...], "errors": number or None}``; raises
     DataError (a file) or ParamsError (the name, params.yaml) before writing anything."""
     repo = Path(repo)
-    for required in ("params.yaml", "dvc.yaml", ".dvc"):
-        if not (repo / required).exists():
-            raise ParamsError(f"{repo / required}: not found; run add-dataset from the repository root")
-    params = load_params(AddParams, repo / "params.yaml")
-    try:
-        check_added_name(name)
-    except ValueError as exc:
-        raise ParamsError(f"dataset name: {exc}") from None
-    if name in params.sources():
-        raise ParamsError(f"dataset name {name!r}: already in params.yaml (published, trained or added); "
-                          "choose another")
-    folder = repo / ADDED_ROOT / name
-    for path in (folder, folder.with_name(f"{name}.dvc")):
-        if path.exists() or path.is_symlink():
-            raise DataError(path, "already exists; remove it or choose another name")
-
+    params = _repo_params(repo)
+    folder = _new_name(repo, name, params)
     arrays, models = check_inputs(pred_probs=pred_probs, labels=labels, errors=errors, true_labels=true_labels,
                                   image_ids=image_ids, images=images, lift_k=params.lift_k)
     num_classes = next(iter(arrays["pred_probs"].values())).shape[1]
@@ -77,10 +64,21 @@ def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | Non
         read_class_names(classes, num_classes=num_classes)
     params_text = registered_params(repo / "params.yaml", name, models=models, label_errors=errors is not None)
 
+    _track_and_register(repo, name, params_text, write=lambda: write_folder(
+        folder, name=name, models=models, pred_probs=pred_probs, labels=labels, errors=errors,
+        true_labels=true_labels, image_ids=image_ids, ids=arrays["image_ids"], images=images, classes=classes))
+    n = arrays["given_labels"].shape[0]
+    return {"examples": n, "classes": num_classes, "models": models,
+            "errors": None if arrays["label_errors"] is None else int(arrays["label_errors"].sum())}
+
+
+def _track_and_register(repo: Path, name: str, params_text: str, *, write) -> None:
+    """``write()`` the folder data/added/<name>, ``dvc add`` it, then write ``params_text`` to params.yaml; on any
+    failure, undo every step (the folder, its .dvc file, data/added/.gitignore)."""
+    folder = repo / ADDED_ROOT / name
     gitignore = repo / ADDED_ROOT / ".gitignore"
     old_gitignore = gitignore.read_bytes() if gitignore.is_file() else None
-    write_folder(folder, name=name, models=models, pred_probs=pred_probs, labels=labels, errors=errors,
-                 true_labels=true_labels, image_ids=image_ids, ids=arrays["image_ids"], images=images, classes=classes)
+    write()
     try:
         result = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", (ADDED_ROOT / name).as_posix()],
                                 cwd=repo, capture_output=True, text=True)
@@ -95,9 +93,98 @@ def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | Non
         else:
             gitignore.write_bytes(old_gitignore)
         raise
-    n = arrays["given_labels"].shape[0]
-    return {"examples": n, "classes": num_classes, "models": models,
-            "errors": None if arrays["label_errors"] is None else int(arrays["label_errors"].sum())}
+
+
+def _new_name(repo: Path, name: str, params: AddParams) -> Path:
+    """The folder data/added/<name> of a new dataset; ParamsError or DataError when ``name`` is taken or invalid."""
+    try:
+        check_added_name(name)
+    except ValueError as exc:
+        raise ParamsError(f"dataset name: {exc}") from None
+    if name in params.sources():
+        raise ParamsError(f"dataset name {name!r}: already in params.yaml (published, trained or added); "
+                          "choose another")
+    folder = repo / ADDED_ROOT / name
+    for path in (folder, folder.with_name(f"{name}.dvc")):
+        if path.exists() or path.is_symlink():
+            raise DataError(path, "already exists; remove it or choose another name")
+    return folder
+
+
+def _repo_params(repo: Path) -> AddParams:
+    for required in ("params.yaml", "dvc.yaml", ".dvc"):
+        if not (repo / required).exists():
+            raise ParamsError(f"{repo / required}: not found; run add-dataset from the repository root")
+    return load_params(AddParams, repo / "params.yaml")
+
+
+def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, classes: Path | None = None,
+                      errors: Path | None = None, noise: str = "instance", noise_amount: float = 0.0,
+                      sparsity: float | None = None, noise_seed: int = 0, repo: Path = Path(".")) -> dict:
+    """Check the images of your own (:func:`labelbench.data.raw.imagefolder.read_imagefolder`), write them to
+    data/added/<name> in the raw layout, ``dvc add`` it and register ``crossval.datasets.<name>`` (source
+    imagefolder) in params.yaml: the next ``dvc repro`` trains it like digits, and every family, table, interval,
+    issue list and image grid includes it. Its label errors must be known: ``errors`` (the mislabeled images,
+    one path per line) or injected noise (``noise_amount`` > 0 of kind ``noise``), not both. Raises DataError (a
+    file) or ParamsError before writing anything; returns ``{"examples", "classes", "errors"}``."""
+    repo = Path(repo)
+    params = _repo_params(repo)
+    folder = _new_name(repo, name, params)
+    if (errors is None) == (noise_amount == 0):
+        raise ParamsError("a dataset trained here is benchmarked, so its label errors must be known: give --errors "
+                          "(the images known to be mislabeled) or inject noise (--noise-amount > 0), not both")
+    entry = {"source": "imagefolder", "noise": noise, "noise_amount": noise_amount,
+             **({"sparsity": sparsity if sparsity is not None else 0.0} if noise == "uniform" else {}),
+             "noise_seed": noise_seed}
+    params_text = registered_trained(repo / "params.yaml", name, entry)
+    folds = len(load_params(FoldsParams, repo / "params.yaml").crossval.folds)
+    table = read_imagefolder(images=images, labels=labels, classes=classes, errors=errors, min_per_class=folds)
+    if len(table) < params.lift_k:
+        raise DataError(images, f"has {len(table)} images; the benchmark's lift_k = {params.lift_k} needs at least "
+                                "that many")
+    if table.label_errors is not None and (table.label_errors.all() or not table.label_errors.any()):
+        raise DataError(errors, f"marks {int(table.label_errors.sum())} of {len(table)} images as mislabeled; a "
+                                "benchmark needs both errors and correct labels")
+    _track_and_register(repo, name, params_text, write=lambda: write_imagefolder(table, images=images, out=folder))
+    return {"examples": len(table), "classes": len(table.classes),
+            "errors": None if table.label_errors is None else int(table.label_errors.sum())}
+
+
+def registered_trained(path: Path, name: str, entry: dict) -> str:
+    """``path``'s text with ``crossval.datasets.<name>: entry`` appended to that mapping (every other line kept
+    byte for byte); the result must parse to the old params plus that entry and satisfy the training and every
+    evaluation stage's schema."""
+    text = path.read_text(encoding="utf-8")
+    old = yaml.safe_load(text)
+    lines = text.splitlines(keepends=True)
+    top = [i for i, line in enumerate(lines) if re.match(r"crossval\s*:", line)]
+    heads = [i for i in range(top[0] + 1 if top else len(lines), len(lines))
+             if re.match(r"  datasets\s*:\s*(\{\}\s*)?(#.*)?$", lines[i])] if len(top) == 1 else []
+    if not heads:
+        raise ParamsError(f"{path}: expected `crossval:` with a `  datasets:` mapping under it; add the entry by hand")
+    head = heads[0]
+    lines[head] = re.sub(r":\s*\{\}", ":", lines[head])  # `datasets: {}` becomes a block mapping
+    end = head
+    for i in range(head + 1, len(lines)):
+        if lines[i].strip() and not lines[i].startswith("    ") and not lines[i].lstrip().startswith("#"):
+            break
+        if lines[i].startswith("    "):
+            end = i
+    block = yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=False, width=1000)
+    new = "".join(lines[:end + 1]) + "".join("    " + line + "\n" for line in block.splitlines()) \
+        + "".join(lines[end + 1:])
+    expected = {**old, "crossval": {**old["crossval"], "datasets": {**(old["crossval"]["datasets"] or {}), name: entry}}}
+    if yaml.safe_load(new) != expected:
+        raise ParamsError(f"{path}: `crossval.datasets` could not be extended on its own; add the entry by hand")
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "params.yaml"
+        candidate.write_text(new, encoding="utf-8")
+        for schema in (NoiseParams, EvaluateParams, BenchmarkParams, ReportParams, IssuesParams):
+            try:
+                load_params(schema, candidate)
+            except ParamsError as exc:
+                raise ParamsError(str(exc).replace(str(candidate), str(path) + " (after registering)")) from None
+    return new
 
 
 def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_labels: Path | None,

@@ -13,5 +13,6 @@ roman-numeral        roman-numeral.zip + roman-numeral_manual_   ImageFolder (sp
                      review.xlsx
 food-101n            Food-101N_release.zip                       ImageFolder (split, class, name)
 digits               none (scikit-learn)                         ImageFolder (digit, index)
+imagefolder          data/added/<name> (add-dataset --images)    ImageFolder (the user's paths)
 ===================  ==========================================  ===============================
 """

@@ -14,6 +14,7 @@ from labelbench.data.files import DataError
 from labelbench.data.raw.cifar import CIFAR10_MD5, CIFAR10_URL, convert_cifar10, convert_cifar10n, convert_cifar10s
 from labelbench.data.raw.digits import convert_digits
 from labelbench.data.raw.food import FOOD101N_URL, convert_food101n
+from labelbench.data.raw.imagefolder import convert_imagefolder
 from labelbench.data.raw.layout import RawTable
 from labelbench.data.raw.roman import ROMAN_BUNDLE_URL, convert_roman
 
@@ -35,6 +36,7 @@ class Recipe:
     convert: Callable[..., RawTable]
     sources: dict[str, Source] = field(default_factory=dict)
     needs_cifar10: bool = False  # reuses the raw cifar-10 folder (raw.cifar10_raw)
+    needs_added: bool = False  # reads the dataset's folder data/added/<name> (add-dataset --images)
 
 
 CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
@@ -54,6 +56,7 @@ DATASETS: dict[str, Recipe] = {
     "roman-numeral": Recipe(convert_roman, {"bundle": ROMAN_ZIP, "review": ROMAN_XLSX}),
     "food-101n": Recipe(convert_food101n, {"archive": FOOD101N_ZIP}),
     "digits": Recipe(convert_digits),
+    "imagefolder": Recipe(convert_imagefolder, needs_added=True),
 }
 
 
@@ -77,10 +80,11 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
 
 def build(
     dataset: str, *, out: os.PathLike | str, sources_dir: os.PathLike | str,
-    cifar10_raw: os.PathLike | str | None = None, download: bool = False,
+    cifar10_raw: os.PathLike | str | None = None, download: bool = False, added: os.PathLike | str | None = None,
 ) -> RawTable:
     """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``
-    (``cifar10_raw``: the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse)."""
+    (``cifar10_raw``: the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse; ``added``: the
+    dataset's folder under data/added, for ``imagefolder``)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     recipe = DATASETS[dataset]
@@ -89,4 +93,9 @@ def build(
     paths = {arg: source_path(source, sources_dir, download=download) for arg, source in recipe.sources.items()}
     if recipe.needs_cifar10:
         paths["cifar10_raw"] = Path(cifar10_raw)
+    if recipe.needs_added:
+        if added is None or not Path(added).is_dir():
+            raise DataError(Path(added or "data/added"), f"{dataset} needs the dataset's folder, written by "
+                                                         "`python -m labelbench add-dataset NAME --images DIR`")
+        paths["added"] = Path(added)
     return recipe.convert(out=out, **paths)
