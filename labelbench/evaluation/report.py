@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
-from labelbench.evaluation.ensembles import ensemble_scores
+from labelbench.evaluation.ensembles import score_models
 from labelbench.data.io import atomic_path, load_dataset, write_text
 from labelbench.evaluation.issues import top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
-from labelbench.evaluation.scores import ALL_VARIANTS, label_quality_scores
+from labelbench.evaluation.scores import ALL_VARIANTS
 
 def metric_title(name: str) -> str:
     """Column title of a registry metric.
@@ -134,20 +134,17 @@ def verdict_table(summary: dict) -> pd.DataFrame:
 
 
 def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
-    """Load each dataset once and score it: name -> (Dataset, {model or ensemble column: scores (N,)}).
+    """Load each dataset once and score it (:func:`~labelbench.evaluation.ensembles.score_models`): name ->
+    (Dataset, {model or ensemble column: scores (N,)}).
 
     The ensemble column (present with two or more models) comes last; it ranks the examples.
     """
     out = {}
     for name, (root, models) in datasets.items():
         data = load_dataset(root, name, models=models)
-        curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
-                  for m in models}
-        if len(models) > 1:
-            curves[ENSEMBLE_PREFIX + ensemble] = ensemble_scores(
-                ensemble, labels=data.given_labels, pred_probs_list=[data.pred_probs[m] for m in models],
-                method=method, member_scores=list(curves.values()))
-        out[name] = (data, curves)
+        scored = score_models({m: data.pred_probs[m] for m in models}, labels=data.given_labels, method=method,
+                              ensemble=ensemble)
+        out[name] = (data, scored.columns)
     return out
 
 
