@@ -204,15 +204,15 @@ def _ranked_list(top: pd.DataFrame, dataset: str) -> list[str]:
     if rows.empty:
         return []
     known = [c for c in ("true_label", "is_label_error") if c in rows and rows[c].ne("").all()]
-    titles = {"true_label": "true", "is_label_error": "real error"}
-    lines = [f"### {len(rows)} examples ranked most likely mislabeled (`reports/issues/{dataset}.csv`)", "",
-             "| " + " | ".join(["rank", "image_id", "given", "suggested"] + [titles[c] for c in known] + ["score"]) + " |",
-             "|" + "---|" * (5 + len(known))]
-    for r in rows.to_dict("records"):
-        cells = [str(r["rank"]), f"`{r['image_id']}`", r["given_label"], r["suggested_label"]]
-        cells += [("yes" if r[c] == "1" else "no") if c == "is_label_error" else r[c] for c in known]
-        lines.append("| " + " | ".join(cells + [f"{r['score']:.6g}"]) + " |")
-    return lines + [""]
+    table = pd.DataFrame({"rank": rows["rank"].astype(str), "image_id": "`" + rows["image_id"] + "`",
+                          "given": rows["given_label"], "suggested": rows["suggested_label"]})
+    if "true_label" in known:
+        table["true"] = rows["true_label"]
+    if "is_label_error" in known:
+        table["real error"] = np.where(rows["is_label_error"] == "1", "yes", "no")
+    table["score"] = [f"{score:.6g}" for score in rows["score"]]
+    return [f"### {len(rows)} examples ranked most likely mislabeled (`reports/issues/{dataset}.csv`)", "",
+            table.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
 
 
 def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None:
