@@ -55,10 +55,15 @@ def uniform_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]
     return np.full(len(pred_probs_list), 1 / len(pred_probs_list))
 
 
+def accuracy(labels: np.ndarray, pred_probs: np.ndarray) -> float:
+    """Share of the rows whose most probable class in ``pred_probs`` (N, K) is their label in ``labels`` (N,)."""
+    return float((pred_probs.argmax(axis=1) == labels).mean())
+
+
 def accuracy_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
     """Weights (M,) proportional to each model's accuracy on the given labels (N,)."""
-    accuracy = np.array([(p.argmax(axis=1) == labels).mean() for p in pred_probs_list])
-    return accuracy / sum(accuracy)
+    accuracies = np.array([accuracy(labels, p) for p in pred_probs_list])
+    return accuracies / sum(accuracies)
 
 
 def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:

@@ -121,8 +121,16 @@ def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, ti
         ax.set_title(f"#{r} {_short(given)} → {_short(suggested)}", fontsize=8, color="red" if error else "black")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    save_png(fig, path, dpi=100)
+
+
+def save_png(fig, path: Path, *, dpi: int) -> None:
+    """Write matplotlib figure ``fig`` to ``path`` atomically (no Software tag: the same bytes on every
+    host with the same matplotlib), then close it."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
 
 

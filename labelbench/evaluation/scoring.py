@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.ensembles import ENSEMBLE_PREFIX, score_models
+from labelbench.evaluation.ensembles import ENSEMBLE_PREFIX, accuracy, score_models
 from labelbench.data.io import Dataset
 
 
@@ -43,10 +43,10 @@ def score_dataset(
     scored = score_models({m: dataset.pred_probs[m] for m in models}, labels=labels, method=method,
                           adjust_pred_probs=adjust_pred_probs, ensemble=ensemble)
     table.update(scored.columns)
-    info = {"cv_accuracy": {m: float((dataset.pred_probs[m].argmax(axis=1) == labels).mean()) for m in models}}
+    info = {"cv_accuracy": {m: accuracy(labels, dataset.pred_probs[m]) for m in models}}
     if scored.ensemble is not None:
         # the ensemble's "CV accuracy": argmax of the pred_probs averaged with the scheme's weights
-        info["cv_accuracy"][ENSEMBLE_PREFIX + ensemble] = float((scored.pred_probs.argmax(axis=1) == labels).mean())
+        info["cv_accuracy"][ENSEMBLE_PREFIX + ensemble] = accuracy(labels, scored.pred_probs)
         info["ensemble_weights"] = {m: float(w) for m, w in zip(models, scored.weights)}
     table["rank"] = error_rank(scored.ranking)
     return pd.DataFrame(table), info
