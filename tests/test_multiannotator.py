@@ -18,6 +18,7 @@ from labelbench.config import ParamsError, load_params
 from labelbench.data.io import DataError
 from labelbench.evaluation import multiannotator as ma
 from labelbench.evaluation.params import CROWD_BASELINES, MultiannotatorParams
+from labelbench.evaluation.scores import label_quality_scores
 
 MODELS = ["resnet18", "swin_base_patch4_window7_224"]
 
@@ -233,7 +234,8 @@ def test_rows_match_direct_computations(tmp_path):
     assert summary["consensus_accuracy"]["majority_vote"] == majority.consensus_accuracy
     assert summary["annotator_accuracy"] == dict(zip(ma.ANNOTATORS, true_accuracy))
     assert set(table.method) == {"crowdlab", "majority_vote", "dawid_skene", "glad", "self_confidence"}
-    assert list(seconds) == [f"{m}:{d}" if d else m for m, d in zip(table.method, table.model)]
+    # one entry per job: CROWDLAB per model, the single-label scores of every model and their ensemble together
+    assert list(seconds) == list(dict.fromkeys(f"{m}:{d}" if m == "crowdlab" else m for m, d in zip(table.method, table.model)))
 
 
 def probs_of(root, model, truth):
@@ -368,7 +370,7 @@ def test_real_cifar10n(published):
             for name, aggregate in [
                 ("crowdlab", ma.crowdlab(track.annotations, track.dataset.pred_probs[swin])),
                 ("majority", ma.majority_vote(track.annotations, track.majority)),
-                ("single", ma.Aggregate(consensus=track.majority, quality=ma.label_quality_scores(
+                ("single", ma.Aggregate(consensus=track.majority, quality=label_quality_scores(
                     labels=track.majority, pred_probs=track.dataset.pred_probs[swin], method="self_confidence")))]}
     assert rows["majority"]["consensus_accuracy"] == majority_accuracy
     assert rows["crowdlab"]["consensus_accuracy"] > majority_accuracy + 0.05

@@ -5,7 +5,9 @@ import pytest
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from labelbench.evaluation.ensembles import ENSEMBLE_SCHEMES, check_scheme, ensemble_scores
+from labelbench.evaluation.ensembles import (
+    ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, score_models, weighted_pred_probs,
+)
 from labelbench.evaluation.metrics import Ranking, filter_metrics, ranking_metrics
 from reference import _reference_weights, reference_lift_at_k, reference_metrics
 from labelbench.evaluation.scores import (
@@ -179,6 +181,24 @@ def test_ensembles_match_cleanlab_or_plain_average(scheme, method, adjust):
     if averaged == "scores":  # the same arithmetic as cleanlab's, so the same bits
         np.testing.assert_array_equal(ours, expected)
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_score_models_ensembles_two_or_more_models_or_one_when_asked():
+    labels, p1, _ = random_problem(0)
+    _, p2, _ = random_problem(1)
+    scheme, args = "avg_pred_probs_weighted_by_accuracy", dict(labels=labels, method="self_confidence",
+                                                                adjust_pred_probs=True)
+    both = score_models({"a": p1, "b": p2}, ensemble=scheme, **args)
+    assert list(both.columns) == ["a", "b", f"ensemble:{scheme}"]
+    np.testing.assert_array_equal(both.members["b"], label_quality_scores(pred_probs=p2, **args))
+    np.testing.assert_array_equal(both.ranking, ensemble_scores(scheme, pred_probs_list=[p1, p2], **args))
+    np.testing.assert_array_equal(both.weights, ensemble_weights(scheme, labels=labels, pred_probs_list=[p1, p2]))
+    np.testing.assert_array_equal(both.pred_probs, weighted_pred_probs(both.weights, [p1, p2]))
+    one = score_models({"a": p1}, ensemble=scheme, **args)
+    assert list(one.columns) == ["a"] and one.ensemble is None and one.weights is None
+    assert one.ranking is one.members["a"] and one.pred_probs is p1
+    forced = score_models({"a": p1}, ensemble=scheme, always_ensemble=True, **args)
+    assert list(forced.columns) == ["a", f"ensemble:{scheme}"]
 
 
 def test_log_loss_is_sklearns_bit_for_bit(published):

@@ -14,6 +14,7 @@ labels; ``inv_log_loss`` proportional to ``exp(-t * logloss(model))`` with the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -23,6 +24,8 @@ from labelbench.evaluation.scores import label_quality_scores
 LOG_LOSS_SEARCH_T = (1e-4, 1e-3, 1e-2, 1e-1, 1, 10, 100, 200)
 #: cleanlab.internal.constants.CLIPPING_LOWER_BOUND (a test keeps them equal)
 CLIPPING_LOWER_BOUND = 1e-6
+#: Column (and model) name of an ensemble's scores: ``ensemble:<scheme>``.
+ENSEMBLE_PREFIX = "ensemble:"
 
 
 def log_loss(labels: np.ndarray, pred_probs: np.ndarray) -> float:
@@ -52,10 +55,15 @@ def uniform_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]
     return np.full(len(pred_probs_list), 1 / len(pred_probs_list))
 
 
+def accuracy(labels: np.ndarray, pred_probs: np.ndarray) -> float:
+    """Share of the rows whose most probable class in ``pred_probs`` (N, K) is their label in ``labels`` (N,)."""
+    return float((pred_probs.argmax(axis=1) == labels).mean())
+
+
 def accuracy_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
     """Weights (M,) proportional to each model's accuracy on the given labels (N,)."""
-    accuracy = np.array([(p.argmax(axis=1) == labels).mean() for p in pred_probs_list])
-    return accuracy / sum(accuracy)
+    accuracies = np.array([accuracy(labels, p) for p in pred_probs_list])
+    return accuracies / sum(accuracies)
 
 
 def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
@@ -73,8 +81,7 @@ def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.nda
     for t in LOG_LOSS_SEARCH_T:
         unnormalised = [np.exp(-t * loss) for loss in losses]
         weights = np.array(unnormalised) / sum(unnormalised)
-        averaged = sum(weights[i] * p for i, p in enumerate(pred_probs_list))
-        loss = log_loss(labels, averaged)
+        loss = log_loss(labels, weighted_pred_probs(weights, pred_probs_list))
         if best_loss > loss:
             best_loss, best_weights = loss, weights.copy()
     return best_weights
@@ -166,3 +173,62 @@ def ensemble_scores(
     if ENSEMBLE_SCHEMES[scheme][1] == "uniform":
         return np.vstack(member_scores).T.mean(axis=1)  # cleanlab's "uniform" is a plain mean
     return weighted_scores(weights, member_scores)
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """What :func:`score_models` returns. ``members``: model -> its scores (N,). With an ensemble:
+    ``ensemble`` its scores (N,), ``weights`` its member weights (M,) and ``pred_probs`` the members'
+    pred_probs averaged with those weights (N, K); without: None, None and the only model's pred_probs."""
+
+    scheme: str
+    members: dict[str, np.ndarray]
+    ensemble: np.ndarray | None
+    weights: np.ndarray | None
+    pred_probs: np.ndarray
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each model's scores, then the ensemble's as ``ensemble:<scheme>`` where there is one."""
+        if self.ensemble is None:
+            return dict(self.members)
+        return {**self.members, ENSEMBLE_PREFIX + self.scheme: self.ensemble}
+
+    @property
+    def ranking(self) -> np.ndarray:
+        """The scores that rank the examples: the ensemble's, else the only model's."""
+        return next(iter(self.members.values())) if self.ensemble is None else self.ensemble
+
+
+def score_models(
+    pred_probs: dict[str, np.ndarray],
+    *,
+    labels: np.ndarray,
+    method: str,
+    adjust_pred_probs: bool = False,
+    ensemble: str,
+    always_ensemble: bool = False,
+) -> ModelScores:
+    """``method``'s scores of ``labels`` (N,) under each model's pred_probs (model -> (N, K)), then
+    those of the ``ensemble`` scheme of all of them: with two or more models, or with one when
+    ``always_ensemble``. ``labels`` are the ones judged: a dataset's given labels, or the
+    multi-annotator track's majority vote.
+
+    >>> p1 = np.array([[0.9, 0.1], [0.4, 0.6]]); p2 = np.array([[0.7, 0.3], [0.2, 0.8]])
+    >>> score_models({"a": p1, "b": p2}, labels=np.array([0, 0]), method="self_confidence",
+    ...              ensemble="avg_scores").columns
+    {'a': array([0.9, 0.4]), 'b': array([0.7, 0.2]), 'ensemble:avg_scores': array([0.8, 0.3])}
+    """
+    pred_probs_list = list(pred_probs.values())
+    members = {
+        model: label_quality_scores(labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust_pred_probs)
+        for model, p in pred_probs.items()
+    }
+    if len(pred_probs_list) < 2 and not always_ensemble:
+        return ModelScores(ensemble, members, None, None, pred_probs_list[0])
+    weights = ensemble_weights(ensemble, labels=labels, pred_probs_list=pred_probs_list)
+    scores = ensemble_scores(
+        ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
+        adjust_pred_probs=adjust_pred_probs, weights=weights, member_scores=list(members.values()),
+    )
+    return ModelScores(ensemble, members, scores, weights, weighted_pred_probs(weights, pred_probs_list))

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import DataError, Dataset, atomic_path, read_class_names, read_csv_strings
-from labelbench.evaluation.ensembles import ensemble_scores, ensemble_weights, weighted_pred_probs
-from labelbench.evaluation.scores import label_quality_scores
+from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.scoring import error_rank
 
 #: Class names of the published datasets, which do not ship a classes.txt: class index k is the
@@ -58,27 +57,19 @@ def class_names(name: str, *, num_classes: int, extras: str | Path | None) -> li
 def rank_issues(data: Dataset, *, method: str, ensemble: str, classes: list[str], rows: int) -> pd.DataFrame:
     """The ``rows`` examples of ``data`` ranked most likely mislabeled (columns: see the module)."""
     labels = data.given_labels
-    models = list(data.pred_probs)
-    pred_probs_list = [data.pred_probs[m] for m in models]
-    member = [label_quality_scores(labels=labels, pred_probs=p, method=method) for p in pred_probs_list]
-    if len(models) > 1:
-        weights = ensemble_weights(ensemble, labels=labels, pred_probs_list=pred_probs_list)
-        score = ensemble_scores(ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
-                                weights=weights, member_scores=member)
-        probs = weighted_pred_probs(weights, pred_probs_list)
-    else:
-        score, probs = member[0], pred_probs_list[0]
+    scored = score_models(data.pred_probs, labels=labels, method=method, ensemble=ensemble)
+    score = scored.ranking
     top = np.argsort(error_rank(score), kind="stable")[:rows]  # ranks are distinct
     names = np.array(classes, dtype=object)
     table = {
         "rank": np.arange(1, top.shape[0] + 1),
         "image_id": [data.image_ids[i] for i in top],
         "given_label": names[labels[top]],
-        "suggested_label": names[probs[top].argmax(axis=1)],
+        "suggested_label": names[scored.pred_probs[top].argmax(axis=1)],
         "score": score[top],
     }
-    if len(models) > 1:
-        table.update({f"score:{m}": s[top] for m, s in zip(models, member)})
+    if scored.ensemble is not None:
+        table.update({f"score:{m}": s[top] for m, s in scored.members.items()})
     if data.true_labels is not None:
         table["true_label"] = names[data.true_labels[top]]
     if data.label_errors is not None:
@@ -130,8 +121,16 @@ def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, ti
         ax.set_title(f"#{r} {_short(given)} → {_short(suggested)}", fontsize=8, color="red" if error else "black")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    save_png(fig, path, dpi=100)
+
+
+def save_png(fig, path: Path, *, dpi: int) -> None:
+    """Write matplotlib figure ``fig`` to ``path`` atomically (no Software tag: the same bytes on every
+    host with the same matplotlib), then close it."""
+    import matplotlib.pyplot as plt
+
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
 
 

@@ -41,9 +41,9 @@ from labelbench.data.io import (
     write_text,
 )
 from labelbench.data.raw.cifar import CIFAR10N_VARIANTS, load_cifar10n
-from labelbench.evaluation.ensembles import ensemble_scores
+from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.metrics import metric_names, ranking_metrics
-from labelbench.evaluation.scores import label_quality_scores, resolve_method
+from labelbench.evaluation.scores import resolve_method
 
 #: The npz of CIFAR-10N's human labels, relative to the published root.
 HUMAN_LABELS = "raw/cifar-10n_human_labels.npz"
@@ -265,11 +265,13 @@ def row_metrics(aggregate: Aggregate, *, clean: np.ndarray, annotator_accuracy: 
 def run_track(track: Track, *, baselines: list[str], dawid_skene_max_iter: int, glad_max_iter: int,
               score: str, ensemble: str, lift_k: int) -> tuple[pd.DataFrame, dict, dict[str, float]]:
     """Every method on ``track``: (table, one row per method and model; summary for
-    ``multiannotator.json``; seconds each method took, which are not written to the outputs, so that
-    they stay reproducible)."""
+    ``multiannotator.json``; seconds each method took (per model for CROWDLAB; the single-label
+    ``score`` of every model and their ``ensemble`` together), which are not written to the outputs,
+    so that they stay reproducible)."""
     ann, pred_probs = track.annotations, track.dataset.pred_probs
     score = resolve_method(score)
-    jobs: list[tuple[str, str, Callable[[], Aggregate]]] = []
+    # (method, model, job): a job returns its Aggregate, or model -> Aggregate for several rows
+    jobs: list[tuple[str, str, Callable[[], Aggregate | dict[str, Aggregate]]]] = []
     for model, probs in pred_probs.items():
         jobs.append(("crowdlab", model, lambda probs=probs: crowdlab(ann, probs)))
     jobs.append(("crowdlab", "ensemble", lambda: crowdlab_ensemble(ann, track.pred_probs_list())))
@@ -277,26 +279,23 @@ def run_track(track: Track, *, baselines: list[str], dawid_skene_max_iter: int, 
     max_iter = {"dawid_skene": dawid_skene_max_iter, "glad": glad_max_iter}
     for name in baselines:
         jobs.append((name, "", lambda name=name: BASELINES[name](ann, max_iter=max_iter[name])))
-    member_scores = {}
-    for model, probs in pred_probs.items():
-        def single(probs=probs, model=model):
-            member_scores[model] = label_quality_scores(labels=track.majority, pred_probs=probs, method=score)
-            return Aggregate(consensus=track.majority, quality=member_scores[model])
-        jobs.append((score, model, single))
-    jobs.append((score, f"ensemble:{ensemble}", lambda: Aggregate(
-        consensus=track.majority,
-        quality=ensemble_scores(ensemble, labels=track.majority, pred_probs_list=track.pred_probs_list(),
-                                method=score, member_scores=list(member_scores.values())))))
+
+    def single_label() -> dict[str, Aggregate]:
+        """``score`` of the majority vote: a row per model, then one for their ensemble."""
+        scored = score_models(pred_probs, labels=track.majority, method=score, ensemble=ensemble, always_ensemble=True)
+        return {model: Aggregate(consensus=track.majority, quality=quality) for model, quality in scored.columns.items()}
+    jobs.append((score, "", single_label))
 
     accuracy = track.annotator_accuracy()
     rows, seconds = [], {}
     for method, model, job in jobs:
         start = time.perf_counter()
-        aggregate = job()
+        result = job()
         seconds[f"{method}:{model}" if model else method] = time.perf_counter() - start
-        rows.append({"dataset": track.dataset.name, "method": method, "model": model,
-                     **row_metrics(aggregate, clean=track.clean, annotator_accuracy=accuracy.to_numpy(),
-                                   lift_k=lift_k)})
+        for model, aggregate in result.items() if isinstance(result, dict) else [(model, result)]:
+            rows.append({"dataset": track.dataset.name, "method": method, "model": model,
+                         **row_metrics(aggregate, clean=track.clean, annotator_accuracy=accuracy.to_numpy(),
+                                       lift_k=lift_k)})
     table = pd.DataFrame(rows, columns=table_columns(lift_k))
     return table, summarise(table, annotator_accuracy=accuracy), seconds
 

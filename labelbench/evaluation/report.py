@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
-from labelbench.evaluation.ensembles import ensemble_scores
-from labelbench.data.io import atomic_path, load_dataset, write_text
-from labelbench.evaluation.issues import top_ranked  # noqa: F401 - the report's ranked lists
+from labelbench.evaluation.ensembles import score_models
+from labelbench.data.io import load_dataset, write_text
+from labelbench.evaluation.issues import save_png, top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
-from labelbench.evaluation.scores import ALL_VARIANTS, label_quality_scores
+from labelbench.evaluation.scores import ALL_VARIANTS
 
 def metric_title(name: str) -> str:
     """Column title of a registry metric.
@@ -64,31 +64,45 @@ LEGEND = ("**bold**: best of its group alone (a single model's 7 variants, or an
           "of the examples (`benchmark.bootstrap`).")
 
 
-def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -> pd.DataFrame:
-    """Cells ``value [lo, hi]`` of ``metric`` pivoted (``index`` x ``columns`` of ``rows``), marked by
-    ``<metric>_vs_best`` (:data:`MARKS`); plain values when the table has no interval columns."""
-    digits = decimals(rows[metric])
-    bootstrap = f"{metric}_vs_best" in rows.columns
+def marked_cell(row: pd.Series, *, metric: str, digits: int) -> str:
+    """``value [lo, hi]`` of ``metric`` in ``row``, marked by ``<metric>_vs_best`` (:data:`MARKS`); the
+    plain value when the row has no such column."""
+    text = f"{row[metric]:.{digits}f}"
+    if f"{metric}_vs_best" not in row:
+        return text
+    lo, hi = row[f"{metric}_lo"], row[f"{metric}_hi"]
+    return MARKS.get(row[f"{metric}_vs_best"], "{}").format(text) + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
 
-    def cell(r) -> str:
-        text = f"{r[metric]:.{digits}f}"
-        if not bootstrap:
-            return text
-        lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
-        return MARKS.get(r[f"{metric}_vs_best"], "{}").format(text) + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
 
-    frame = rows.assign(_cell=[cell(r) for _, r in rows.iterrows()])
-    table = frame.pivot(index=index, columns=columns, values="_cell")
+def _pivot(rows: pd.DataFrame, *, index: str, columns: str, values: str) -> pd.DataFrame:
+    """``rows`` pivoted, its rows and columns in their order of first appearance (not sorted)."""
+    table = rows.pivot(index=index, columns=columns, values=values)
     return table.loc[list(dict.fromkeys(rows[index])), list(dict.fromkeys(rows[columns]))]
+
+
+def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -> pd.DataFrame:
+    """Cells :func:`marked_cell` of ``metric`` pivoted (``index`` x ``columns`` of ``rows``)."""
+    digits = decimals(rows[metric])
+    frame = rows.assign(_cell=[marked_cell(r, metric=metric, digits=digits) for _, r in rows.iterrows()])
+    return _pivot(frame, index=index, columns=columns, values="_cell")
 
 
 def _short_model(model: str) -> str:
     return model.replace("swin_base_patch4_window7_224", "swin_base").replace(ENSEMBLE_PREFIX, "")
 
 
+def _variants(rows: pd.DataFrame) -> list[str]:
+    """The variant label of each row (its method and ``adjust_pred_probs``)."""
+    return [variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])]
+
+
+def _in_variant_order(present) -> list[str]:
+    """The variant labels among ``present``, in the order of :data:`ALL_VARIANTS`."""
+    return [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in present]
+
+
 def _with_variant(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.assign(variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])],
-                       short_model=[_short_model(m) for m in rows["model"]])
+    return rows.assign(variant=_variants(rows), short_model=[_short_model(m) for m in rows["model"]])
 
 
 def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
@@ -96,8 +110,7 @@ def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.Dat
     when the benchmark has the bootstrap's columns: :func:`marked_table`)."""
     rows = benchmark[(benchmark["dataset"] == dataset) & ~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
     rows = _with_variant(rows)
-    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in set(rows["variant"])]
-    rows = rows.set_index("variant").loc[order].reset_index()
+    rows = rows.set_index("variant").loc[_in_variant_order(set(rows["variant"]))].reset_index()
     table = marked_table(rows, index="variant", columns="short_model", metric=metric)
     table.columns.name = None
     table.index.name = "method"
@@ -108,16 +121,14 @@ def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.Dat
     """Rows: ensemble schemes; columns: the cleanlab variants. Cells as :func:`variant_tables`."""
     rows = _with_variant(benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)])
     table = marked_table(rows, index="short_model", columns="variant", metric=metric)
-    table = table[[variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in table.columns]]
+    table = table[_in_variant_order(table.columns)]
     table.columns.name = None
     table.index.name = "ensemble scheme"
     return table
 
 
 def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.DataFrame:
-    rows = filters[filters["dataset"] == dataset]
-    table = rows.pivot(index="filter_by", columns="model", values=metric)
-    table = table.loc[list(dict.fromkeys(rows["filter_by"])), list(dict.fromkeys(rows["model"]))]
+    table = _pivot(filters[filters["dataset"] == dataset], index="filter_by", columns="model", values=metric)
     table.columns = [_short_model(m) for m in table.columns]
     table.index.name = "filter_by"
     return table
@@ -134,20 +145,17 @@ def verdict_table(summary: dict) -> pd.DataFrame:
 
 
 def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
-    """Load each dataset once and score it: name -> (Dataset, {model or ensemble column: scores (N,)}).
+    """Load each dataset once and score it (:func:`~labelbench.evaluation.ensembles.score_models`): name ->
+    (Dataset, {model or ensemble column: scores (N,)}).
 
     The ensemble column (present with two or more models) comes last; it ranks the examples.
     """
     out = {}
     for name, (root, models) in datasets.items():
         data = load_dataset(root, name, models=models)
-        curves = {m: label_quality_scores(labels=data.given_labels, pred_probs=data.pred_probs[m], method=method)
-                  for m in models}
-        if len(models) > 1:
-            curves[ENSEMBLE_PREFIX + ensemble] = ensemble_scores(
-                ensemble, labels=data.given_labels, pred_probs_list=[data.pred_probs[m] for m in models],
-                method=method, member_scores=list(curves.values()))
-        out[name] = (data, curves)
+        scored = score_models({m: data.pred_probs[m] for m in models}, labels=data.given_labels, method=method,
+                              ensemble=ensemble)
+        out[name] = (data, scored.columns)
     return out
 
 
@@ -207,15 +215,15 @@ def _ranked_list(top: pd.DataFrame, dataset: str) -> list[str]:
     if rows.empty:
         return []
     known = [c for c in ("true_label", "is_label_error") if c in rows and rows[c].ne("").all()]
-    titles = {"true_label": "true", "is_label_error": "real error"}
-    lines = [f"### {len(rows)} examples ranked most likely mislabeled (`reports/issues/{dataset}.csv`)", "",
-             "| " + " | ".join(["rank", "image_id", "given", "suggested"] + [titles[c] for c in known] + ["score"]) + " |",
-             "|" + "---|" * (5 + len(known))]
-    for r in rows.to_dict("records"):
-        cells = [str(r["rank"]), f"`{r['image_id']}`", r["given_label"], r["suggested_label"]]
-        cells += [("yes" if r[c] == "1" else "no") if c == "is_label_error" else r[c] for c in known]
-        lines.append("| " + " | ".join(cells + [f"{r['score']:.6g}"]) + " |")
-    return lines + [""]
+    table = pd.DataFrame({"rank": rows["rank"].astype(str), "image_id": "`" + rows["image_id"] + "`",
+                          "given": rows["given_label"], "suggested": rows["suggested_label"]})
+    if "true_label" in known:
+        table["true"] = rows["true_label"]
+    if "is_label_error" in known:
+        table["real error"] = np.where(rows["is_label_error"] == "1", "yes", "no")
+    table["score"] = [f"{score:.6g}" for score in rows["score"]]
+    return [f"### {len(rows)} examples ranked most likely mislabeled (`reports/issues/{dataset}.csv`)", "",
+            table.to_markdown(index=False, tablefmt="github", disable_numparse=True), ""]
 
 
 def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None:
@@ -283,7 +291,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
         ax.set_title(f"{title} of label quality scores per dataset × model")
     fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, (0.25 + 0.2 * legend_rows) / height, 1, 1))
-    _save(fig, path)
+    save_png(fig, path, dpi=110)
 
 
 def pr_curves(scored: dict, path: Path, *, method: str) -> None:
@@ -318,15 +326,7 @@ def pr_curves(scored: dict, path: Path, *, method: str) -> None:
     fig.legend(list(labels_seen.values()), list(labels_seen), fontsize=8, loc="lower center",
                ncol=min(4, len(labels_seen)), frameon=False)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
+    save_png(fig, path, dpi=110)
 
 
 def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str, method: str,
@@ -392,8 +392,7 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
     rows = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX) & benchmark["dataset"].isin(trained)]
     if rows.empty:
         return "\n".join(lines + ["No dataset is trained here (`crossval.datasets` is empty).", ""])
-    rows = rows.assign(family=[family_of(m) for m in rows["method"]],
-                       variant=[variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])])
+    rows = rows.assign(family=[family_of(m) for m in rows["method"]], variant=_variants(rows))
     judged = f"{metric}_vs_best" in rows.columns
     for dataset in trained:
         for model, group in rows[rows["dataset"] == dataset].groupby("model", sort=False):
@@ -401,9 +400,7 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
             digits = decimals(best[metric])
             table = pd.DataFrame({
                 "family": best["family"], "best detector": best["variant"],
-                title: [MARKS.get(r.get(f"{metric}_vs_best", ""), "{}").format(f"{r[metric]:.{digits}f}")
-                        + (f" [{r[f'{metric}_lo']:.{digits}f}, {r[f'{metric}_hi']:.{digits}f}]" if judged else "")
-                        for _, r in best.iterrows()],
+                title: [marked_cell(r, metric=metric, digits=digits) for _, r in best.iterrows()],
             })
             lines += [f"### {dataset} / {_short_model(model)}", "", table.to_markdown(index=False), ""]
             first, second = best.iloc[0], best.iloc[1] if len(best) > 1 else None

@@ -9,11 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.ensembles import ensemble_scores, ensemble_weights, weighted_pred_probs
+from labelbench.evaluation.ensembles import ENSEMBLE_PREFIX, accuracy, score_models
 from labelbench.data.io import Dataset
-from labelbench.evaluation.scores import label_quality_scores
-
-ENSEMBLE_PREFIX = "ensemble:"
 
 
 def error_rank(scores: np.ndarray) -> np.ndarray:
@@ -32,7 +29,8 @@ def error_rank(scores: np.ndarray) -> np.ndarray:
 def score_dataset(
     dataset: Dataset, *, models: list[str], method: str, adjust_pred_probs: bool, ensemble: str
 ) -> tuple[pd.DataFrame, dict]:
-    """Per-example scores of ``method`` for each model and the ``ensemble`` of all of them.
+    """Per-example scores of ``method`` for each model and the ``ensemble`` of all of them
+    (:func:`~labelbench.evaluation.ensembles.score_models`).
 
     Returns the score table and ``{"cv_accuracy": {column: accuracy}, "ensemble_weights":
     {model: weight}}``; a dataset with a single model gets no ensemble column.
@@ -42,24 +40,13 @@ def score_dataset(
     if dataset.true_labels is not None:
         table["true_label"] = dataset.true_labels
     table["is_label_error"] = dataset.label_errors.astype(np.int8)
-    pred_probs_list = [dataset.pred_probs[m] for m in models]
-    member_scores = [
-        label_quality_scores(labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust_pred_probs)
-        for p in pred_probs_list
-    ]
-    table.update(zip(models, member_scores))
-    info = {"cv_accuracy": {m: float((p.argmax(axis=1) == labels).mean()) for m, p in zip(models, pred_probs_list)}}
-    ranked_by = member_scores[0]
-    if len(models) > 1:
-        weights = ensemble_weights(ensemble, labels=labels, pred_probs_list=pred_probs_list)
-        ranked_by = ensemble_scores(
-            ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
-            adjust_pred_probs=adjust_pred_probs, weights=weights, member_scores=member_scores,
-        )
-        table[ENSEMBLE_PREFIX + ensemble] = ranked_by
+    scored = score_models({m: dataset.pred_probs[m] for m in models}, labels=labels, method=method,
+                          adjust_pred_probs=adjust_pred_probs, ensemble=ensemble)
+    table.update(scored.columns)
+    info = {"cv_accuracy": {m: accuracy(labels, dataset.pred_probs[m]) for m in models}}
+    if scored.ensemble is not None:
         # the ensemble's "CV accuracy": argmax of the pred_probs averaged with the scheme's weights
-        averaged = weighted_pred_probs(weights, pred_probs_list)
-        info["cv_accuracy"][ENSEMBLE_PREFIX + ensemble] = float((averaged.argmax(axis=1) == labels).mean())
-        info["ensemble_weights"] = {m: float(w) for m, w in zip(models, weights)}
-    table["rank"] = error_rank(ranked_by)
+        info["cv_accuracy"][ENSEMBLE_PREFIX + ensemble] = accuracy(labels, scored.pred_probs)
+        info["ensemble_weights"] = {m: float(w) for m, w in zip(models, scored.weights)}
+    table["rank"] = error_rank(scored.ranking)
     return pd.DataFrame(table), info
