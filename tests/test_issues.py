@@ -132,6 +132,7 @@ def test_stage_writes_every_dataset_with_an_image_grid_where_images_exist(tmp_pa
             pytest.skip(f"{rel} not here (dvc pull)")
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["published"]["datasets"] = ["roman-numeral"]
+    params["crossval"]["datasets"] = {"digits": params["crossval"]["datasets"]["digits"]}
     params["issues"] = {"rows": 40, "grid": 6}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "data/raw").mkdir(parents=True)

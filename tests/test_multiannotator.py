@@ -17,6 +17,7 @@ from conftest import REPO_ROOT, load_stage, run, small_clone, stages_run
 from labelbench.config import ParamsError, load_params
 from labelbench.data.io import DataError
 from labelbench.evaluation import multiannotator as ma
+from labelbench.evaluation.ensembles import short_model
 from labelbench.evaluation.params import CROWD_BASELINES, MultiannotatorParams
 from labelbench.evaluation.scores import label_quality_scores
 
@@ -260,7 +261,7 @@ def test_markdown_section(tmp_path):
     crowdlab = rows[list(table.model).index(MODELS[1])]
     cells = [c.strip() for c in crowdlab.strip("|").split("|")]
     expected = table[table.model == MODELS[1]].iloc[0]
-    assert cells[:5] == ["crowdlab", MODELS[1], f"{expected.consensus_accuracy:.4f}",
+    assert cells[:5] == ["crowdlab", short_model(MODELS[1]), f"{expected.consensus_accuracy:.4f}",
                          str(expected.num_wrong_consensus), f"{expected.auroc:.4f}"]
     assert crowdlab.rstrip("|").split("|")[-1].strip() == f"{expected.annotator_spearman:.4f}"
     single = rows[-1]  # the single-label ensemble estimates no annotator quality
@@ -270,6 +271,7 @@ def test_markdown_section(tmp_path):
                "annotator_spearman"]
     assert [b.split("`")[1] for b in bullets] == metrics
     assert all(b.endswith(".") and len(b) > 40 for b in bullets)
+    assert "swin_base_patch4_window7_224" not in text and short_model("swin_base_patch4_window7_224") == "swin_base"
 
 
 # --- params -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from cleanlab.count import compute_confident_joint
 from cleanlab.filter import find_label_issues
 
 from labelbench.evaluation.ensembles import (
-    ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, weighted_pred_probs,
+    ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, weighted_pred_probs,
 )
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
@@ -55,7 +55,6 @@ FILTER_BY = (
 )
 BENCHMARK_COLUMNS = ["dataset", "model", "method", "adjust_pred_probs"]  # then the metric registry's
 FILTER_COLUMNS = ["dataset", "model", "filter_by", "precision", "recall", "f1", "num_flagged"]
-ENSEMBLE_PREFIX = "ensemble:"
 
 
 @dataclass(frozen=True)

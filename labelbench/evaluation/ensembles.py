@@ -28,6 +28,12 @@ CLIPPING_LOWER_BOUND = 1e-6
 ENSEMBLE_PREFIX = "ensemble:"
 
 
+def short_model(model: str) -> str:
+    """A model's name in the reports' tables: timm's swin_base_patch4_window7_224 as swin_base, ensemble:<scheme> as
+    <scheme>."""
+    return model.replace("swin_base_patch4_window7_224", "swin_base").replace(ENSEMBLE_PREFIX, "")
+
+
 def log_loss(labels: np.ndarray, pred_probs: np.ndarray) -> float:
     """scikit-learn's ``log_loss(labels, pred_probs)`` bit for bit, without importing scikit-learn
     (a second of start-up per stage): the mean of ``-log(clip(P[i, labels[i]], eps, 1 - eps))``.

@@ -41,7 +41,7 @@ from labelbench.data.io import (
     write_text,
 )
 from labelbench.data.raw.cifar import CIFAR10N_VARIANTS, load_cifar10n
-from labelbench.evaluation.ensembles import score_models
+from labelbench.evaluation.ensembles import score_models, short_model
 from labelbench.evaluation.metrics import metric_names, ranking_metrics
 from labelbench.evaluation.scores import resolve_method
 
@@ -372,7 +372,7 @@ def markdown_section(*, table: pd.DataFrame, summary: dict) -> str:
     metric_columns = [c for c in table.columns
                       if c not in ("dataset", "method", "model") and not c.startswith("annotator_quality:")]
     shown = table[["method", "model", *metric_columns]].copy()
-    shown["model"] = shown["model"].fillna("").replace("", "–")  # empty in the CSV: no model
+    shown["model"] = shown["model"].fillna("").replace("", "–").map(short_model)  # empty in the CSV: no model
     cells = pd.DataFrame({c: [_cell(v) if c not in ("method", "model") else v for v in shown[c]]
                           for c in shown.columns})
     accuracy = ", ".join(f"`{k}` {v:.4f}" for k, v in summary["annotator_accuracy"].items())

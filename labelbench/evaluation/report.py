@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
-from labelbench.evaluation.ensembles import score_models
+from labelbench.evaluation.ensembles import score_models, short_model
 from labelbench.data.io import load_dataset, write_text
 from labelbench.evaluation.issues import save_png, top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
@@ -87,10 +87,6 @@ def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -
     return _pivot(frame, index=index, columns=columns, values="_cell")
 
 
-def _short_model(model: str) -> str:
-    return model.replace("swin_base_patch4_window7_224", "swin_base").replace(ENSEMBLE_PREFIX, "")
-
-
 def _variants(rows: pd.DataFrame) -> list[str]:
     """The variant label of each row (its method and ``adjust_pred_probs``)."""
     return [variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])]
@@ -102,7 +98,7 @@ def _in_variant_order(present) -> list[str]:
 
 
 def _with_variant(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.assign(variant=_variants(rows), short_model=[_short_model(m) for m in rows["model"]])
+    return rows.assign(variant=_variants(rows), short_model=[short_model(m) for m in rows["model"]])
 
 
 def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
@@ -129,7 +125,7 @@ def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.Dat
 
 def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.DataFrame:
     table = _pivot(filters[filters["dataset"] == dataset], index="filter_by", columns="model", values=metric)
-    table.columns = [_short_model(m) for m in table.columns]
+    table.columns = [short_model(m) for m in table.columns]
     table.index.name = "filter_by"
     return table
 
@@ -277,7 +273,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     extent = extent[np.isfinite(extent)]
     if paired and extent.size:
         ax.set_xlim(min(extent.min(), 0) * 2.5 - 1e-4, max(extent.max(), 0) * 2.5 + 1e-4)
-    ax.set_yticks(np.arange(len(pairs)), [f"{d} / {_short_model(m)}" for d, m in pairs], fontsize=8)
+    ax.set_yticks(np.arange(len(pairs)), [f"{d} / {short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     title = metric_title(metric)
@@ -315,7 +311,7 @@ def pr_curves(scored: dict, path: Path, *, method: str) -> None:
         for label, scores in curves.items():
             precision, recall = Ranking.from_scores(is_error=data.label_errors, scores=scores).pr_curve()
             (line,) = ax.plot(recall, precision, color=colour[label], lw=2.2 if label.startswith(ENSEMBLE_PREFIX) else 1)
-            labels_seen.setdefault(_short_model(label), line)
+            labels_seen.setdefault(short_model(label), line)
         base = ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
         ax.set_title(f"{name} ({data.num_errors} errors of {data.label_errors.shape[0]})", fontsize=10)
         ax.set_xlabel("recall")
@@ -363,7 +359,7 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
                 cells[0] = f"[bold]{cells[0]}[/bold]"
             auroc, lo, hi = intervals.get((name, model), (None, None, None))
             interval = f"{lo:.{digits}f}–{hi:.{digits}f}" if auroc is not None and abs(auroc - values["auroc"]) < 1e-12 else ""
-            table.add_row(name if i == 0 else "", _short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
+            table.add_row(name if i == 0 else "", short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
                           cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
     return table
 
@@ -402,7 +398,7 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
                 "family": best["family"], "best detector": best["variant"],
                 title: [marked_cell(r, metric=metric, digits=digits) for _, r in best.iterrows()],
             })
-            lines += [f"### {dataset} / {_short_model(model)}", "", table.to_markdown(index=False), ""]
+            lines += [f"### {dataset} / {short_model(model)}", "", table.to_markdown(index=False), ""]
             first, second = best.iloc[0], best.iloc[1] if len(best) > 1 else None
             if second is None:
                 verdict = f"Only {first['family']} was measured."
