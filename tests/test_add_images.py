@@ -128,3 +128,16 @@ def test_bad_image_folders_are_refused_and_nothing_is_written(repo, tmp_path, fa
         assert named in result.stderr.split(":", 2)[1], result.stderr  # the file is named first
     assert tree_hash(repo) == state
     assert run(["git", "status", "--porcelain"], repo).stdout == status
+
+
+def test_one_class_is_not_a_classification_task(tmp_path):
+    from labelbench.data.io import DataError
+    from labelbench.data.raw.imagefolder import read_imagefolder
+
+    images = make_images(tmp_path / "pictures", per_class=3)
+    for name in CLASSES[1:]:
+        for path in (images / name).iterdir():
+            path.unlink()
+        (images / name).rmdir()
+    with pytest.raises(DataError, match=r"needs at least 2 classes, has \['circle'\]"):
+        read_imagefolder(images=images)

@@ -23,8 +23,6 @@ import collections
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, l
 from labelbench.data.files import _is_relative_id
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
+from labelbench.ops.dvc_cli import dvc
 from labelbench.evaluation.params import (
     BenchmarkParams, Datasets, EvaluateParams, IssuesParams, ReportParams, check_added_name, check_name,
 )
@@ -80,8 +79,7 @@ def _track_and_register(repo: Path, name: str, params_text: str, *, write) -> No
     old_gitignore = gitignore.read_bytes() if gitignore.is_file() else None
     write()
     try:
-        result = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", (ADDED_ROOT / name).as_posix()],
-                                cwd=repo, capture_output=True, text=True)
+        result = dvc(repo, "add", "-q", (ADDED_ROOT / name).as_posix(), check=False)
         if result.returncode != 0:
             raise DataError(folder, f"`dvc add` failed: {(result.stderr or result.stdout).strip()}")
         write_text(repo / "params.yaml", params_text)

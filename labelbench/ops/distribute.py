@@ -67,6 +67,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from labelbench.ops.dvc_cli import dvc
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
@@ -108,16 +109,6 @@ def check_workspace(root: Path) -> str:
         raise DistributeError(f"uncommitted changes to {', '.join(changed)}: every task checks out HEAD ({commit[:8]}) "
                               "and would train something else than this workspace; commit or stash them first")
     return commit
-
-
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """A plain ``dvc`` command in ``root`` (DVC's public CLI), output captured; RuntimeError on failure."""
-    env = {**os.environ, "PYTHONPATH": str(root)}  # the stages import this checkout's labelbench
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True)
-    if check and result.returncode:
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-4000:]}")
-    return result
 
 
 def remote_options(root: Path, remote: str) -> dict[str, str]:

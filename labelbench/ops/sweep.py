@@ -16,7 +16,7 @@ Exit status 1 when an experiment failed.
 
 from __future__ import annotations
 
-import argparse, json, os, re, subprocess, sys
+import argparse, json, os, re, sys
 from pathlib import Path
 
 import pandas as pd
@@ -25,14 +25,9 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from labelbench.evaluation.scores import SCORE_METHODS, resolve_method
+from labelbench.ops.dvc_cli import dvc
 
 IDS = ["experiment", "score", "adjust_pred_probs", "state"]
-
-
-def dvc(*args: str, repo: Path, capture: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    print("$ dvc " + " ".join(args), flush=True)
-    return subprocess.run(["dvc", *args], cwd=repo, env=env, check=True, text=True, capture_output=capture)
 
 
 def variants(methods=None, prefix="sweep") -> tuple[dict[str, tuple[str, bool]], list[str]]:
@@ -117,14 +112,14 @@ def main(argv=None) -> int:
         planned, skipped = variants(args.methods)
     except ValueError as exc:  # unknown method
         p.error(str(exc))
-    old = [r["rev"] if r.get("error") else r["name"] for r in revs(json.loads(dvc("exp", "show", "--json", repo=args.repo, capture=True).stdout), planned)]
+    old = [r["rev"] if r.get("error") else r["name"] for r in revs(json.loads(dvc(args.repo, "exp", "show", "--json", echo=True).stdout), planned)]
     if old:
-        dvc("exp", "remove", *old, repo=args.repo)
+        dvc(args.repo, "exp", "remove", *old, capture=False, echo=True)
     for name, (method, adjust) in planned.items():
-        dvc("exp", "run", "--queue", "-S", f"score={method}", "-S", f"adjust_pred_probs={str(adjust).lower()}",
-            "-n", name, "evaluate", "published", repo=args.repo)
-    dvc("exp", "run", "--run-all", "-j", str(args.jobs), repo=args.repo)
-    show = json.loads(dvc("exp", "show", "--json", "--hide-queued", repo=args.repo, capture=True).stdout)
+        dvc(args.repo, "exp", "run", "--queue", "-S", f"score={method}", "-S",
+            f"adjust_pred_probs={str(adjust).lower()}", "-n", name, "evaluate", "published", capture=False, echo=True)
+    dvc(args.repo, "exp", "run", "--run-all", "-j", str(args.jobs), capture=False, echo=True)
+    show = json.loads(dvc(args.repo, "exp", "show", "--json", "--hide-queued", echo=True).stdout)
     df = table(show, planned, args.sort_by)
     if (args.sort_by, "mean") not in df and len(df.columns) > len(IDS):
         p.error(f"--sort-by {args.sort_by}: not a metric of {sorted({c[0] for c in df.columns[len(IDS):]})}")

@@ -72,9 +72,9 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
         names = sorted({label for _, label in rows})
     if classes is not None:
         names = read_classes(classes)
+    where = labels if labels is not None else images
     if len(names) < 2:
         raise DataError(classes or where, f"needs at least 2 classes, has {names}")
-    where = labels if labels is not None else images
     unknown = sorted({label for _, label in rows} - set(names))
     if unknown:
         raise DataError(where, f"label(s) {unknown[:_SHOWN]} are no class; the classes are {names[:10]}")
