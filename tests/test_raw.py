@@ -542,3 +542,21 @@ def test_source_path_checks_hash_and_says_where_to_put_files(tmp_path):
         source_path(source, tmp_path, download=False)
     with pytest.raises(DataError, match="build it first"):
         convert_cifar10n(cifar10_raw=tmp_path / "nope", human_labels=tmp_path / "x.bin", variant="agg", out=tmp_path / "o")
+
+
+def test_one_image_id_rule_for_every_reader_and_writer(tmp_path):
+    """files.is_safe_image_id is the rule of labels.csv, the raw layout's writers and add-dataset's --image-ids."""
+    from labelbench.data.files import is_safe_image_id, read_labels_csv
+    from labelbench.data.raw.layout import check_image_id
+
+    for good in ["train/ix/aec04e56-ce5d-11eb.png", "0", "a_b/c+d-1.JPG", "_x/y.png"]:
+        assert is_safe_image_id(good) and check_image_id(good, "src") == good
+    for bad in ["", "/etc/passwd", "a/../b.png", "..", "./a.png", ".hidden.png", "a/.b", "a b.png", "a\\b.png",
+                "a//b.png", "a/", "C:/x.png"]:
+        assert not is_safe_image_id(bad), bad
+        with pytest.raises(DataError, match="unsafe or malformed image path"):
+            check_image_id(bad, "src")
+    path = tmp_path / "labels.csv"
+    path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\na/../2.png,1,,\n")
+    with pytest.raises(DataError, match=r"relative path of plain names inside images/, got \['a/../2.png'\]"):
+        read_labels_csv(path)

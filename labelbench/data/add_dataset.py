@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import _is_relative_id
+from labelbench.data.files import is_safe_image_id
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.ops.dvc_cli import dvc
@@ -230,9 +230,9 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
         images = Path(images)
         if not images.is_dir():
             raise DataError(images, "not a folder")
-        bad = [i for i in ids if not _is_relative_id(i)]
+        bad = [i for i in ids if not is_safe_image_id(i)]
         if bad:
-            raise DataError(image_ids, f"ids must be relative paths inside --images, got {bad[:_SHOWN]}")
+            raise DataError(image_ids, f"ids must be relative paths of plain names inside --images, got {bad[:_SHOWN]}")
         missing = [i for i in ids if not (images / i).is_file()]
         if missing:
             raise DataError(images, f"no image file for {len(missing)} id(s) of {image_ids}, e.g. {missing[:_SHOWN]}")

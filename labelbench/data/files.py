@@ -12,6 +12,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -170,9 +171,9 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     blank = ids == ""
     if blank.any():
         raise DataError(path, f"{int(blank.sum())} row(s) with an empty image_id (first at row {_row(blank)})")
-    bad_ids = [i for i in ids if not _is_relative_id(i)]
+    bad_ids = [i for i in ids if not is_safe_image_id(i)]
     if bad_ids:
-        raise DataError(path, f"image_id must be a relative path inside images/, got {bad_ids[:_SHOWN]}")
+        raise DataError(path, f"image_id must be a relative path of plain names inside images/, got {bad_ids[:_SHOWN]}")
     dup = ids[ids.duplicated()]
     if len(dup):
         raise DataError(path, f"{len(dup)} repeated image_id(s), e.g. {list(dup.iloc[:_SHOWN])}")
@@ -203,9 +204,13 @@ def _row(mask: pd.Series) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + 1
 
 
-def _is_relative_id(image_id: str) -> bool:
-    p = PurePosixPath(image_id)
-    return not p.is_absolute() and "\\" not in image_id and ".." not in p.parts and p.name != ""
+_ID_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
+
+
+def is_safe_image_id(image_id: str) -> bool:
+    """An image id names a file under ``images/``: a relative POSIX path of plain components (no ``..``, no hidden
+    files, no spaces, no backslashes)."""
+    return bool(image_id) and all(_ID_COMPONENT.fullmatch(part) for part in image_id.split("/"))
 
 
 def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import io
 import os
-import re
 import shutil
 import zipfile
 import zlib
@@ -25,10 +24,9 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    LABEL_COLUMNS, DataError, atomic_dir, read_classes, read_labels_csv, sorted_order,
+    LABEL_COLUMNS, DataError, atomic_dir, is_safe_image_id, read_classes, read_labels_csv, sorted_order, write_csv,
 )
 
-_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*")
 _SHOWN = 5
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
 # PNG can hold these modes as they are; anything else (CMYK, YCbCr, F, ...) is stored as RGB.
@@ -36,9 +34,8 @@ _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
 
 
 def check_image_id(image_id: str, source) -> str:
-    """An image id must be a relative POSIX path of plain components (no ``..``, no hidden files)."""
-    parts = image_id.split("/")
-    if not image_id or not all(_COMPONENT.fullmatch(p) for p in parts) or any(p in (".", "..") for p in parts):
+    """``image_id`` when :func:`~labelbench.data.files.is_safe_image_id`, else DataError naming ``source``."""
+    if not is_safe_image_id(image_id):
         raise DataError(source, f"unsafe or malformed image path {image_id!r}")
     return image_id
 
@@ -94,15 +91,15 @@ class RawTable:
             label_errors=None if self.label_errors is None else self.label_errors[order],
         )
 
-    def labels_csv(self) -> str:
-        """The ``labels.csv`` text of this table (an unknown column is empty)."""
+    def labels_frame(self) -> pd.DataFrame:
+        """The ``labels.csv`` table of this table (an unknown column is empty)."""
         unknown = [""] * len(self)
         return pd.DataFrame({
             "image_id": self.image_ids,
             "given_label": self.given_labels,
             "true_label": unknown if self.true_labels is None else self.true_labels,
             "label_error": unknown if self.label_errors is None else self.label_errors.astype(np.int64),
-        }).to_csv(index=False, lineterminator="\n")
+        })
 
 
 def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
@@ -144,7 +141,7 @@ class ImageWriter:
 
 def write_metadata(root: Path, table: RawTable) -> None:
     """Write ``labels.csv`` and ``classes.txt`` of ``table`` into ``root``."""
-    (root / "labels.csv").write_text(table.labels_csv(), encoding="utf-8")
+    write_csv(root / "labels.csv", table.labels_frame())
     (root / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
 
 
