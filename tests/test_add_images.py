@@ -105,6 +105,8 @@ REFUSALS = [  # (fault on the generated folder, extra CLI arguments, message, fi
     (_csv_with_a_stranger, ["--labels"], "label(s) ['hexagon'] are no class", "labels.csv"),  # with --classes
     (lambda images: None, [], "its label errors must be known", None),  # no --errors, no injected noise
     (lambda images: images.parent / "nowhere.txt", ["--errors"], "nowhere.txt", "nowhere.txt"),
+    (lambda images: "0.4", ["--sparsity"], "--sparsity applies to --noise uniform only", None),
+    (lambda images: "1.5", ["--noise-amount"], "crossval.datasets.fresh.noise_amount = 1.5", None),
 ]
 
 
@@ -118,8 +120,8 @@ def test_bad_image_folders_are_refused_and_nothing_is_written(repo, tmp_path, fa
     if extra == ["--labels"]:
         (tmp_path / "classes.txt").write_text("".join(f"{name}\n" for name in CLASSES))
         args += ["--classes", str(tmp_path / "classes.txt")]
-    if message != "its label errors must be known":
-        args += ["--noise-amount", "0.2"] if "--errors" not in extra else []
+    if message != "its label errors must be known" and extra[:1] not in (["--errors"], ["--noise-amount"]):
+        args += ["--noise-amount", "0.2"]
     state, status = tree_hash(repo), run(["git", "status", "--porcelain"], repo).stdout
     result = add(repo, *args, check=False)
     assert result.returncode == 1, result.stdout

@@ -131,6 +131,8 @@ def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, cl
     if (errors is None) == (noise_amount == 0):
         raise ParamsError("a dataset trained here is benchmarked, so its label errors must be known: give --errors "
                           "(the images known to be mislabeled) or inject noise (--noise-amount > 0), not both")
+    if sparsity is not None and noise != "uniform":
+        raise ParamsError(f"--sparsity applies to --noise uniform only (cleanlab's noise matrix), not {noise}")
     entry = {"source": "imagefolder", "noise": noise, "noise_amount": noise_amount,
              **({"sparsity": sparsity if sparsity is not None else 0.0} if noise == "uniform" else {}),
              "noise_seed": noise_seed}
