@@ -27,14 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(epochs: int, steps: int) -> None:
-    import dataclasses
-
     from labelbench.config import CrossvalParams, load_params, load_runtime
     from labelbench.train.crossval import TrainConfig, train_fold  # pins torch's kernels before it loads
 
     params = load_params(CrossvalParams)
-    config = dataclasses.replace(TrainConfig.of(params.train, model="test_resnet", folds=len(params.crossval.folds)),
-                                 epochs=epochs)
+    config = TrainConfig.of(params.train, model="test_resnet", folds=len(params.crossval.folds)).model_copy(
+        update={"epochs": epochs})
     out = Path(tempfile.mkdtemp()) / "fold_0"
     train_fold(images_root="data/raw/digits/images", labels_csv="data/noisy/digits/labels.csv",
                folds_csv="data/folds/digits.csv", fold=0, config=config, runtime=load_runtime(), out_dir=out,

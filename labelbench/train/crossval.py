@@ -32,7 +32,6 @@ from __future__ import annotations
 from labelbench.train import host  # noqa: I001  first: pins torch's CPU kernels before torch loads
 
 import contextlib
-import dataclasses
 import difflib
 import json
 import os
@@ -60,40 +59,21 @@ class PretrainedWeightsUnavailable(RuntimeError):
     """``pretrained: true`` but the weights cannot be fetched (offline) nor found in the cache."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """params.yaml's ``train`` block plus the timm ``model`` and ``folds`` = k, in the order of each
-    fold's ``config.yaml`` echo: what is trained (how the machine runs it is :class:`Runtime`)."""
+class TrainConfig(Train):
+    """params.yaml's ``train`` block (:class:`~labelbench.config.Train`, validated the same way) plus the timm
+    ``model`` and ``folds`` = k: what one crossval stage trains (how the machine runs it is :class:`Runtime`)."""
 
     model: str
-    pretrained: bool
-    epochs: int
-    batch_size: int
-    opt: str
-    lr: float
-    weight_decay: float
-    momentum: float
-    sched: str
-    warmup_epochs: int
-    min_lr: float
-    image_size: int
-    scale: tuple[float, float]
-    ratio: tuple[float, float]
-    hflip: float
-    max_stored_size: int
-    seed: int
-    device: str
-    mixed_precision: bool
     folds: int
 
     @classmethod
     def of(cls, train: Train, *, model: str, folds: int) -> "TrainConfig":
-        block = {k: tuple(v) if isinstance(v, list) else v for k, v in train.model_dump().items()}
-        return cls(model=model, folds=folds, **block)
+        return cls(model=model, folds=folds, **train.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain YAML/JSON values (the crop ranges as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """Plain YAML/JSON values in the order of each fold's ``config.yaml`` echo: model, the train block, folds."""
+        block = self.model_dump()
+        return {"model": block.pop("model"), **{k: block[k] for k in Train.model_fields}, "folds": block["folds"]}
 
 
 def resolve_device(name: str) -> torch.device:
