@@ -20,7 +20,6 @@ evaluation stages (which depend on ``data/added`` and the ``added`` param) and n
 from __future__ import annotations
 
 import collections
-import os
 import re
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 import yaml
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import is_safe_image_id
+from labelbench.data.files import atomic_dir, is_safe_image_id
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.ops.dvc_cli import dvc
@@ -277,29 +276,20 @@ def write_folder(folder: Path, *, name: str, models: list[str], pred_probs: Path
                  errors: Path | None, true_labels: Path | None, image_ids: Path | None, ids: list[str] | None,
                  images: Path | None, classes: Path | None) -> None:
     """The inputs' bytes in the contract layout, built beside ``folder``, loaded back, then moved in."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        tmp = work / name
-        (tmp / "pred_probs").mkdir(parents=True)
+    with atomic_dir(folder) as tmp:
+        (tmp / "pred_probs").mkdir()
         for model in models:
             shutil.copyfile(Path(pred_probs) / f"{model}.npy", tmp / "pred_probs" / f"{model}.npy")
         shutil.copyfile(labels, tmp / "given_labels.npy")
         for source, target in ((errors, "label_errors.npy"), (true_labels, "true_labels.npy"),
-                               (classes, "classes.txt")):
+                               (classes, "classes.txt"), (image_ids, "image_ids.txt")):
             if source is not None:
                 shutil.copyfile(source, tmp / target)
-        if image_ids is not None:
-            shutil.copyfile(image_ids, tmp / "image_ids.txt")
-        else:
+        if image_ids is None:
             n = np.load(tmp / "given_labels.npy", allow_pickle=False).shape[0]
             (tmp / "image_ids.txt").write_text("".join(f"{i}\n" for i in range(n)), encoding="utf-8")
-        if images is not None:
-            for image_id in ids:
-                target = tmp / "images" / image_id
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(Path(images) / image_id, target)
-        load_dataset(work, name, models=models, label_errors=errors is not None)
-        os.replace(tmp, folder)  # (only `work` has mkdtemp's mode 0700; the rest has the usual modes)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for image_id in ids if images is not None else []:
+            target = tmp / "images" / image_id
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(images) / image_id, target)
+        load_dataset(tmp.parent, tmp.name, models=models, label_errors=errors is not None)

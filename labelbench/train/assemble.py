@@ -8,14 +8,13 @@ before it replaces an older one.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from labelbench.data.io import _SHOWN, DataError, check_pred_probs, load_dataset, load_npy, read_labels_csv
-from labelbench.data.io import replace_dir, write_npy, write_text
+from labelbench.data.io import atomic_dir, write_npy, write_text
 from labelbench.data.verify import verify
 
 
@@ -110,9 +109,7 @@ def assemble(
             raise DataError(Path(fold_dirs[model][0]) / "heldout_pred_probs.npy",
                             f"{probs.shape[1]} classes but {labels_csv} holds label {top}")
 
-    out_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{dataset}.", dir=out_root) as work:
-        tmp = Path(work) / dataset
+    with atomic_dir(out_root / dataset) as tmp:
         write_npy(tmp / "given_labels.npy", given)
         if true is not None:
             write_npy(tmp / "true_labels.npy", true)
@@ -120,6 +117,5 @@ def assemble(
         write_text(tmp / "image_ids.txt", "".join(f"{i}\n" for i in table["image_id"]))
         for model, probs in pred_probs.items():
             write_npy(tmp / "pred_probs" / f"{model}.npy", probs)
-        load_dataset(work, dataset)  # check before replacing a previous output
-        replace_dir(tmp, out_root / dataset)
+        load_dataset(tmp.parent, tmp.name)  # check before replacing a previous output
     return load_dataset(out_root, dataset, verify=False)  # just written: dvc.lock records it when the stage ends
