@@ -10,7 +10,7 @@ which need the score and ensemble registries, live in :mod:`labelbench.evaluatio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,7 +39,11 @@ def _unique(values: list) -> list:
 
 
 class Part(Block):
-    """Some keys of a block shared with other stages (a stage declares each key it reads)."""
+    """Some keys of a block shared with other stages (a stage declares each key it reads). ``whole``: the block
+    they belong to, checked in full whenever a stage reads part of it, so that a typo or a bad value anywhere in a
+    block is refused before any of its stages works (None: a stage's own schema)."""
+
+    whole: ClassVar[type[Block] | None] = None
 
 
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1), AfterValidator(_unique)]
@@ -161,13 +165,6 @@ class Distribute(Block):
     max_retries: Count
 
 
-#: Whole blocks, checked in full whenever a stage reads part of one, so that a typo or a bad
-#: value anywhere in a block is refused before any of its stages works.
-FULL_BLOCKS: dict[str, type[Block]] = {
-    "raw": Raw, "crossval": Crossval, "train": Train, "runtime": Runtime, "distribute": Distribute,
-}
-
-
 # --- one schema per training stage: exactly the keys it reads --------------------------------
 
 
@@ -176,6 +173,7 @@ class RawParams(Part):
 
 
 class CrossvalDatasets(Part):
+    whole = Crossval
     datasets: dict[str, TrainedDataset]
 
 
@@ -184,6 +182,7 @@ class NoiseParams(Part):
 
 
 class FoldsSettings(Part):
+    whole = Crossval
     folds: FoldList
     fold_seed: Count | None
 
@@ -193,6 +192,7 @@ class FoldsParams(Part):
 
 
 class FoldIds(Part):
+    whole = Crossval
     folds: FoldList
 
 
@@ -202,6 +202,7 @@ class CrossvalParams(Part):
 
 
 class AssembleSettings(Part):
+    whole = Crossval
     models: Names
     folds: FoldList
 
@@ -282,7 +283,8 @@ def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schem
     """Validate the keys ``schema`` reads (and, in full, each block they belong to); ParamsError
     naming each bad key, its value and the rule."""
     raw = read_yaml(path)
-    for key in schema.model_fields:
-        if key in FULL_BLOCKS and key in raw:
-            _validate(FULL_BLOCKS[key], raw[key], path, prefix=f"{key}.")
+    for key, field in schema.model_fields.items():
+        whole = getattr(field.annotation, "whole", None)
+        if whole is not None and key in raw:
+            _validate(whole, raw[key], path, prefix=f"{key}.")
     return _validate(schema, _subset(raw, schema), path)

@@ -134,12 +134,29 @@ def test_a_planted_omission_is_caught(dvc_yaml):
 
 
 def test_params_yaml_has_exactly_the_known_top_level_keys():
-    from labelbench.config import FULL_BLOCKS
-    import labelbench.evaluation.params  # noqa: F401 - registers the evaluation blocks
+    """params.yaml's blocks are TOP_LEVEL_KEYS, in order, and each is read by some stage's schema (or is runtime)."""
+    from labelbench import config
+    from labelbench.evaluation import params as evaluation
+    from labelbench.ops import distribute
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert list(params) == list(TOP_LEVEL_KEYS)
-    assert set(FULL_BLOCKS) | {"score", "adjust_pred_probs", "ensemble", "lift_k"} == set(TOP_LEVEL_KEYS)
+    schemas = [value for module in (config, evaluation, distribute) for name, value in vars(module).items()
+               if name.endswith("Params") and isinstance(value, type)]
+    assert len(schemas) >= 11
+    assert {key for schema in schemas for key in schema.model_fields} | {"runtime"} == set(TOP_LEVEL_KEYS)
+
+
+def test_a_stage_reading_part_of_a_block_has_the_whole_block_checked(tmp_path):
+    from labelbench.config import NoiseParams, ParamsError, load_params
+    from labelbench.evaluation.params import IssuesParams
+
+    for block, key, value, schema in [("crossval", "fold_seed", "zero", NoiseParams), ("report", "top_n", -1, IssuesParams)]:
+        params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+        params[block][key] = value  # a key the stage does not read
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        with pytest.raises(ParamsError, match=re.escape(f"{block}.{key} = {value!r}")):
+            load_params(schema, tmp_path / "params.yaml")
 
 
 #: Packages a training stage must never import: a change there (an error message about pred_probs, a report

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import FULL_BLOCKS, Block, Count, FoldList, Names, Part, Positive, TrainedDataset
+from labelbench.config import Block, Crossval, Count, FoldList, Names, Part, Positive, TrainedDataset
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -106,11 +106,8 @@ class Issues(Block):
     grid: Positive
 
 
-FULL_BLOCKS.update(published=Published, added=Added, evaluate=Evaluate, benchmark=Benchmark, report=Report,
-                   issues=Issues)
-
-
 class Trained(Part):
+    whole = Crossval
     """The datasets trained here and their models (data/trained)."""
 
     datasets: dict[str, TrainedDataset]
@@ -194,6 +191,7 @@ class ReportParams(Datasets):
 
 
 class Ranking(Part):
+    whole = Report
     ranking_method: Method
     ranking_ensemble: Scheme
 
@@ -227,9 +225,6 @@ class Multiannotator(Block):
         if len(set(self.baselines)) != len(self.baselines):
             raise ValueError(f"baselines must be unique, got {self.baselines}")
         return self
-
-
-FULL_BLOCKS.update(multiannotator=Multiannotator)
 
 
 class MultiannotatorParams(Part):
