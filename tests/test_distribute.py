@@ -181,6 +181,31 @@ def test_a_node_killed_mid_fold_is_retried_on_the_other_node(tmp_path, s3, clust
     assert pred_probs.is_file()
 
 
+def test_an_image_folder_of_your_own_trains_on_the_cluster(tmp_path, s3, cluster):
+    """`add-dataset NAME --images DIR` registers a dataset that the cluster trains like digits: its folds are Ray
+    tasks, and the driver's final `dvc repro` assembles them and puts it in the benchmark."""
+    from test_add_images import make_images
+
+    c, _, _ = cluster
+    repo = small_clone(tmp_path / "images", published=["roman-numeral"], trained=False, folds=3)
+    run(["dvc", "pull", "-q", "data/published"], repo)
+    storage.configure(repo, s3)
+    run(["dvc", "remote", "modify", "--local", "storage", "url", f"s3://{storage.BUCKET}/f"], repo)
+    pictures = make_images(tmp_path / "pictures", per_class=36)
+    run([sys.executable, "-m", "labelbench", "add-dataset", "shapes", "--images", str(pictures), "--noise-amount",
+         "0.2"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "shapes: images of our own"], repo)
+    result = drive(repo, c.address)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    assert sorted(name for name, how, _ in DONE.findall(text) if how == "trained") == [
+        f"crossval@shapes-test_resnet-{f}" for f in range(3)], text
+    assert "no fold retrained" in text, text
+    assert (repo / "data/trained/shapes/pred_probs/test_resnet.npy").is_file()
+    assert "shapes" in set(yaml.safe_load((repo / "metrics/headline.json").read_text())["auroc"])
+
+
 def _cwd(proc) -> str | None:
     try:
         return proc.cwd()
