@@ -110,9 +110,9 @@ def registry(tmp_path_factory) -> Path:
     """A committed copy of this repository as others see it on GitHub: the relative remote URL only
     (no .dvc/config.local), the published artifacts registered as v1.0.0."""
     if not (DVC_REMOTE / "files").is_dir():
-        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
+        pytest.fail(f"no DVC remote at {DVC_REMOTE}", pytrace=False)  # ../shared is part of the checkout: fail, never skip
     if not (PUBLISHED / "SHA256SUMS").is_file():
-        pytest.skip(f"no SHA256SUMS at {PUBLISHED}")
+        pytest.fail(f"no SHA256SUMS at {PUBLISHED}", pytrace=False)  # ../shared is part of the checkout: fail, never skip
     root = clone_repo(tmp_path_factory.mktemp("registry") / "labelbench")
     (root / ".dvc" / "config.local").unlink()
     register_published(root)
@@ -128,7 +128,7 @@ class _Handler(SimpleHTTPRequestHandler):
 def http_remote():
     """The public remote served read-only (GET / HEAD only) over HTTP on 127.0.0.1, stopped at the end."""
     if not (DVC_REMOTE / "files").is_dir():
-        pytest.skip(f"no DVC remote at {DVC_REMOTE}")
+        pytest.fail(f"no DVC remote at {DVC_REMOTE}", pytrace=False)  # ../shared is part of the checkout: fail, never skip
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(DVC_REMOTE)))
     server.requested = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
