@@ -45,6 +45,10 @@ class AddParams(Datasets):
     lift_k: Positive
 
 
+#: Every evaluation stage's schema: a registered dataset must leave params.yaml valid for each.
+EVALUATION_SCHEMAS = (EvaluateParams, BenchmarkParams, ReportParams, IssuesParams)
+
+
 def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | None = None,
                 true_labels: Path | None = None, image_ids: Path | None = None, images: Path | None = None,
                 classes: Path | None = None, repo: Path = Path(".")) -> dict:
@@ -175,15 +179,7 @@ def registered_trained(path: Path, name: str, entry: dict) -> str:
     expected = {**old, "crossval": {**old["crossval"], "datasets": {**(old["crossval"]["datasets"] or {}), name: entry}}}
     if yaml.safe_load(new) != expected:
         raise ParamsError(f"{path}: `crossval.datasets` could not be extended on its own; add the entry by hand")
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / "params.yaml"
-        candidate.write_text(new, encoding="utf-8")
-        for schema in (NoiseParams, EvaluateParams, BenchmarkParams, ReportParams, IssuesParams):
-            try:
-                load_params(schema, candidate)
-            except ParamsError as exc:
-                raise ParamsError(str(exc).replace(str(candidate), str(path) + " (after registering)")) from None
-    return new
+    return _checked(path, new, schemas=(NoiseParams, *EVALUATION_SCHEMAS))
 
 
 def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_labels: Path | None,
@@ -261,10 +257,16 @@ def registered_params(path: Path, name: str, *, models: list[str], label_errors:
     if yaml.safe_load(new) != expected:
         raise ParamsError(f"{path}: the `added:` block could not be rewritten on its own (is it in flow style "
                           "over several lines?); add the entry by hand")
+    return _checked(path, new, schemas=EVALUATION_SCHEMAS)
+
+
+def _checked(path: Path, new: str, *, schemas) -> str:
+    """``new``, the text params.yaml at ``path`` would get, once every one of ``schemas`` accepts it; else ParamsError
+    naming ``path``."""
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "params.yaml"
         candidate.write_text(new, encoding="utf-8")
-        for schema in (EvaluateParams, BenchmarkParams, ReportParams, IssuesParams):
+        for schema in schemas:
             try:
                 load_params(schema, candidate)
             except ParamsError as exc:

@@ -226,7 +226,6 @@ def record_scores(fold_dirs: list[Path], *, labels: np.ndarray, neighbours: int,
                                                reference=features[train], reference_labels=labels[train],
                                                k=neighbours)
     scores = {name: over_folds(parts, n) for name, parts in dynamics.items()}
-    missing = [name for name, values in representation.items() if np.isnan(values).any()]
-    if missing:
+    if any(np.isnan(values).any() for values in representation.values()):
         raise DataError(Path(fold_dirs[0]).parent, "the folds' held-out rows do not cover every example")
     return {**scores, **representation}
