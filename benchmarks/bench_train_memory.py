@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def child(args) -> int:
     """One fold process: train_fold of the chosen variant; prints a JSON line of its figures."""
     import itertools
 
+    import labelbench.train.host  # noqa: F401  first: CPU training needs torch's kernels pinned before it loads
     import torch
     import yaml
 
@@ -182,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--workers", str(args.workers if variant == "new-files" else 0), "--old-ref", args.old_ref,
                    "--device", args.device, "--threads", str(args.threads)]
             start = time.perf_counter()
-            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={"PYTHONPATH": str(REPO),
-                                  **{k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}})
+            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={
+                **os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
             wall = time.perf_counter() - start
             if done.returncode != 0:
                 print(f"{variant} n={n} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
