@@ -85,17 +85,22 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_csv_strings(path: os.PathLike | str):
-    """A CSV file as a DataFrame of strings (no NA guessing); DataError when missing, empty or unreadable."""
+def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
+    """A CSV file as a DataFrame of strings (no NA guessing) with at least ``columns``; DataError when missing,
+    empty, unreadable or without one of them."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
         raise DataError(path, "is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(path, f"not a readable CSV file ({exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; has {list(frame.columns)}")
+    return frame
 
 
 def write_text(path, text: str) -> None:
@@ -160,10 +165,7 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     ``label_error`` must equal ``given_label != true_label``.
     """
     path = Path(path)
-    raw = read_csv_strings(path)
-    missing = [c for c in LABEL_COLUMNS if c not in raw.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
+    raw = read_csv_strings(path, columns=LABEL_COLUMNS)
     if len(raw) == 0:
         raise DataError(path, "has a header but no rows")
 
@@ -228,19 +230,26 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
     return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")
 
 
-def read_classes(path: os.PathLike | str) -> list[str]:
-    """Class names (K,) from a ``classes.txt``: one per line, non-empty, unique, K >= 2."""
+def read_lines(path: os.PathLike | str) -> list[str]:
+    """The lines of a UTF-8 text file of one name per line; DataError when missing, not UTF-8, empty or with a
+    blank line."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        names = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not UTF-8 text ({exc})") from None
-    if not names:
+    if not lines:
         raise DataError(path, "is empty")
-    if any(not n.strip() for n in names):
+    if any(not line.strip() for line in lines):
         raise DataError(path, "contains blank lines")
+    return lines
+
+
+def read_classes(path: os.PathLike | str) -> list[str]:
+    """Class names (K,) from a ``classes.txt``: one per line, non-empty, unique, K >= 2."""
+    names = read_lines(path)
     if len(set(names)) != len(names):
         raise DataError(path, "repeats a class name")
     if len(names) < 2:

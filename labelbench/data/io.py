@@ -28,7 +28,7 @@ from labelbench.data.verify import verify as verify_recorded
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
     _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_path, image_id_sort_key, read_classes, read_csv_strings,
-    read_labels_csv, replace_dir, sorted_order, write_csv, write_json, write_npy, write_text,
+    read_labels_csv, read_lines, replace_dir, sorted_order, write_csv, write_json, write_npy, write_text,
 )
 
 ROW_SUM_TOLERANCE = 1e-4
@@ -92,22 +92,6 @@ def check_pred_probs(pred_probs: np.ndarray, path) -> np.ndarray:
             f"{ROW_SUM_TOLERANCE} (row {row} sums to {pred_probs[row].sum()!r})",
         )
     return pred_probs.astype(np.float64, copy=False)
-
-
-def read_image_ids(path: os.PathLike | str) -> list[str]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc})") from None
-    ids = text.splitlines()
-    if not ids:
-        raise DataError(path, "is empty")
-    if any(not i.strip() for i in ids):
-        raise DataError(path, "contains blank lines")
-    return ids
 
 
 @dataclass
@@ -196,7 +180,7 @@ def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors
 
     ids = None
     if image_ids is not None:
-        ids = read_image_ids(image_ids)
+        ids = read_lines(image_ids)
         if len(ids) != n:
             raise DataError(image_ids, f"has {len(ids)} lines but {given_labels.name} has {n} labels")
 

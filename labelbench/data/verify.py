@@ -35,18 +35,14 @@ import yaml
 
 from labelbench.data.files import DataError
 
-CHUNK = 1 << 20
 _records: dict[tuple[str, int, int], list[dict]] = {}  # dvc.lock -> outs, keyed by path, mtime, size
 _verified: dict[tuple[str, str], tuple] = {}  # (output, recorded md5) -> stat signature when it matched
 
 
 def md5_file(path: os.PathLike | str) -> str:
-    """md5 hex digest of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.md5()
+    """md5 hex digest of a file's bytes."""
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def dir_listing(folder: Path) -> list[dict[str, str]]:

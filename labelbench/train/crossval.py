@@ -86,10 +86,7 @@ def resolve_device(name: str) -> torch.device:
 
 def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_csv=None) -> np.ndarray:
     """Fold of every row (N,) int64; the ``image_id`` column must match ``image_ids`` in order."""
-    raw = read_csv_strings(path)
-    missing = [c for c in ("image_id", "fold") if c not in raw.columns]
-    if missing:
-        raise DataError(path, f"missing column(s) {missing}; has {list(raw.columns)}")
+    raw = read_csv_strings(path, columns=("image_id", "fold"))
     reference = f"the labels table ({labels_csv})"
     if len(raw) != len(image_ids):
         raise DataError(path, f"has {len(raw)} rows but {reference} has {len(image_ids)}")
