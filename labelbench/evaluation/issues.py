@@ -92,12 +92,9 @@ def read_issues(path: str | Path) -> pd.DataFrame:
 def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, title: str) -> None:
     """PNG grid of the first ``count`` rows of ``issues`` (from :func:`rank_issues`): each image
     ``<images>/<image_id>`` titled ``#rank given → suggested`` (red where it is a known error)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image, UnidentifiedImageError
 
+    plt = pyplot()
     rows = issues.head(count)
     pictures = []
     for image_id in rows["image_id"]:
@@ -124,14 +121,22 @@ def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, ti
     save_png(fig, path, dpi=100)
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_png(fig, path: Path, *, dpi: int) -> None:
     """Write matplotlib figure ``fig`` to ``path`` atomically (no Software tag: the same bytes on every
     host with the same matplotlib), then close it."""
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def _short(label: str, width: int = 12) -> str:
