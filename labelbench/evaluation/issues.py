@@ -28,16 +28,15 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import DataError, Dataset, atomic_path, read_class_names, read_csv_strings
+from labelbench.data.raw.cifar import CIFAR10_CLASSES
+from labelbench.data.raw.roman import ROMAN_CLASSES
 from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.scoring import error_rank
 
 #: Class names of the published datasets, which do not ship a classes.txt: class index k is the
 #: k-th name. roman-numeral: the Data-Centric AI competition's folders in numeral order (the
-#: published given labels match the images' folders in this order; labelbench.data.raw.roman
-#: ROMAN_CLASSES); CIFAR-10*: the CIFAR-10 batches.meta label_names (labelbench.data.raw.cifar
-#: CIFAR10_CLASSES). tests/test_issues.py holds both equal to those lists and to the data.
-ROMAN_CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+#: published given labels match the images' folders in this order); CIFAR-10*: the CIFAR-10
+#: batches.meta label_names. tests/test_issues.py holds both to the data.
 PUBLISHED_CLASSES = {"roman-numeral": ROMAN_CLASSES, "cifar-10n-agg": CIFAR10_CLASSES,
                      "cifar-10n-worst": CIFAR10_CLASSES, "cifar-10s": CIFAR10_CLASSES}
 
