@@ -96,10 +96,9 @@ def test_simifeat_vote_is_the_given_labels_share_minus_the_best_other():
 
 
 def test_registry_names_the_valid_detectors():
-    assert d.detector("aum") == ("training_dynamics", d.aum)
-    assert d.detector("knn_agreement") == ("representation", d.knn_agreement)
-    with pytest.raises(ValueError, match="unknown detector 'aurm'; valid: aum, datamaps_confidence"):
-        d.detector("aurm")
+    assert d.family_of("aum") == "training_dynamics" and d.TRAINING_DYNAMICS["aum"] is d.aum
+    assert d.family_of("knn_agreement") == "representation" and d.REPRESENTATION["knn_agreement"] is d.knn_agreement
+    assert d.family_of("self_confidence") == d.family_of("aurm") == "pred_probs"
 
 
 def test_aum_ranks_as_the_aum_package(tmp_path):

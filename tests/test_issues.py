@@ -21,13 +21,6 @@ from labelbench.evaluation.issues import (
 from reference import _reference_weights
 
 
-def test_published_class_names_are_the_converters_and_the_data():
-    from labelbench.data.raw.cifar import CIFAR10_CLASSES as converter_cifar
-    from labelbench.data.raw.roman import ROMAN_CLASSES as converter_roman
-
-    assert ROMAN_CLASSES == converter_roman and CIFAR10_CLASSES == converter_cifar
-
-
 @pytest.mark.parametrize("dataset", ["roman-numeral", "cifar-10s"])
 def test_published_class_names_match_the_image_folders(published, dataset):
     """Each image's folder (train/<class>/...) is, for most rows, the name of its given label."""

@@ -34,7 +34,7 @@ from cleanlab.count import compute_confident_joint
 from cleanlab.filter import find_label_issues
 
 from labelbench.evaluation.ensembles import (
-    ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, weighted_pred_probs,
+    ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights,
 )
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
@@ -117,27 +117,13 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
     ]
     weights_by_weighting: dict[str, np.ndarray] = {}
     for scheme in task.ensembles:
-        averaged, weighting = ENSEMBLE_SCHEMES[scheme]
+        weighting = ENSEMBLE_SCHEMES[scheme][1]
         if weighting not in weights_by_weighting:
-            weights_by_weighting[weighting] = ensemble_weights(
-                scheme, labels=labels, pred_probs_list=pred_probs_list
-            )
-        weights = weights_by_weighting[weighting]
-        if averaged == "pred_probs":
-            variant_scores = all_variant_scores(
-                labels=labels, pred_probs=weighted_pred_probs(weights, pred_probs_list),
-                variants=CLEANLAB_VARIANTS,
-            )
-        else:
-            variant_scores = {
-                variant: ensemble_scores(
-                    scheme, labels=labels, pred_probs_list=pred_probs_list, method=variant[0],
-                    adjust_pred_probs=variant[1], weights=weights,
-                    member_scores=[s[variant] for s in member_scores],
-                )
-                for variant in CLEANLAB_VARIANTS
-            }
-        for (method, adjust), scores in variant_scores.items():
+            weights_by_weighting[weighting] = ensemble_weights(scheme, labels=labels, pred_probs_list=pred_probs_list)
+        for method, adjust in CLEANLAB_VARIANTS:  # avg_scores*: the members' scores above, reused
+            scores = ensemble_scores(scheme, labels=labels, pred_probs_list=pred_probs_list, method=method,
+                                     adjust_pred_probs=adjust, weights=weights_by_weighting[weighting],
+                                     member_scores=[s[(method, adjust)] for s in member_scores])
             metrics = _measure(task, scores, replicates)
             rows.append(_metric_row(task.dataset, ENSEMBLE_PREFIX + scheme, method, adjust, metrics))
     return rows, filter_rows, replicates

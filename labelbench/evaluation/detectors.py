@@ -15,10 +15,12 @@ Same convention as :mod:`labelbench.evaluation.scores`: every detector returns a
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy.special import log_softmax, softmax
 
 from labelbench.data.files import DataError
 
@@ -26,18 +28,9 @@ from labelbench.data.files import DataError
 def _over_epochs(values: np.ndarray, *, spread: bool = False) -> np.ndarray:
     """Mean (or with ``spread`` the standard deviation) over axis 0 of (E, N) ``values``, NaN epochs left out; NaN
     where an example has no epoch (without numpy's empty-slice warnings)."""
-    seen = ~np.isnan(values)
-    count = seen.sum(axis=0)
-    mean = np.where(seen, values, 0).sum(axis=0) / np.maximum(count, 1)
-    if spread:
-        mean = np.sqrt(np.where(seen, (values - mean) ** 2, 0).sum(axis=0) / np.maximum(count, 1))
-    return np.where(count > 0, mean, np.nan)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nanstd if spread else np.nanmean)(values, axis=0)
 
 
 def _given(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -82,16 +75,13 @@ def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Small-loss criterion (Jiang et al., ICML 2018, MentorNet; as a detector, Arazo et al. 2019), negated: minus the
     mean over epochs of the cross-entropy ``-log softmax(z)[y]``. Low = large loss = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    z = logits.astype(np.float64)
-    log_probs = z - z.max(axis=-1, keepdims=True)
-    log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
-    return _over_epochs(_given(log_probs, labels))
+    return _over_epochs(_given(log_softmax(logits.astype(np.float64), axis=-1), labels))
 
 
 def datamaps_confidence(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Data-maps confidence (Swayamdipta et al., EMNLP 2020): the mean over epochs of ``softmax(z)[y]``. Mislabeled
     examples sit in the "hard to learn" region: low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_given(_softmax(logits.astype(np.float64)), labels))
+    return _over_epochs(_given(softmax(logits.astype(np.float64), axis=-1), labels))
 
 
 def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -99,7 +89,7 @@ def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     ``softmax(z)[y]``. "Hard to learn" (mislabeled) examples have low confidence and low variability, ambiguous ones
     high variability: low = likely mislabeled, though easy clean examples are low too (the paper's point: variability
     alone separates ambiguous from the rest). (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_given(_softmax(logits.astype(np.float64)), labels), spread=True)
+    return _over_epochs(_given(softmax(logits.astype(np.float64), axis=-1), labels), spread=True)
 
 
 def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarray:
@@ -112,7 +102,7 @@ def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarra
     # an example that epoch did not train on: its first later epoch that did (NaN: none did)
     later = logits[epoch:].astype(np.float64)
     first = (~np.isnan(later).any(axis=-1)).argmax(axis=0)
-    probs = _softmax(later[first, np.arange(labels.shape[0])])
+    probs = softmax(later[first, np.arange(labels.shape[0])], axis=-1)
     probs[np.arange(labels.shape[0]), labels] -= 1
     return -np.linalg.norm(probs, axis=1)
 
@@ -191,13 +181,10 @@ FAMILIES: dict[str, dict[str, Callable[..., np.ndarray]]] = {
 }
 
 
-def detector(name: str) -> tuple[str, Callable[..., np.ndarray]]:
-    """(family, function) of a detector; an unknown name is an error listing the valid ones."""
-    for family, registry in FAMILIES.items():
-        if name in registry:
-            return family, registry[name]
-    valid = sorted(n for registry in FAMILIES.values() for n in registry)
-    raise ValueError(f"unknown detector {name!r}; valid: {', '.join(valid)}")
+def family_of(method: str) -> str:
+    """The family (training_dynamics, representation) of detector ``method``; ``pred_probs`` for the score
+    registry's methods (:mod:`labelbench.evaluation.scores`)."""
+    return next((family for family, registry in FAMILIES.items() if method in registry), "pred_probs")
 
 
 def record_scores(fold_dirs: list[Path], *, labels: np.ndarray, neighbours: int, el2n_epoch: int) -> dict[str, np.ndarray]:

@@ -28,16 +28,15 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import DataError, Dataset, atomic_path, read_class_names, read_csv_strings
+from labelbench.data.raw.cifar import CIFAR10_CLASSES
+from labelbench.data.raw.roman import ROMAN_CLASSES
 from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.scoring import error_rank
 
 #: Class names of the published datasets, which do not ship a classes.txt: class index k is the
 #: k-th name. roman-numeral: the Data-Centric AI competition's folders in numeral order (the
-#: published given labels match the images' folders in this order; labelbench.data.raw.roman
-#: ROMAN_CLASSES); CIFAR-10*: the CIFAR-10 batches.meta label_names (labelbench.data.raw.cifar
-#: CIFAR10_CLASSES). tests/test_issues.py holds both equal to those lists and to the data.
-ROMAN_CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+#: published given labels match the images' folders in this order); CIFAR-10*: the CIFAR-10
+#: batches.meta label_names. tests/test_issues.py holds both to the data.
 PUBLISHED_CLASSES = {"roman-numeral": ROMAN_CLASSES, "cifar-10n-agg": CIFAR10_CLASSES,
                      "cifar-10n-worst": CIFAR10_CLASSES, "cifar-10s": CIFAR10_CLASSES}
 
@@ -92,12 +91,9 @@ def read_issues(path: str | Path) -> pd.DataFrame:
 def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, title: str) -> None:
     """PNG grid of the first ``count`` rows of ``issues`` (from :func:`rank_issues`): each image
     ``<images>/<image_id>`` titled ``#rank given → suggested`` (red where it is a known error)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from PIL import Image, UnidentifiedImageError
 
+    plt = pyplot()
     rows = issues.head(count)
     pictures = []
     for image_id in rows["image_id"]:
@@ -124,14 +120,22 @@ def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, ti
     save_png(fig, path, dpi=100)
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_png(fig, path: Path, *, dpi: int) -> None:
     """Write matplotlib figure ``fig`` to ``path`` atomically (no Software tag: the same bytes on every
     host with the same matplotlib), then close it."""
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def _short(label: str, width: int = 12) -> str:

@@ -130,10 +130,7 @@ def filter_metrics(*, is_error: np.ndarray, flagged: np.ndarray) -> dict[str, fl
     >>> filter_metrics(is_error=np.array([1, 1, 0, 0], bool), flagged=np.array([1, 0, 1, 0], bool))
     {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'num_flagged': 2}
     """
-    tp = int(np.sum(is_error & flagged))
-    flagged_count = int(flagged.sum())
-    errors = int(is_error.sum())
-    precision = tp / flagged_count if flagged_count else 0.0
-    recall = tp / errors if errors else 0.0
-    f1 = 2 * tp / (flagged_count + errors) if (flagged_count + errors) else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "num_flagged": flagged_count}
+    from sklearn.metrics import precision_recall_fscore_support  # loaded already where filters run (cleanlab)
+
+    precision, recall, f1, _ = precision_recall_fscore_support(is_error, flagged, average="binary", zero_division=0)
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "num_flagged": int(flagged.sum())}

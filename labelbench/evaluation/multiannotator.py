@@ -80,13 +80,6 @@ def npz_index(image_ids: list[str], *, path, size: int) -> np.ndarray:
     return index
 
 
-def read_human_labels(path) -> dict[str, np.ndarray]:
-    """CIFAR-10N's npz: :func:`~labelbench.data.raw.cifar.load_cifar10n` (clean, aggregate and worst
-    labels) plus the annotator slots :data:`ANNOTATORS`, each int64 (N,) in [0, 10); DataError naming
-    the file otherwise."""
-    return load_cifar10n(path, extra=ANNOTATORS)
-
-
 @dataclass(frozen=True)
 class Track:
     """The inputs, row r of each = row r of ``dataset``.
@@ -118,7 +111,7 @@ def load_track(root, *, dataset: str, models: list[str]) -> Track:
     listing = checksums_path(root)
     if listing is not None and path.is_file():
         verify_checksum(path, root, read_checksums(listing), listing)
-    arrays = read_human_labels(path)
+    arrays = load_cifar10n(path, extra=ANNOTATORS)  # clean, aggregate, worst labels and the slots, int64 (N,)
     data = load_dataset(root, dataset, models)
     ids_path = root / dataset / "image_ids.txt"
     index = npz_index(data.image_ids, path=ids_path, size=arrays["clean_label"].shape[0])
@@ -232,10 +225,8 @@ def spearman(estimated: np.ndarray, true: np.ndarray) -> float:
     """Spearman's rank correlation of two (M,) vectors; NaN when either is constant (undefined)."""
     from scipy.stats import spearmanr
 
-    if np.ptp(estimated) == 0 or np.ptp(true) == 0:
-        return math.nan
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # scipy's warning for a constant input, whose correlation is NaN
         return float(spearmanr(estimated, true).statistic)
 
 

@@ -213,7 +213,7 @@ CROWD_BASELINES = ("dawid_skene", "glad")
 class Multiannotator(Block):
     """CROWDLAB on CIFAR-10N against majority vote, crowd-kit baselines and single-label scores."""
 
-    dataset: Literal["cifar-10n-agg", "cifar-10n-worst"]
+    dataset: Literal[MULTIANNOTATOR_DATASETS]
     baselines: Annotated[list[str], _one_of(CROWD_BASELINES)]
     dawid_skene_max_iter: Positive
     glad_max_iter: Positive

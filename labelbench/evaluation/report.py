@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
+from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.ensembles import score_models, short_model
 from labelbench.data.io import load_dataset, write_text
-from labelbench.evaluation.issues import save_png, top_ranked  # noqa: F401 - the report's ranked lists
+from labelbench.evaluation.issues import pyplot, save_png, top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
 from labelbench.evaluation.scores import ALL_VARIANTS
 
@@ -227,11 +228,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     at its difference to the pair's best variant, with the paired-bootstrap interval of that
     difference as error bars (``<metric>_diff_lo/_hi``); a symmetric-log axis so that gaps of 1e-4
     (CIFAR) and 0.1 (roman-numeral) both show. Without the bootstrap's columns: the metric itself."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     single = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
     paired = f"{metric}_diff_lo" in single.columns
     if paired:
@@ -292,11 +289,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
 
 def pr_curves(scored: dict, path: Path, *, method: str) -> None:
     """Precision-recall curves per model and the ensemble (from :func:`method_scores`), one panel per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     columns = min(3, len(scored))
     rows_count = -(-len(scored) // columns)
     fig, axes = plt.subplots(rows_count, columns, figsize=(4.6 * columns, 4 * rows_count + 0.6), squeeze=False)
@@ -362,14 +355,6 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
             table.add_row(name if i == 0 else "", short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
                           cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
     return table
-
-
-def family_of(method: str) -> str:
-    """``pred_probs`` for the score registry's methods, else the detector family (training_dynamics,
-    representation) of :mod:`labelbench.evaluation.detectors`."""
-    from labelbench.evaluation.detectors import FAMILIES
-
-    return next((family for family, registry in FAMILIES.items() if method in registry), "pred_probs")
 
 
 def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str = "auroc") -> str:

@@ -131,10 +131,9 @@ def label_quality_scores(
     >>> label_quality_scores(labels=np.array([0, 0, 0]), pred_probs=p, method="margin")
     array([0.9, 0.2, 0.6])
     """
-    method = resolve_method(method, adjust_pred_probs=adjust_pred_probs)
-    if adjust_pred_probs:
-        pred_probs = adjusted_pred_probs(labels=labels, pred_probs=pred_probs)
-    return SCORE_METHODS[method](labels=labels, pred_probs=pred_probs)
+    (scores,) = all_variant_scores(labels=labels, pred_probs=pred_probs,
+                                   variants=[(method, adjust_pred_probs)]).values()
+    return scores
 
 
 def all_variant_scores(

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import DataError
-from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, read_raw, write_metadata
+from labelbench.data.raw.layout import RawTable, read_raw, write_imagefolder, write_raw
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -133,11 +134,9 @@ def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> Ra
         given_labels=labels, classes=classes, true_labels=labels.copy(),
         label_errors=np.zeros(len(labels), dtype=bool),
     ).check(archive)
-    with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
-        for image_id, pixels in zip(table.image_ids, images):
-            writer.save(image_id, Image.fromarray(np.ascontiguousarray(pixels)))
-        write_metadata(tmp, table)
+    pixels = dict(zip(table.image_ids, images))
+    write_raw(out, table,
+              lambda writer, image_id: writer.save(image_id, Image.fromarray(np.ascontiguousarray(pixels[image_id]))))
     return table
 
 
@@ -152,17 +151,6 @@ def _cifar10_raw(cifar10_raw) -> RawTable:
     if table.classes != CIFAR10_CLASSES:
         raise DataError(Path(cifar10_raw) / "classes.txt", f"expected the CIFAR-10 classes {CIFAR10_CLASSES}")
     return table
-
-
-def _copy_images(source_root, table: RawTable, source_of: dict[str, str], out) -> None:
-    with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
-        for image_id in table.image_ids:
-            path = Path(source_root) / "images" / source_of[image_id]
-            if not path.is_file():
-                raise DataError(path, "image file not found")
-            writer.copy(image_id, path)
-        write_metadata(tmp, table)
 
 
 # --- CIFAR-10N ----------------------------------------------------------------------------
@@ -217,7 +205,7 @@ def convert_cifar10n(
     wrong = table.true_labels != base.given_labels
     if wrong.any():
         raise DataError(human_labels, f"clean_label disagrees with the CIFAR-10 labels on {int(wrong.sum())} images")
-    _copy_images(cifar10_raw, table, {i: i for i in table.image_ids}, out)
+    write_imagefolder(table, images=Path(cifar10_raw) / "images", out=out)
     return table
 
 
@@ -269,12 +257,8 @@ def cifar2png_ids(labels: np.ndarray, classes: list[str]) -> list[str]:
     >>> cifar2png_ids(np.array([1, 0, 1]), ["a", "b"])
     ['train/b/0001.png', 'train/a/0001.png', 'train/b/0002.png']
     """
-    count = [0] * len(classes)
-    ids = []
-    for label in labels:
-        count[label] += 1
-        ids.append(f"train/{classes[label]}/{count[label]:04d}.png")
-    return ids
+    number = pd.Series(labels).groupby(labels).cumcount() + 1
+    return [f"train/{classes[label]}/{k:04d}.png" for label, k in zip(labels, number)]
 
 
 def convert_cifar10s(
@@ -290,5 +274,5 @@ def convert_cifar10s(
     unknown = [i for i in table.image_ids if i not in source_of]
     if unknown:
         raise DataError(noisy_csv, f"{len(unknown)} image(s) not in CIFAR-10's training set, e.g. {unknown[:5]}")
-    _copy_images(cifar10_raw, table, source_of, out)
+    write_imagefolder(table, images=Path(cifar10_raw) / "images", out=out, source_of=source_of)
     return table

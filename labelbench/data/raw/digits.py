@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, write_metadata
+from labelbench.data.raw.layout import RawTable, write_raw
 
 
 def convert_digits(*, out: os.PathLike | str) -> RawTable:
@@ -25,9 +25,5 @@ def convert_digits(*, out: os.PathLike | str) -> RawTable:
     ).check("sklearn.datasets.load_digits")
     index_of = {image_id: i for i, image_id in enumerate(table.image_ids)}
     table = table.folder_sorted()
-    with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
-        for image_id in table.image_ids:
-            writer.save(image_id, Image.fromarray(pixels[index_of[image_id]]))
-        write_metadata(tmp, table)
+    write_raw(out, table, lambda writer, image_id: writer.save(image_id, Image.fromarray(pixels[index_of[image_id]])))
     return table

@@ -19,8 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from labelbench.data.files import DataError
-from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, check_image_id, decode_image, open_zip
-from labelbench.data.raw.layout import read_zip_member, write_metadata
+from labelbench.data.raw.layout import RawTable, check_image_id, decode_image, open_zip, read_zip_member, write_raw
 
 FOOD101N_URL = "https://iudata.blob.core.windows.net/food101/Food-101N_release.zip"
 VERIFIED = {"train": "meta/verified_train.tsv", "val": "meta/verified_val.tsv"}
@@ -94,15 +93,13 @@ def convert_food101n(*, archive: os.PathLike | str, out: os.PathLike | str) -> R
         ).check(archive)
         member_of = {e[0]: e[1] for e in entries}
         table = table.folder_sorted()
-        with atomic_dir(out) as tmp:
-            writer = ImageWriter(tmp)
-            for image_id in table.image_ids:
-                member = member_of[image_id]
-                try:
-                    info = zf.getinfo(member)
-                except KeyError:
-                    raise DataError(archive, f"verified image {member} missing") from None
-                image = decode_image(read_zip_member(zf, info, archive), f"{archive}::{member}")
-                writer.save(image_id, image)
-            write_metadata(tmp, table)
+
+        def put(writer, image_id: str) -> None:
+            member = member_of[image_id]
+            try:
+                info = zf.getinfo(member)
+            except KeyError:
+                raise DataError(archive, f"verified image {member} missing") from None
+            writer.save(image_id, decode_image(read_zip_member(zf, info, archive), f"{archive}::{member}"))
+        write_raw(out, table, put)
     return table

@@ -17,11 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.data.raw.layout import (
-    MAX_IMAGE_BYTES, DataError, ImageWriter, RawTable, atomic_dir, check_image_id, decode_image, read_classes,
-    read_raw, write_metadata,
+    _SHOWN, MAX_IMAGE_BYTES, DataError, RawTable, check_image_id, decode_image, read_classes, read_raw,
+    write_imagefolder,
 )
-
-_SHOWN = 5
 
 
 def _class_folders(images: Path) -> list[str]:
@@ -107,15 +105,6 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
     index = {name: k for k, name in enumerate(names)}
     return RawTable(image_ids=ids, given_labels=np.array([index[label] for _, label in rows], dtype=np.int64),
                     classes=list(names), label_errors=mask if errors is not None else None).check(where).folder_sorted()
-
-
-def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.PathLike | str) -> None:
-    """``table``'s images (their bytes) and metadata in the raw layout at ``out``, built beside it."""
-    with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
-        for image_id in table.image_ids:
-            writer.copy(image_id, Path(images) / image_id)
-        write_metadata(tmp, table)
 
 
 def convert_imagefolder(*, out: os.PathLike | str, added: os.PathLike | str) -> RawTable:

@@ -18,16 +18,17 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    LABEL_COLUMNS, DataError, atomic_dir, is_safe_image_id, read_classes, read_labels_csv, sorted_order, write_csv,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, is_safe_image_id, read_classes, read_labels_csv, sorted_order,
+    write_csv,
 )
 
-_SHOWN = 5
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
 # PNG can hold these modes as they are; anything else (CMYK, YCbCr, F, ...) is stored as RGB.
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
@@ -143,6 +144,28 @@ def write_metadata(root: Path, table: RawTable) -> None:
     """Write ``labels.csv`` and ``classes.txt`` of ``table`` into ``root``."""
     write_csv(root / "labels.csv", table.labels_frame())
     (root / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
+
+
+def write_raw(out: os.PathLike | str, table: RawTable, put: Callable[[ImageWriter, str], None]) -> None:
+    """The raw folder ``out`` of ``table``, built beside it: ``put(writer, image_id)`` writes each image (in the
+    table's order), then :func:`write_metadata`."""
+    with atomic_dir(out) as tmp:
+        writer = ImageWriter(tmp)
+        for image_id in table.image_ids:
+            put(writer, image_id)
+        write_metadata(tmp, table)
+
+
+def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.PathLike | str,
+                      source_of: dict[str, str] | None = None) -> None:
+    """``table`` in the raw layout at ``out``, each image the bytes of ``<images>/<source_of[image_id]>`` (without
+    ``source_of``: ``<images>/<image_id>``); DataError naming a missing file."""
+    def put(writer: ImageWriter, image_id: str) -> None:
+        path = Path(images) / (image_id if source_of is None else source_of[image_id])
+        if not path.is_file():
+            raise DataError(path, "image file not found")
+        writer.copy(image_id, path)
+    write_raw(out, table, put)
 
 
 def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Image:

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.data.files import DataError
-from labelbench.data.raw.layout import ImageWriter, RawTable, atomic_dir, decode_image, open_zip
-from labelbench.data.raw.layout import read_zip_member, write_metadata
+from labelbench.data.raw.layout import RawTable, decode_image, open_zip, read_zip_member, write_raw
 
 ROMAN_CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 ROMAN_BUNDLE_URL = "https://worksheets.codalab.org/bundles/0x497f5d7096724783aa1eb78b85aa321f"
@@ -107,12 +106,10 @@ def convert_roman(*, bundle: os.PathLike | str, review: os.PathLike | str, out: 
             raise DataError(bundle, f"{len(missing)} reviewed image(s) missing from the zip, e.g. {missing[:5]}")
         if extra:
             raise DataError(bundle, f"{len(extra)} image(s) have no row in {review}, e.g. {extra[:5]}")
-        with atomic_dir(out) as tmp:
-            writer = ImageWriter(tmp)
-            for image_id in table.image_ids:
-                info = found[image_id]
-                data = read_zip_member(zf, info, bundle)
-                decode_image(data, f"{bundle}::{info.filename}", expect="PNG")
-                writer.save_png_bytes(image_id, data)
-            write_metadata(tmp, table)
+
+        def put(writer, image_id: str) -> None:
+            data = read_zip_member(zf, found[image_id], bundle)
+            decode_image(data, f"{bundle}::{found[image_id].filename}", expect="PNG")
+            writer.save_png_bytes(image_id, data)
+        write_raw(out, table, put)
     return table
