@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import DataError, Dataset, atomic_path, read_class_names, read_csv_strings
-from labelbench.data.raw.cifar import CIFAR10_CLASSES
-from labelbench.data.raw.roman import ROMAN_CLASSES
+from labelbench.data.classes import CIFAR10_CLASSES, ROMAN_CLASSES
 from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.scoring import error_rank
 

@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from labelbench.data.classes import CIFAR10_CLASSES
 from labelbench.data.files import DataError
 from labelbench.data.raw.layout import RawTable, read_raw, write_imagefolder, write_raw
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TRAIN_BATCHES = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
 META = "cifar-10-batches-py/batches.meta"
 CIFAR10N_VARIANTS = {"agg": "aggre_label", "worst": "worse_label"}

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from labelbench.data.classes import ROMAN_CLASSES
 from labelbench.data.files import DataError
 from labelbench.data.raw.layout import RawTable, decode_image, open_zip, read_zip_member, write_raw
 
-ROMAN_CLASSES = ["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"]
 ROMAN_BUNDLE_URL = "https://worksheets.codalab.org/bundles/0x497f5d7096724783aa1eb78b85aa321f"
 REQUIRED_COLUMNS = ("file_path", "given_label", "label_error")
 _ID = re.compile(r"(?:^|(.*)/)((?:train|val)/(" + "|".join(ROMAN_CLASSES) + r")/[^/]+\.png)$")
