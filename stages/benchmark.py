@@ -29,9 +29,9 @@ def main(argv=None) -> int:
         params = load_params(BenchmarkParams)
         workers = load_runtime().benchmark_workers
         bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
-        detectors = trained_detector_scores(params, args.crossval)
-        table, filters = run_benchmark(params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles,
-                                       workers=workers, bootstrap=bootstrap, detectors=detectors)
+        table, filters = run_benchmark(
+            params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles, workers=workers,
+            bootstrap=bootstrap, detectors=lambda loaded: trained_detector_scores(params, args.crossval, loaded))
     except (DataError, ParamsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

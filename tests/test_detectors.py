@@ -180,7 +180,7 @@ def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_th
     datasets = {"roman-numeral": (str(published), ["resnet18"])}
     settings = BootstrapSettings(resamples=50, seed=0, level=0.95)
     table, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[],
-                             detectors={"roman-numeral": {"resnet18": {"aum": perfect}}})
+                             detectors=lambda loaded: {"roman-numeral": {"resnet18": {"aum": perfect}}})
     plain, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[])
     row = table[table["method"] == "aum"].iloc[0]
     assert row["model"] == "resnet18" and row["auroc"] == 1.0 and row["auroc_vs_best"] == "best"

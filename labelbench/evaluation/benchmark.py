@@ -26,7 +26,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -170,20 +170,20 @@ def run_benchmark(
     filters: bool = True,
     workers: int | None = None,
     bootstrap: BootstrapSettings | None = None,
-    detectors: dict[str, dict[str, dict[str, np.ndarray]]] | None = None,
+    detectors: Callable[[dict[str, Dataset]], dict[str, dict[str, dict[str, np.ndarray]]]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every task; returns (benchmark table, filter table) in a stable order. With
     ``bootstrap``, the table also has each metric's interval and verdict columns
-    (:func:`interval_columns`). ``detectors``: dataset -> model -> detector -> scores (N,) of the other
-    detector families, rows beside that model's pred_probs variants (method = the detector's name), in the same
+    (:func:`interval_columns`). ``detectors``: a function of the loaded datasets (name -> Dataset) giving
+    dataset -> model -> detector -> scores (N,) of the other detector families, rows beside that model's pred_probs variants (method = the detector's name), in the same
     verdict group."""
     for check in ensembles:
         check_scheme(check)
     _LOADED.clear()
     _WEIGHTS.clear()
     _DETECTORS.clear()
-    _DETECTORS.update(detectors or {})
     _LOADED.update({name: load_dataset(root, name, models=list(models)) for name, (root, models) in datasets.items()})
+    _DETECTORS.update(detectors(dict(_LOADED)) if detectors is not None else {})
     if bootstrap is not None:
         _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
                                                 seed=bootstrap.seed, name=name) for name, data in _LOADED.items()})
@@ -309,19 +309,21 @@ def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, 
     write_json(out_dir / "summary.json", summary)
 
 
-def trained_detector_scores(params, crossval_root: Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def trained_detector_scores(params, crossval_root: Path, datasets: dict[str, Dataset],
+                            ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """dataset -> model -> detector -> scores (N,) of every dataset trained here (``params.crossval``), from the
     records of its folds ``crossval.folds`` under ``crossval_root/<dataset>/<model>/fold_<k>`` (each folder checked
-    against the bytes DVC recorded for it), for :func:`run_benchmark`."""
+    against the bytes DVC recorded for it) and the given labels of ``datasets`` (name -> Dataset, as
+    :func:`run_benchmark` loaded them)."""
     from labelbench.data.verify import verify
     from labelbench.evaluation.detectors import record_scores
 
     settings = params.benchmark.detectors
     out = {}
-    for name, (root, models) in params.roots().items():
+    for name, (_, models) in params.roots().items():
         if name not in params.crossval.datasets:
             continue
-        labels = load_dataset(root, name, models=list(models)).given_labels
+        labels = datasets[name].given_labels
         out[name] = {}
         for model in models:
             fold_dirs = [Path(crossval_root) / name / model / f"fold_{k}" for k in params.crossval.folds]
