@@ -1,11 +1,11 @@
-"""``python -m labelbench add-dataset NAME --pred-probs DIR --labels given_labels.npy [...]`` (pred_probs of your
-own) or ``python -m labelbench add-dataset NAME --images DIR [--labels F] [--errors F]`` (images, trained here)
+"""Add a dataset of your own to the benchmark: checked, written to data/added/NAME, tracked with DVC and
+registered in params.yaml; the next `dvc repro` puts it in every table, plot and report.
 
-Adds a dataset of your own to the benchmark (see :mod:`labelbench.data.add_dataset`): checked,
-written to ``data/added/NAME``, tracked with DVC and registered in ``params.yaml``; the next
-``dvc repro`` puts it in every table, plot and report. To rank label issues of your own data with
-no benchmark around it, use cleanlab directly: ``cleanlab.filter.find_label_issues`` or
-``cleanlab.Datalab`` (https://docs.cleanlab.ai/).
+  add-dataset NAME --pred-probs DIR --labels given_labels.npy [--errors label_errors.npy]   pred_probs of yours
+  add-dataset NAME --images DIR [--labels labels.csv] [--errors mislabeled.txt]             images, trained here
+
+To rank label issues of your own data with no benchmark around it, use cleanlab directly:
+cleanlab.filter.find_label_issues or cleanlab.Datalab (https://docs.cleanlab.ai/).
 """
 
 from __future__ import annotations
@@ -18,19 +18,8 @@ from labelbench.config import ParamsError
 from labelbench.data.io import DataError
 
 
-#: The module docstring as the terminal shows it (no reStructuredText markup).
-HELP = """Add a dataset of your own to the benchmark: checked, written to data/added/NAME, tracked with DVC and
-registered in params.yaml; the next `dvc repro` puts it in every table, plot and report.
-
-  add-dataset NAME --pred-probs DIR --labels given_labels.npy [--errors label_errors.npy]   pred_probs of yours
-  add-dataset NAME --images DIR [--labels labels.csv] [--errors mislabeled.txt]             images, trained here
-
-To rank label issues of your own data with no benchmark around it, use cleanlab directly:
-cleanlab.filter.find_label_issues or cleanlab.Datalab (https://docs.cleanlab.ai/)."""
-
-
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labelbench", description=HELP,
+    parser = argparse.ArgumentParser(prog="python -m labelbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser(
@@ -88,16 +77,14 @@ def main(argv=None) -> int:
     if trained:
         errors = (f"{info['errors']} known label errors" if info["errors"] is not None
                   else f"{args.noise} noise, {args.noise_amount:g} of the labels flipped")
-        print(f"added {args.name}: {info['examples']} images, {info['classes']} classes; {errors}; trained here\n"
-              f"  data/added/{args.name} (tracked by data/added/{args.name}.dvc), params.yaml: "
-              f"crossval.datasets.{args.name}\n"
-              f"next: git add data/added/{args.name}.dvc data/added/.gitignore params.yaml && dvc repro")
-        return 0
-    kind = (f"{info['errors']} known label errors: benchmarked" if info["errors"] is not None
-            else "no known label errors: ranked label issues only (reports/issues)")
-    print(f"added {args.name}: {info['examples']} examples, {info['classes']} classes, models "
-          f"{', '.join(info['models'])}; {kind}\n"
-          f"  data/added/{args.name} (tracked by data/added/{args.name}.dvc), params.yaml: added.{args.name}\n"
+        key, what = "crossval.datasets", f"{info['examples']} images, {info['classes']} classes; {errors}; trained here"
+    else:
+        kind = (f"{info['errors']} known label errors: benchmarked" if info["errors"] is not None
+                else "no known label errors: ranked label issues only (reports/issues)")
+        key, what = "added", (f"{info['examples']} examples, {info['classes']} classes, models "
+                              f"{', '.join(info['models'])}; {kind}")
+    print(f"added {args.name}: {what}\n"
+          f"  data/added/{args.name} (tracked by data/added/{args.name}.dvc), params.yaml: {key}.{args.name}\n"
           f"next: git add data/added/{args.name}.dvc data/added/.gitignore params.yaml && dvc repro")
     return 0
 

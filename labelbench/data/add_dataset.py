@@ -8,8 +8,8 @@ one error naming the file (or the name) and nothing is written. Then, in this or
    rows when no ids are given; ``classes.txt`` and ``images/<image_id>`` where given), written to a
    temporary folder, loaded back with :func:`labelbench.data.io.load_dataset`, then renamed into place;
 2. ``dvc add data/added/<name>`` (``data/added/<name>.dvc``, ``/<name>`` in ``data/added/.gitignore``);
-3. ``added.<name>`` in ``params.yaml``: only the ``added:`` block is rewritten (every comment and
-   every other line keeps its bytes), and the new text is validated with every evaluation stage's
+3. ``added.<name>`` in ``params.yaml``: its lines are appended to the ``added:`` block (every comment
+   and every other line keeps its bytes), and the new text is validated with every evaluation stage's
    schema before anything is written.
 
 A failure in step 2 or 3 undoes the earlier steps. With ``--errors`` the dataset is benchmarked
@@ -20,6 +20,7 @@ evaluation stages (which depend on ``data/added`` and the ``added`` param) and n
 from __future__ import annotations
 
 import collections
+import copy
 import re
 import shutil
 import tempfile
@@ -139,47 +140,17 @@ def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, cl
     entry = {"source": "imagefolder", "noise": noise, "noise_amount": noise_amount,
              **({"sparsity": sparsity if sparsity is not None else 0.0} if noise == "uniform" else {}),
              "noise_seed": noise_seed}
-    params_text = registered_trained(repo / "params.yaml", name, entry)
+    params_text = registered(repo / "params.yaml", ("crossval", "datasets"), name, entry,
+                             schemas=(NoiseParams, *EVALUATION_SCHEMAS), flow=False)
     folds = len(load_params(FoldsParams, repo / "params.yaml").crossval.folds)
     table = read_imagefolder(images=images, labels=labels, classes=classes, errors=errors, min_per_class=folds)
     if len(table) < params.lift_k:
         raise DataError(images, f"has {len(table)} images; the benchmark's lift_k = {params.lift_k} needs at least "
                                 "that many")
-    if table.label_errors is not None and (table.label_errors.all() or not table.label_errors.any()):
-        raise DataError(errors, f"marks {int(table.label_errors.sum())} of {len(table)} images as mislabeled; a "
-                                "benchmark needs both errors and correct labels")
+    _both_kinds(table.label_errors, errors, "images as mislabeled")
     _track_and_register(repo, name, params_text, write=lambda: write_imagefolder(table, images=images, out=folder))
     return {"examples": len(table), "classes": len(table.classes),
             "errors": None if table.label_errors is None else int(table.label_errors.sum())}
-
-
-def registered_trained(path: Path, name: str, entry: dict) -> str:
-    """``path``'s text with ``crossval.datasets.<name>: entry`` appended to that mapping (every other line kept
-    byte for byte); the result must parse to the old params plus that entry and satisfy the training and every
-    evaluation stage's schema."""
-    text = path.read_text(encoding="utf-8")
-    old = yaml.safe_load(text)
-    lines = text.splitlines(keepends=True)
-    top = [i for i, line in enumerate(lines) if re.match(r"crossval\s*:", line)]
-    heads = [i for i in range(top[0] + 1 if top else len(lines), len(lines))
-             if re.match(r"  datasets\s*:\s*(\{\}\s*)?(#.*)?$", lines[i])] if len(top) == 1 else []
-    if not heads:
-        raise ParamsError(f"{path}: expected `crossval:` with a `  datasets:` mapping under it; add the entry by hand")
-    head = heads[0]
-    lines[head] = re.sub(r":\s*\{\}", ":", lines[head])  # `datasets: {}` becomes a block mapping
-    end = head
-    for i in range(head + 1, len(lines)):
-        if lines[i].strip() and not lines[i].startswith("    ") and not lines[i].lstrip().startswith("#"):
-            break
-        if lines[i].startswith("    "):
-            end = i
-    block = yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=False, width=1000)
-    new = "".join(lines[:end + 1]) + "".join("    " + line + "\n" for line in block.splitlines()) \
-        + "".join(lines[end + 1:])
-    expected = {**old, "crossval": {**old["crossval"], "datasets": {**(old["crossval"]["datasets"] or {}), name: entry}}}
-    if yaml.safe_load(new) != expected:
-        raise ParamsError(f"{path}: `crossval.datasets` could not be extended on its own; add the entry by hand")
-    return _checked(path, new, schemas=(NoiseParams, *EVALUATION_SCHEMAS))
 
 
 def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_labels: Path | None,
@@ -211,13 +182,10 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
         raise DataError(labels, f"classes {absent[:_SHOWN]} of the {num_classes} in the pred_probs never occur as "
                                 "a given label; every class must (the ensembles weigh models by log loss)")
     mask = arrays["label_errors"]
-    if mask is not None:
-        if mask.all() or not mask.any():
-            raise DataError(errors, f"marks {int(mask.sum())} of {mask.shape[0]} examples as errors; a benchmark "
-                                    "needs both errors and correct labels")
-        if given.shape[0] < lift_k:
-            raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at "
-                                    f"least that many (or add it without --errors)")
+    _both_kinds(mask, errors, "examples as errors")
+    if mask is not None and given.shape[0] < lift_k:
+        raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at least "
+                                "that many (or add it without --errors)")
     ids = arrays["image_ids"]
     if ids is not None:
         repeated = [i for i, count in collections.Counter(ids).items() if count > 1]
@@ -236,28 +204,48 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
     return arrays, [f.stem for f in files]
 
 
+def _both_kinds(mask: np.ndarray | None, errors: Path, marked: str) -> None:
+    """DataError naming ``errors`` unless the error mask ``mask`` (None: not known) holds errors and correct labels."""
+    if mask is not None and (mask.all() or not mask.any()):
+        raise DataError(errors, f"marks {int(mask.sum())} of {len(mask)} {marked}; a benchmark needs both errors and "
+                                "correct labels")
+
+
 def registered_params(path: Path, name: str, *, models: list[str], label_errors: bool) -> str:
-    """``path``'s text with ``added.<name>`` registered: the top-level ``added:`` block (that line
-    and the indented lines under it) is rewritten, every other line kept byte for byte; the result
-    must parse to the old params plus that entry and satisfy every evaluation stage's schema."""
-    text = path.read_text(encoding="utf-8")
-    old = yaml.safe_load(text)
-    added = dict(old.get("added") or {})
-    added[name] = {"models": list(models), "label_errors": label_errors}
-    lines = text.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if re.match(r"added\s*:", line)]
-    block = yaml.safe_dump({"added": added}, sort_keys=False, default_flow_style=None, width=1000)
-    if len(starts) != 1:
-        raise ParamsError(f"{path}: expected one top-level `added:` line, found {len(starts)}")
-    start = end = starts[0]
-    while end + 1 < len(lines) and lines[end + 1][:1] in (" ", "\t"):
-        end += 1
-    new = "".join(lines[:start]) + block + "".join(lines[end + 1:])
-    expected = {**old, "added": added}
+    """``path``'s text with ``added.<name>`` registered (:func:`registered`)."""
+    return registered(path, ("added",), name, {"models": list(models), "label_errors": label_errors},
+                      schemas=EVALUATION_SCHEMAS, flow=None)
+
+
+def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, schemas, flow: bool | None) -> str:
+    """``path``'s text with ``<keys>.<name>: entry`` appended to that block mapping (as PyYAML dumps it, with
+    ``default_flow_style=flow``, after the mapping's last indented line; ``: {}`` becomes ``:``), every other line
+    kept byte for byte; the result must parse to the old params plus that entry and satisfy every one of
+    ``schemas``."""
+    text, where = path.read_text(encoding="utf-8"), ".".join(keys)
+    old, lines, head = yaml.safe_load(text), text.splitlines(keepends=True), -1
+    for depth, key in enumerate(keys):  # the top-level key once, each other one the first under it
+        value = r"\s*(\{\}\s*)?(#.*)?$" if depth == len(keys) - 1 else ""
+        found = [i for i in range(head + 1, len(lines)) if re.match(rf"{'  ' * depth}{key}\s*:{value}", lines[i])]
+        if not found or depth == 0 and len(found) > 1:
+            raise ParamsError(f"{path}: expected one `{where}:` mapping in block style; add the entry by hand")
+        head = found[0]
+    lines[head] = re.sub(r":\s*\{\}", ":", lines[head])  # `{}` becomes a block mapping
+    indent, end = "  " * len(keys), head
+    for i in range(head + 1, len(lines)):
+        if lines[i].strip() and not lines[i].startswith(indent) and not lines[i].lstrip().startswith("#"):
+            break
+        if lines[i].startswith(indent):
+            end = i
+    block = yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=flow, width=1000)
+    new = "".join(lines[:end + 1] + [indent + line + "\n" for line in block.splitlines()] + lines[end + 1:])
+    expected = parent = copy.deepcopy(old)
+    for key in keys[:-1]:
+        parent = parent[key]
+    parent[keys[-1]] = {**(parent[keys[-1]] or {}), name: entry}
     if yaml.safe_load(new) != expected:
-        raise ParamsError(f"{path}: the `added:` block could not be rewritten on its own (is it in flow style "
-                          "over several lines?); add the entry by hand")
-    return _checked(path, new, schemas=EVALUATION_SCHEMAS)
+        raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
+    return _checked(path, new, schemas=schemas)
 
 
 def _checked(path: Path, new: str, *, schemas) -> str:

@@ -67,7 +67,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from labelbench.ops.dvc_cli import dvc
+from labelbench.ops.dvc_cli import config, dvc, environment
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
@@ -114,11 +114,8 @@ def check_workspace(root: Path) -> str:
 def remote_options(root: Path, remote: str) -> dict[str, str]:
     """The options of ``remote`` as ``dvc config --list`` prints them (every level merged, the later one winning);
     DistributeError when there is no such remote."""
-    options: dict[str, str] = {}
-    for line in dvc(root, "config", "--list").stdout.splitlines():
-        name, _, value = line.partition("=")
-        if name.startswith(f"remote.{remote}."):
-            options[name.removeprefix(f"remote.{remote}.")] = value
+    prefix = f"remote.{remote}."
+    options = {name.removeprefix(prefix): value for name, value in config(root).items() if name.startswith(prefix)}
     if "url" not in options:
         raise DistributeError(f"no remote '{remote}' in .dvc/config; see docs/storage.md")
     return options
@@ -183,22 +180,27 @@ def read_lock(root: Path) -> dict:
     return ((yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}).get("stages") or {}
 
 
-def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
-    """Writes the tasks' dvc.lock entries (DVC's documented file format) into ``root``'s dvc.lock, replacing those of
-    the same stages, stages in pipeline order (so two drivers that merged the same entries write the same file)."""
+def _lock(root: Path):
+    """ruamel.yaml set up for dvc.lock (DVC's documented format), and ``root``'s dvc.lock read by it or None."""
     from ruamel.yaml import YAML
 
     yaml, path = YAML(), root / "dvc.lock"
     yaml.default_flow_style = False
-    data = yaml.load(path.read_text()) if path.is_file() else None
+    return yaml, yaml.load(path.read_text()) if path.is_file() else None
+
+
+def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
+    """Writes the tasks' dvc.lock entries into ``root``'s dvc.lock (atomically), replacing those of the same stages,
+    stages in pipeline order (so two drivers that merged the same entries write the same file)."""
+    from labelbench.data.files import atomic_path  # not at the top: it imports pandas, which a task never needs
+
+    yaml, data = _lock(root)
     data = data or {"schema": "2.0"}
     stages = {**(data.get("stages") or {}), **entries}
     rank = {name: index for index, name in enumerate(order)}
     data["stages"] = dict(sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank))))
-    tmp = path.with_name(f".dvc.lock.{os.getpid()}.tmp")
-    with tmp.open("w") as stream:
+    with atomic_path(root / "dvc.lock") as tmp, tmp.open("w") as stream:
         yaml.dump(data, stream)
-    tmp.replace(path)
 
 
 def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
@@ -228,14 +230,10 @@ def lock_without(root: Path, stages: list[str]) -> str | None:
     inputs names and retraining when they are not in the remote)."""
     import io
 
-    from ruamel.yaml import YAML
-
-    path = root / "dvc.lock"
-    if not path.is_file():
+    if not (root / "dvc.lock").is_file():
         return None
-    yaml = YAML()
-    yaml.default_flow_style = False
-    data = yaml.load(path.read_text()) or {}
+    yaml, data = _lock(root)
+    data = data or {}
     for stage in stages:
         (data.get("stages") or {}).pop(stage, None)
     stream = io.StringIO()
@@ -319,9 +317,7 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
         spec = work / "task.json"  # the remote's keys: in a file of mode 600, never on a command line
         spec.touch(mode=0o600)
         spec.write_text(json.dumps(task))
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **setup["env"],
-               "PYTHONPATH": str(repo)}  # the stages import this commit's labelbench
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env = {k: v for k, v in environment(repo).items() if not k.startswith("AWS_")} | setup["env"]
         timings["checkout"] = round(time.perf_counter() - start, 3)
         report("training")
         out = _child(["-m", "labelbench.ops.distribute", "--task", str(spec)], repo, env)

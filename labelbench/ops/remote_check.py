@@ -11,20 +11,18 @@ import os
 import sys
 from pathlib import Path
 
+from labelbench.ops.dvc_cli import config
+
 REMOTE = "published"
 PUBLISHED_DIR_MD5 = "d415820314fa1007e4144762b9b1995f"
 
 
 def remote_problem(repo_root: str | Path = ".") -> str | None:
     """None when the remote holds the published tree, else a message for the user."""
-    from dvc.repo import Repo
-
     repo_root = Path(repo_root).resolve()
-    with Repo(str(repo_root)) as repo:
-        remotes = repo.config.get("remote", {})
-        if REMOTE not in remotes:
-            return f"no DVC remote named {REMOTE!r} in .dvc/config"
-        url = remotes[REMOTE]["url"]
+    url = config(repo_root).get(f"remote.{REMOTE}.url")
+    if url is None:
+        return f"no DVC remote named {REMOTE!r} in .dvc/config"
     if "://" in url and not url.startswith("file://"):
         return None  # a real remote (s3, ssh, ...): let dvc pull speak for itself
     path = Path(url.removeprefix("file://"))

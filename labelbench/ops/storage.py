@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from labelbench.ops.dvc_cli import dvc
+from labelbench.ops.dvc_cli import config, dvc
 
 BUCKET, REMOTE, PROFILE, HOST = "labelbench", "storage", "labelbench-embedded", "127.0.0.1"
 STATE_DIR = Path(".cache") / "s3"
@@ -141,11 +141,11 @@ def stop(state_dir: os.PathLike | str) -> bool:
 def configure(repo: os.PathLike | str, state_dir: os.PathLike | str) -> None:
     """Point ``repo``'s `storage` remote at the server in .dvc/config.local (the options that differ)."""
     state = read_state(state_dir)
-    have = dvc(repo, "config", "--local", "--list").stdout
+    have = config(repo, "--local")
     for option, value in [("endpointurl", state["endpoint"]), ("access_key_id", state["access_key_id"]),
                           ("secret_access_key", state["secret_access_key"]), ("profile", PROFILE),
                           ("configpath", str(Path(state_dir).resolve() / "aws-config"))]:
-        if f"remote.{REMOTE}.{option}={value}" not in have.splitlines():
+        if have.get(f"remote.{REMOTE}.{option}") != value:
             done = dvc(repo, "remote", "modify", "--local", REMOTE, option, value, check=False)
             if done.returncode:
                 raise StorageError(f"dvc remote modify --local {REMOTE} {option}: {done.stderr.strip()}")

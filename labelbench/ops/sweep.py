@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from labelbench.data.files import write_text
 from labelbench.evaluation.scores import SCORE_METHODS, resolve_method
 from labelbench.ops.dvc_cli import dvc
 
@@ -130,8 +131,7 @@ def main(argv=None) -> int:
     Console(width=args.width).print(rich, *notes, *hidden, sep="\n")
     flat = df.set_axis([" ".join(filter(None, c)) for c in df.columns], axis=1)
     md = "# Score sweep\n\n" + flat.to_markdown(index=False, floatfmt=".4f", missingval="-") + "\n\n" + "\n\n".join(notes)
-    (args.repo / args.output).parent.mkdir(parents=True, exist_ok=True)
-    (args.repo / args.output).write_text(md + "\n")
+    write_text(args.repo / args.output, md + "\n")
     return 1 if failed else 0
 
 
