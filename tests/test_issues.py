@@ -13,7 +13,7 @@ import pytest
 from cleanlab.rank import get_label_quality_ensemble_scores
 from PIL import Image
 
-from conftest import REPO_ROOT, load_stage
+from conftest import REPO_ROOT
 from labelbench.data.io import DataError, load_dataset
 from labelbench.evaluation.issues import (
     CIFAR10_CLASSES, PUBLISHED_CLASSES, ROMAN_CLASSES, class_names, issue_grid, rank_issues, read_issues, top_ranked,
@@ -113,31 +113,3 @@ def test_unreadable_issue_file_is_named(tmp_path):
     (tmp_path / "x.csv").write_text("rank,image_id\n1,a\n")
     with pytest.raises(DataError, match="missing columns"):
         read_issues(tmp_path / "x.csv")
-
-
-def test_stage_writes_every_dataset_with_an_image_grid_where_images_exist(tmp_path, monkeypatch, published):
-    """The stage on the published roman-numeral, digits as trained here (raw images), and a
-    params file of this checkout's layout."""
-    import yaml
-
-    for rel in ("data/trained", "data/raw/digits"):
-        if not (REPO_ROOT / rel).is_dir():
-            pytest.skip(f"{rel} not here (dvc pull)")
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["published"]["datasets"] = ["roman-numeral"]
-    params["crossval"]["datasets"] = {"digits": params["crossval"]["datasets"]["digits"]}
-    params["issues"] = {"rows": 40, "grid": 6}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (tmp_path / "data/raw").mkdir(parents=True)
-    (tmp_path / "data/published").symlink_to(published)
-    (tmp_path / "data/published.SHA256SUMS").symlink_to(REPO_ROOT / "data/published.SHA256SUMS")
-    (tmp_path / "data/trained").symlink_to(REPO_ROOT / "data/trained")
-    (tmp_path / "data/raw/digits").symlink_to(REPO_ROOT / "data/raw/digits")
-    monkeypatch.chdir(tmp_path)
-    assert load_stage("issues").main(["--out", "reports/issues"]) == 0
-    assert sorted(p.name for p in (tmp_path / "reports/issues").iterdir()) == [
-        "digits.csv", "digits.png", "roman-numeral.csv"]
-    digits = read_issues(tmp_path / "reports/issues/digits.csv")
-    assert len(digits) == 40 and set(digits["given_label"]) <= set("0123456789")
-    assert digits["is_label_error"].head(10).astype(int).sum() >= 8
-    assert Image.open(tmp_path / "reports/issues/digits.png").size[0] > 400

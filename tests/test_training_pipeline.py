@@ -55,6 +55,21 @@ def test_crash_in_fold_2_resumes_there(crashed_and_resumed):
     assert "digits" in (repo / "reports/benchmark.md").read_text()
 
 
+def test_issues_stage_lists_every_dataset_with_an_image_grid_where_images_exist(repo):
+    """The issues stage of that run: a ranked CSV per dataset (the published roman-numeral, digits trained here) and
+    a PNG grid of the top-ranked images for digits, whose raw images are in the repository."""
+    from PIL import Image
+
+    from labelbench.evaluation.issues import read_issues
+
+    assert sorted(p.name for p in (repo / "reports/issues").iterdir()) == [
+        "digits.csv", "digits.png", "roman-numeral.csv"]
+    digits = read_issues(repo / "reports/issues/digits.csv")
+    assert len(digits) == 200 and set(digits["given_label"]) <= set("0123456789")  # params.yaml's issues.rows
+    assert list(digits["rank"]) == list(range(1, 201))
+    assert Image.open(repo / "reports/issues/digits.png").size[0] > 400
+
+
 def test_second_repro_is_a_noop_and_training_is_deterministic(repo):
     assert stages_run(run(["dvc", "repro"], repo).stdout) == []
     assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
