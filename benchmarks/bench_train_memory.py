@@ -85,7 +85,6 @@ def child(args) -> int:
     import itertools
 
     import labelbench.train.host  # noqa: F401  first: CPU training needs torch's kernels pinned before it loads
-    import torch
     import yaml
 
     from labelbench.config import CrossvalParams, Runtime, load_params, load_runtime

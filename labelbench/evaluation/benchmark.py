@@ -175,8 +175,8 @@ def run_benchmark(
     """Run every task; returns (benchmark table, filter table) in a stable order. With
     ``bootstrap``, the table also has each metric's interval and verdict columns
     (:func:`interval_columns`). ``detectors``: a function of the loaded datasets (name -> Dataset) giving
-    dataset -> model -> detector -> scores (N,) of the other detector families, rows beside that model's pred_probs variants (method = the detector's name), in the same
-    verdict group."""
+    dataset -> model -> detector -> scores (N,) of the other detector families, rows beside that model's pred_probs
+    variants (method = the detector's name), in the same verdict group."""
     for check in ensembles:
         check_scheme(check)
     _LOADED.clear()

@@ -107,8 +107,9 @@ class Issues(Block):
 
 
 class Trained(Part):
-    whole = Crossval
     """The datasets trained here and their models (data/trained)."""
+
+    whole = Crossval
 
     datasets: dict[str, TrainedDataset]
     models: Names

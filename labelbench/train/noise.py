@@ -114,7 +114,7 @@ def weak_model_pixels(images: os.PathLike | str, image_ids: Sequence[str]) -> np
         try:
             with Image.open(path) as image:
                 small = image.convert("RGB").resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
-        except (OSError, ValueError) as exc:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # as every image reader here
             raise DataError(path, f"not a readable image ({exc})") from None
         rows.append(np.asarray(small, dtype=np.int64).reshape(-1))
     return np.stack(rows)

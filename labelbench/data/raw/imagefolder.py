@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labelbench.data.files import read_lines
 from labelbench.data.raw.layout import (
     _SHOWN, MAX_IMAGE_BYTES, DataError, RawTable, check_image_id, decode_image, read_classes, read_raw,
     write_imagefolder,
@@ -94,10 +95,7 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
     ids = [image_id for image_id, _ in rows]
     mask = np.zeros(len(ids), dtype=bool)
     if errors is not None:
-        try:
-            listed = [line.strip() for line in Path(errors).read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(errors, f"not a readable text file of image paths ({exc.__class__.__name__})") from None
+        listed = [line.strip() for line in read_lines(errors)]
         strangers = sorted(set(listed) - set(ids))
         if strangers:
             raise DataError(errors, f"{len(strangers)} path(s) that are no image of {images}, e.g. {strangers[:_SHOWN]}")
