@@ -41,9 +41,12 @@ def _unique(values: list) -> list:
 class Part(Block):
     """Some keys of a block shared with other stages (a stage declares each key it reads). ``whole``: the block
     they belong to, checked in full whenever a stage reads part of it, so that a typo or a bad value anywhere in a
-    block is refused before any of its stages works (None: a stage's own schema)."""
+    block is refused before any of its stages works (None: a stage's own schema). ``per_key``: the fields of which
+    a ``foreach`` stage reads only its own item, declared as ``<key>.${key}`` (adding a dataset then reruns no other
+    dataset's stage)."""
 
     whole: ClassVar[type[Block] | None] = None
+    per_key: ClassVar[tuple[str, ...]] = ()
 
 
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1), AfterValidator(_unique)]
@@ -174,6 +177,7 @@ class RawParams(Part):
 
 class CrossvalDatasets(Part):
     whole = Crossval
+    per_key = ("datasets",)  # noise@D reads crossval.datasets.D
     datasets: dict[str, TrainedDataset]
 
 
@@ -218,8 +222,8 @@ def declared_keys(schema: type[BaseModel], prefix: str = "") -> list[str]:
     """The dotted params keys a schema reads, as a stage lists them under ``params:`` in dvc.yaml
     (a block that a stage reads whole is one key).
 
-    >>> declared_keys(FoldsParams)
-    ['crossval.folds', 'crossval.fold_seed']
+    >>> declared_keys(FoldsParams), declared_keys(NoiseParams)
+    (['crossval.folds', 'crossval.fold_seed'], ['crossval.datasets.${key}'])
     """
     keys = []
     for name, field in schema.model_fields.items():
@@ -227,7 +231,7 @@ def declared_keys(schema: type[BaseModel], prefix: str = "") -> list[str]:
         if isinstance(kind, type) and issubclass(kind, Part):
             keys += declared_keys(kind, f"{prefix}{name}.")
         else:
-            keys.append(prefix + name)
+            keys.append(prefix + name + (".${key}" if name in getattr(schema, "per_key", ()) else ""))
     return keys
 
 

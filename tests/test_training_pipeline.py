@@ -1,12 +1,14 @@
 """The training half through real `dvc repro` in a temp repo: resume after a crash, a rerun that
 does nothing, and params changes that rerun exactly the affected stages."""
 
+import json
 import os
 import signal
 import subprocess
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import DVC_REMOTE, run, small_clone, stages_run, venv_env
 
@@ -89,6 +91,22 @@ def test_epochs_change_reruns_training_not_the_data_stages(repo):
     assert {"assemble@digits", "evaluate"} <= set(ran)
     run(["git", "checkout", "--", "."], repo)
     run(["dvc", "checkout", "-q"], repo)
+
+
+def test_adding_a_dataset_leaves_every_stage_of_the_others_current(repo):
+    """A second dataset in `crossval.datasets`: its own stages and the evaluation stages are stale, none of digits'
+    (noise@D declares `crossval.datasets.D`, not the whole mapping)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["crossval"]["datasets"]["digits-copy"] = {"source": "digits", "noise": "instance", "noise_amount": 0.1,
+                                                     "noise_seed": 1}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stale = set(json.loads(run(["dvc", "status", "--json"], repo).stdout))
+    finally:
+        run(["git", "checkout", "--", "params.yaml"], repo)
+    assert {"raw@digits-copy", "noise@digits-copy", "folds@digits-copy", "evaluate"} <= stale, stale
+    assert not {stage for stage in stale if stage.endswith("@digits") or stage.startswith("crossval@digits-")
+                if "digits-copy" not in stage}, stale
 
 
 def test_adding_a_model_trains_only_the_new_model(repo):
