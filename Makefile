@@ -73,13 +73,15 @@ storage: setup
 storage-stop:
 	$(BIN)/python -m labelbench.ops.storage stop $(if $(STORAGE_DIR),--state-dir $(STORAGE_DIR))
 
-# The outputs first (with the server down: one clear error), then the run-cache as well (what another
-# clone's `dvc repro --pull` restores stages from).
+# `storage` checked first (server down, keys refused, no bucket: one error naming the remote and the fix);
+# then the outputs, then the run-cache as well (what another clone's `dvc repro --pull` restores stages from).
 push: setup
+	@$(BIN)/python -m labelbench.ops.remote_check storage
 	dvc push -r storage
 	dvc push -r storage --run-cache
 
 pull-storage: pull
+	@$(BIN)/python -m labelbench.ops.remote_check storage
 	dvc pull -r storage
 
 # The crossval folds as Ray tasks on a cluster (docs/cluster.md), meeting in `storage`; then dvc repro --pull.

@@ -67,7 +67,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from labelbench.ops.dvc_cli import config, dvc, environment
+from labelbench.ops.dvc_cli import dvc, environment
+from labelbench.ops.remote_check import RemoteError, check_remote, describe, remote_options
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
@@ -109,44 +110,6 @@ def check_workspace(root: Path) -> str:
         raise DistributeError(f"uncommitted changes to {', '.join(changed)}: every task checks out HEAD ({commit[:8]}) "
                               "and would train something else than this workspace; commit or stash them first")
     return commit
-
-
-def remote_options(root: Path, remote: str) -> dict[str, str]:
-    """The options of ``remote`` as ``dvc config --list`` prints them (every level merged, the later one winning);
-    DistributeError when there is no such remote."""
-    prefix = f"remote.{remote}."
-    options = {name.removeprefix(prefix): value for name, value in config(root).items() if name.startswith(prefix)}
-    if "url" not in options:
-        raise DistributeError(f"no remote '{remote}' in .dvc/config; see docs/storage.md")
-    return options
-
-
-def describe(remote: str, options: dict[str, str]) -> str:
-    where = options.get("url", "?") + (f" at {options['endpointurl']}" if options.get("endpointurl") else "")
-    return f"remote '{remote}' ({where})"
-
-
-def check_remote(root: Path, remote: str, options: dict[str, str]) -> None:
-    """``dvc fetch -r <remote> --run-cache --max-size 1``: lists the remote's run-cache (and fetches its entries,
-    a few hundred bytes each, and no data: nothing is smaller than one byte), so an unreachable server, refused keys
-    or a missing bucket give one DistributeError naming the remote, its URL and the fix. The fix is chosen from the
-    S3 client's error text (HTTP status, error code); an unknown one still gives the error, with a generic fix."""
-    result = dvc(root, "fetch", "-r", remote, "--run-cache", "--max-size", "1", check=False)
-    if result.returncode == 0:
-        return
-    text = " ".join(line.strip() for line in (result.stderr + result.stdout).splitlines()
-                    if line.strip() and "dvc.org/support" not in line)
-    if re.search(r"connect|Connection|timed? ?out|Name or service", text):
-        fix = ("cannot be reached: start the server (`make storage` for the local one) or correct "
-               f"`dvc remote modify --local {remote} endpointurl`")
-    elif re.search(r"403|Forbidden|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|PermissionError|signature|credentials", text):
-        fix = (f"refused the credentials: set them with `dvc remote modify --local {remote} access_key_id/"
-               "secret_access_key` (the local server: `make storage`) or the AWS variables")
-    elif re.search(r"NoSuchBucket|bucket", text, re.I):
-        fix = "has no such bucket: create it or correct the url"
-    else:
-        fix = "cannot be read"
-    raise DistributeError(f"{describe(remote, options)} {fix} ({text[:300]})")
 
 
 def pipeline(root: Path) -> tuple[list[str], dict[str, set[str]]]:
@@ -590,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return distribute(root, address=args.address, remote=args.remote, jobs=args.jobs, console=console)
-    except (DistributeError, ParamsError) as exc:
+    except (DistributeError, RemoteError, ParamsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
