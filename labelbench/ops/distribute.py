@@ -465,13 +465,19 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
                   f"{settings.num_gpus:g} GPU, up to {settings.max_retries} retries; driver {owner}")
     pending, running, failures, results = list(todo), {}, {}, []
     renewed = started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C / SIGTERM set a flag that the loop checks every second (ray.wait's timeout), rather than raising
+    # wherever the signal lands, Ray's client calls included: a CI run once saw a SIGINT there have no effect.
+    interrupted = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: interrupted.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             overall = progress.add_task("folds", total=len(todo))
             rows = {name: progress.add_task(f"  {name}: waiting", total=1) for name in todo}
             while pending or running:
+                if interrupted:
+                    raise KeyboardInterrupt
                 for name in list(pending):
                     holder = ray.get(table.acquire.remote(owner, keys[name], name, TTL))
                     if holder is None:
@@ -509,6 +515,8 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
                     lease = leases.get(keys[name], {})
                     node = f" on {lease['node'][:8]}" if lease.get("node") else ""
                     progress.update(rows[name], description=f"  {name}: {lease.get('phase', 'queued')}{node}")
+        if interrupted:  # as the last task ended
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         for ref in running:
             ray.cancel(ref, force=True)
@@ -517,7 +525,8 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
                       "run again to train only the rest")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         try:
             ray.get(table.release.remote(owner), timeout=10)
         finally:
