@@ -2,6 +2,8 @@
 sample weights, intervals that agree with scipy.stats.bootstrap, widths that agree with DeLong's
 normal approximation on the published data, and 95% coverage of a known AUROC (slow)."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -191,9 +193,11 @@ def test_coverage_of_a_known_auroc():
     ("resamples", 0, "benchmark.bootstrap.resamples = 0"),
     ("level", 1.5, "benchmark.bootstrap.level = 1.5"),
     ("seed", -1, "benchmark.bootstrap.seed = -1"),
+    ("ensembles", ["avg_scores", "avg_scores"], "benchmark.ensembles = ['avg_scores', 'avg_scores']: Value error, "
+                                                "names must be unique"),
 ])
 def test_bootstrap_params_are_validated(tmp_path, key, value, message):
-    """The stage that reads ``benchmark.bootstrap`` refuses a bad value, naming the key."""
+    """The stage that reads ``benchmark`` refuses a bad value, naming the key."""
     import yaml
 
     from conftest import REPO_ROOT
@@ -201,9 +205,9 @@ def test_bootstrap_params_are_validated(tmp_path, key, value, message):
     from labelbench.evaluation.params import BenchmarkParams
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["benchmark"]["bootstrap"][key] = value
+    (params["benchmark"] if key == "ensembles" else params["benchmark"]["bootstrap"])[key] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
+    with pytest.raises(ParamsError, match=re.escape(message)):
         load_params(BenchmarkParams, tmp_path / "params.yaml")
     good = load_params(BenchmarkParams, REPO_ROOT / "params.yaml").benchmark.bootstrap
     assert (good.resamples, good.seed, good.level) == (1000, 0, 0.95)

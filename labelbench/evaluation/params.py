@@ -8,7 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import Block, Crossval, Count, FoldList, Names, Part, Positive, TrainedDataset
+from labelbench.config import Block, Crossval, Count, FoldList, Names, Part, Positive, TrainedDataset, _unique
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -57,7 +57,7 @@ class Detectors(Block):
 
 
 class Benchmark(Block):
-    ensembles: Annotated[list[Scheme], Field(min_length=1)]
+    ensembles: Annotated[list[Scheme], Field(min_length=1), AfterValidator(_unique)]
     bootstrap: Bootstrap
     detectors: Detectors
 
