@@ -9,6 +9,7 @@ which need the score and ensemble registries, live in :mod:`labelbench.evaluatio
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
@@ -49,6 +50,22 @@ class Part(Block):
     per_key: ClassVar[tuple[str, ...]] = ()
 
 
+#: Names of datasets and models: a folder, a file stem and a DVC metrics key each.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it matches :data:`NAME_PATTERN`, else a ValueError saying what is allowed.
+
+    >>> check_name("cifar-10s")
+    'cifar-10s'
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"name {name!r} must match {NAME_PATTERN} (letters, digits, '_' and '-')")
+    return name
+
+
+DatasetName = Annotated[str, AfterValidator(check_name)]
 Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1), AfterValidator(_unique)]
 
 
@@ -154,7 +171,7 @@ class Raw(Block):
 class Crossval(Block):
     """The cross-validation matrix: which datasets and models are trained here, on which folds."""
 
-    datasets: dict[str, TrainedDataset]
+    datasets: dict[DatasetName, TrainedDataset]
     models: Names
     folds: FoldList
     fold_seed: Count | None
@@ -178,7 +195,7 @@ class RawParams(Part):
 class CrossvalDatasets(Part):
     whole = Crossval
     per_key = ("datasets",)  # noise@D reads crossval.datasets.D
-    datasets: dict[str, TrainedDataset]
+    datasets: dict[DatasetName, TrainedDataset]
 
 
 class NoiseParams(Part):

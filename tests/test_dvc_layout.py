@@ -159,6 +159,21 @@ def test_a_stage_reading_part_of_a_block_has_the_whole_block_checked(tmp_path):
             load_params(schema, tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize("name", ["../x", "a b", "-x", "x/y", ""])
+def test_a_trained_dataset_name_that_is_no_plain_name_is_refused(tmp_path, name):
+    """``crossval.datasets`` keys become folders (data/raw/<name>, data/trained/<name>): the rule of added names."""
+    from labelbench.config import FoldsParams, NoiseParams, ParamsError, load_params
+    from labelbench.evaluation.params import IssuesParams
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["crossval"]["datasets"][name] = params["crossval"]["datasets"]["digits"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for schema in (NoiseParams, FoldsParams, IssuesParams):  # own key, the whole block, the evaluation half
+        with pytest.raises(ParamsError, match=re.escape(f"[key] = {name!r}: Value error, name {name!r} must match "
+                                                        "[A-Za-z0-9][A-Za-z0-9_-]* (letters, digits, '_' and '-')")):
+            load_params(schema, tmp_path / "params.yaml")
+
+
 #: Packages a training stage must never import: a change there (an error message about pred_probs, a report
 #: table) would mark every trained fold stale, up to 100 GPU-hours at the paper's scale.
 NOT_FOR_TRAINING = ("labelbench/evaluation/", "labelbench/ops/", "labelbench/data/io.py")

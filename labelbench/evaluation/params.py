@@ -3,12 +3,13 @@ are checked against their registries, published datasets and models against the 
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import Block, Crossval, Count, FoldList, Names, Part, Positive, TrainedDataset, _unique
+from labelbench.config import (
+    Block, Crossval, Count, DatasetName, FoldList, Names, Part, Positive, TrainedDataset, _unique, check_name,
+)
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -68,17 +69,6 @@ class Report(Block):
     ranking_ensemble: Scheme
 
 
-#: Names of added datasets and their models: a folder, a file stem and a DVC metrics key each.
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
-
-
-def check_name(name: str) -> str:
-    """``name`` if it matches :data:`NAME_PATTERN`, else a ValueError saying what is allowed."""
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ValueError(f"name {name!r} must match {NAME_PATTERN} (letters, digits, '_' and '-')")
-    return name
-
-
 def check_added_name(name: str) -> str:
     """An added dataset's name: :func:`check_name`, and not one of the published datasets."""
     if check_name(name) in PUBLISHED_DATASETS:
@@ -111,7 +101,7 @@ class Trained(Part):
 
     whole = Crossval
 
-    datasets: dict[str, TrainedDataset]
+    datasets: dict[DatasetName, TrainedDataset]
     models: Names
 
 
