@@ -136,6 +136,37 @@ def test_truncated_file(tmp_path):
     expect_error(tmp_path, "not a readable .npy", "m1.npy")
 
 
+def npy_header(header: str) -> bytes:
+    """A version 1.0 .npy header holding ``header`` (padded as np.save pads it)."""
+    text = header.encode("latin1") + b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+@pytest.mark.parametrize("content, match", [
+    # 24 TB announced: refused from the header, before numpy tries to allocate it (MemoryError)
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000000, 3), }") + bytes(48),
+     r"header says shape \(1000000000000, 3\) of float64 \(24000000000000 bytes of data\) but the file holds 48"),
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3L, 'x\"\"\"") + bytes(24),
+     r"not a readable \.npy array: unreadable header"),
+    (npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3,)\x00((") + bytes(24), "unreadable header"),
+    (npy_header("{'descr': 'zz', 'fortran_order': False, 'shape': (12, 3), }"), "unreadable header"),
+    (b"0.1 0.2 0.7\n" * N, r"not an \.npy file: it starts with b'0\.1 0\.', not b'\\x93NUMPY'"),
+    (b"", r"not a readable \.npy array \(empty file\)"),
+], ids=["huge-shape", "token-error", "garbage-bytes", "bad-dtype", "text-file", "empty-file"])
+def test_malformed_npy_is_refused_from_its_header(tmp_path, content, match):
+    folder = make_dataset(tmp_path)
+    (folder / "pred_probs" / "m1.npy").write_bytes(content)
+    error = expect_error(tmp_path, match, "m1.npy")
+    assert "pickle" not in str(error)
+
+
+def test_npz_archive_refused(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.savez(folder / "archive.npz", a=np.zeros(N))
+    (folder / "archive.npz").replace(folder / "label_errors.npy")
+    expect_error(tmp_path, "is an .npz archive", "label_errors.npy")
+
+
 def test_error_mask_must_match_true_labels(tmp_path):
     folder = make_dataset(tmp_path)
     np.save(folder / "label_errors.npy", np.zeros(N, bool))

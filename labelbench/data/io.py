@@ -16,7 +16,9 @@ is loaded with pickles enabled. Atomic writers and the labels table: :mod:`label
 
 from __future__ import annotations
 
+import math
 import os
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +37,42 @@ ROW_SUM_TOLERANCE = 1e-4
 
 
 
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")  # as np.load tells an .npz archive
+
+
 def load_npy(path: os.PathLike | str) -> np.ndarray:
-    """Load a ``.npy`` file without ever unpickling; name the file in every failure."""
+    """Load a ``.npy`` file without ever unpickling; name the file in every failure. The header is read first,
+    so a file that is no .npy array, an unreadable header, an object dtype or a shape that disagrees with the
+    file's size is refused before any memory is allocated."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found")
+    with path.open("rb") as file:
+        start = file.read(len(np.lib.format.MAGIC_PREFIX))
+        if not start:
+            raise DataError(path, "not a readable .npy array (empty file)")
+        if start[:4] in _ZIP_PREFIXES:
+            raise DataError(path, "is an .npz archive, expected a single .npy array")
+        if start[:1] == b"\x80":  # pickle protocol 2 and later
+            raise DataError(path, "holds pickled Python objects; refusing to load it")
+        if start != np.lib.format.MAGIC_PREFIX:
+            raise DataError(path, f"not an .npy file: it starts with {start!r}, not {np.lib.format.MAGIC_PREFIX!r}")
+        file.seek(0)
+        try:
+            version = np.lib.format.read_magic(file)
+            if version not in _NPY_HEADERS:
+                raise ValueError(f"format version {version}, expected (1, 0) or (2, 0)")
+            shape, _, dtype = _NPY_HEADERS[version](file)
+        except (ValueError, SyntaxError, TypeError, tokenize.TokenError, EOFError) as exc:
+            raise DataError(path, f"not a readable .npy array: unreadable header ({exc})") from None
+        offset = file.tell()
+    if dtype.hasobject:
+        raise DataError(path, "holds pickled Python objects; refusing to load it")
+    expected, actual = math.prod(shape) * dtype.itemsize, path.stat().st_size - offset
+    if expected != actual:
+        raise DataError(path, f"not a readable .npy array: its header says shape {shape} of {dtype} "
+                              f"({expected} bytes of data) but the file holds {actual} bytes after the header")
     try:
         array = np.load(path, allow_pickle=False, mmap_mode=None)
     except ValueError as exc:
