@@ -90,6 +90,26 @@ def test_unknown_method_is_refused_before_any_dvc_command(tmp_path):
     assert "$ dvc" not in result.stdout
 
 
+@pytest.mark.parametrize("args, message", [
+    (["-j", "0"], "argument --jobs/-j: expected an integer >= 1, got 0"),
+    (["--jobs", "two"], "argument --jobs/-j: expected an integer >= 1, got 'two'"),
+    (["--width", "-5"], "argument --width: expected an integer >= 1, got -5"),
+    (["--sort-by", "bogus"], "--sort-by bogus: not a metric of the evaluate stage; allowed: auroc, auprc, lift_at_100, "
+                             "lift_at_num_errors"),
+    (["--sort-by", "lift_at_50"], "--sort-by lift_at_50: not a metric"),
+    (["--methods", "self_confidence,nope"], "unknown score method 'nope'"),
+    (["--repo", "elsewhere"], "elsewhere/params.yaml: file not found"),
+])
+def test_bad_arguments_are_refused_before_any_dvc_command(tmp_path, monkeypatch, capsys, args, message):
+    """The first dvc command removes earlier experiments: nothing may run before every argument is checked."""
+    (tmp_path / "params.yaml").write_bytes((REPO_ROOT / "params.yaml").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "dvc", lambda *a, **k: pytest.fail(f"dvc {a[1:]} ran"))
+    with pytest.raises(SystemExit) as done:
+        sweep.main(args)
+    assert done.value.code == 2 and message in capsys.readouterr().err
+
+
 # --- slow: a real sweep ---------------------------------------------------------------------
 
 

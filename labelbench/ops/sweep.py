@@ -11,7 +11,8 @@
 3. ``dvc exp show --json``: one row per experiment, every metric x dataset of its metrics files,
    the mean per metric, sorted by the mean of ``--sort-by``; failed experiments stay as rows without
    numbers (exp show repeats the baseline's metrics for them). Printed with rich, written to reports/sweep.md.
-Exit status 1 when an experiment failed.
+Exit status 1 when an experiment failed; 2 for a bad argument (``--jobs``, ``--methods``, ``--sort-by``, ...),
+refused before any dvc command runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from labelbench.config import ParamsError, load_params
 from labelbench.data.files import write_text
+from labelbench.evaluation.metrics import metric_names
+from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.scores import SCORE_METHODS, resolve_method
 from labelbench.ops.dvc_cli import dvc
 
@@ -100,19 +104,35 @@ def rich_table(df: pd.DataFrame, width: int, sort_by: str) -> tuple[Table, list[
     return table, left_out
 
 
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m labelbench.ops.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("--jobs", "-j", type=int, default=2, help="queue workers (default 2)")
+    p.add_argument("--jobs", "-j", type=positive, default=2, help="queue workers (default 2)")
     p.add_argument("--methods", type=lambda s: s.split(","), help="comma-separated score methods (default all)")
     p.add_argument("--sort-by", default="auroc", help="metric whose mean sorts the table (default auroc)")
     p.add_argument("--repo", type=Path, default=Path("."), help="DVC repository (default .)")
     p.add_argument("--output", default="reports/sweep.md", help="markdown table, relative to --repo")
-    p.add_argument("--width", type=int, default=int(os.environ.get("COLUMNS", 160)), help="console width")
+    p.add_argument("--width", type=positive, default=int(os.environ.get("COLUMNS", 160)), help="console width")
     args = p.parse_args(argv)
     try:
         planned, skipped = variants(args.methods)
     except ValueError as exc:  # unknown method
         p.error(str(exc))
+    try:  # every argument is checked before the first dvc command (which removes earlier experiments)
+        metrics = metric_names(load_params(EvaluateParams, args.repo / "params.yaml").lift_k)
+    except ParamsError as exc:
+        p.error(str(exc))
+    if args.sort_by not in metrics:
+        p.error(f"--sort-by {args.sort_by}: not a metric of the evaluate stage; allowed: {', '.join(metrics)}")
     old = [r["rev"] if r.get("error") else r["name"] for r in revs(json.loads(dvc(args.repo, "exp", "show", "--json", echo=True).stdout), planned)]
     if old:
         dvc(args.repo, "exp", "remove", *old, capture=False, echo=True)
