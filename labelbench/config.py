@@ -28,9 +28,10 @@ class ParamsError(ValueError):
 
 
 class Block(BaseModel):
-    """A params block: unknown keys are errors, no type coercion (``"3"`` is not 3, ``true`` not 1)."""
+    """A params block: unknown keys are errors, no type coercion (``"3"`` is not 3, ``true`` not 1), and no
+    ``.inf`` or ``.nan`` where a number is expected."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _unique(values: list) -> list:
@@ -287,6 +288,9 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
         problems = []
         for error in exc.errors():
             key = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".")  # a root model: the block
+            if isinstance(error.get("input"), dict):  # a rule across keys of a block (or the file): its message names them
+                problems.append(f"{key}: {error['msg']}" if key else error["msg"])
+                continue
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
             problems.append(f"{key} = {value}: {error['msg']}")
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None

@@ -14,11 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import AssembleParams, ParamsError, load_params
-from labelbench.data.io import DataError
+from labelbench.config import AssembleParams, load_params
 from labelbench.train.assemble import assemble
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
@@ -26,14 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crossval-root", required=True, type=Path, help="folder of <dataset>/<model>/fold_<f>")
     parser.add_argument("--out", required=True, type=Path, help="data contract root")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(AssembleParams).crossval
-        fold_dirs = {m: [args.crossval_root / args.dataset / m / f"fold_{f}" for f in params.folds]
-                     for m in params.models}
-        dataset = assemble(labels_csv=args.labels, fold_dirs=fold_dirs, out_root=args.out, dataset=args.dataset)
-    except (ParamsError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(AssembleParams).crossval
+    fold_dirs = {m: [args.crossval_root / args.dataset / m / f"fold_{f}" for f in params.folds]
+                 for m in params.models}
+    dataset = assemble(labels_csv=args.labels, fold_dirs=fold_dirs, out_root=args.out, dataset=args.dataset)
     for model, probs in dataset.pred_probs.items():
         accuracy = float((probs.argmax(1) == dataset.given_labels).mean())
         print(f"{args.dataset}/{model}: {probs.shape[0]} rows x {probs.shape[1]} classes, "

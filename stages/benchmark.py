@@ -13,28 +13,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, load_params, load_runtime
-from labelbench.data.io import DataError
+from labelbench.config import load_params, load_runtime
 from labelbench.evaluation.benchmark import run_benchmark, trained_detector_scores, write_outputs
 from labelbench.evaluation.bootstrap import BootstrapSettings
 from labelbench.evaluation.params import BenchmarkParams
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--crossval", type=Path, required=True, help="the folds of the datasets trained here")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(BenchmarkParams)
-        workers = load_runtime().benchmark_workers
-        bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
-        table, filters = run_benchmark(
-            params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles, workers=workers,
-            bootstrap=bootstrap, detectors=lambda loaded: trained_detector_scores(params, args.crossval, loaded))
-    except (DataError, ParamsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(BenchmarkParams)
+    workers = load_runtime().benchmark_workers
+    bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
+    table, filters = run_benchmark(
+        params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles, workers=workers,
+        bootstrap=bootstrap, detectors=lambda loaded: trained_detector_scores(params, args.crossval, loaded))
     write_outputs(table, filters, args.out, lift_k=params.lift_k, bootstrap=bootstrap)
     return 0
 

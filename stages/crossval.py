@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from labelbench.config import CrossvalParams, ParamsError, load_params, load_runtime
-from labelbench.data.files import DataError
+from labelbench.data.files import DataError, stage_main
 from labelbench.train.crossval import PretrainedWeightsUnavailable, TrainConfig, train_fold
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)

@@ -15,21 +15,21 @@ import sys
 from pathlib import Path
 
 from labelbench.train.dedupe import dedupe
-from labelbench.data.files import DataError, write_csv
+from labelbench.data.files import atomic_outputs, stage_main, write_csv
+from labelbench.data.verify import verify
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in", dest="inp", type=Path, required=True, help="raw dataset folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
-    try:
-        result = dedupe(raw_dir=args.inp)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    write_csv(args.out / "labels.csv", result.labels)
-    write_csv(args.out / "removed.csv", result.removed)
+    verify(args.inp)  # the bytes DVC recorded for raw@D's output
+    result = dedupe(raw_dir=args.inp)
+    with atomic_outputs(files=[args.out / "labels.csv", args.out / "removed.csv"]) as tmp:
+        write_csv(tmp[args.out / "labels.csv"], result.labels)
+        write_csv(tmp[args.out / "removed.csv"], result.removed)
     kept = len(result.labels)
     print(f"{args.inp}: kept {kept} of {kept + len(result.removed)} images, removed {len(result.removed)} duplicates",
           file=sys.stderr)

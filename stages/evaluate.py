@@ -13,45 +13,41 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, load_params
-from labelbench.data.io import DataError, atomic_dir, load_dataset, write_csv, write_json
+from labelbench.config import load_params
+from labelbench.data.io import atomic_outputs, load_dataset, write_csv, write_json
 from labelbench.evaluation.evaluate import curve_tables, evaluate_table, headline
+from labelbench.evaluation.metrics import check_lift_k
 from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.scoring import score_dataset
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("--scores", "--metrics", "--plots"):
         parser.add_argument(name, type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        params = load_params(EvaluateParams)
-        datasets = {name: load_dataset(root, name, models=models) for name, (root, models) in params.roots().items()}
-        for data in datasets.values():
-            if not 0 < params.lift_k <= len(data.given_labels):
-                raise ParamsError(f"params.yaml: lift_k = {params.lift_k}: must be in [1, {len(data.given_labels)}] "
-                                  f"(the number of examples of {data.name})")
-        scored, results, curves = {}, {}, {}
-        for name, data in datasets.items():
-            table, info = score_dataset(data, models=list(data.pred_probs), method=params.score,
-                                        adjust_pred_probs=params.adjust_pred_probs, ensemble=params.ensemble)
-            scored[name] = (table, info)
-            results[name] = evaluate_table(table, lift_k=params.lift_k, cv_accuracy=info["cv_accuracy"])
-            curves[name] = curve_tables(table, dataset=name, points=params.evaluate.curve_points)
-    except (DataError, ParamsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    with atomic_dir(args.scores) as scores, atomic_dir(args.metrics / "models") as models, \
-            atomic_dir(args.plots / "pr") as pr, atomic_dir(args.plots / "roc") as roc, \
-            atomic_dir(args.plots / "lift") as lift:
+    params = load_params(EvaluateParams)
+    datasets = {name: load_dataset(root, name, models=models) for name, (root, models) in params.roots().items()}
+    check_lift_k(params.lift_k, {name: len(data.given_labels) for name, data in datasets.items()})
+    scored, results, curves = {}, {}, {}
+    for name, data in datasets.items():
+        table, info = score_dataset(data, models=list(data.pred_probs), method=params.score,
+                                    adjust_pred_probs=params.adjust_pred_probs, ensemble=params.ensemble)
+        scored[name] = (table, info)
+        results[name] = evaluate_table(table, lift_k=params.lift_k, cv_accuracy=info["cv_accuracy"])
+        curves[name] = curve_tables(table, dataset=name, points=params.evaluate.curve_points)
+    curve_dirs = {kind: args.plots / kind for kind in ("pr", "roc", "lift")}
+    headline_path = args.metrics / "headline.json"
+    with atomic_outputs(files=[headline_path], dirs=[args.scores, args.metrics / "models", *curve_dirs.values()]) as tmp:
         for name, (table, info) in scored.items():
-            write_csv(scores / f"{name}.csv", table)
-            write_json(scores / f"{name}.json", info)
-            write_json(models / f"{name}.json", results[name])
-            for folder, kind in ((pr, "pr"), (roc, "roc"), (lift, "lift")):
-                write_csv(folder / f"{name}.csv", curves[name][kind])
-    write_json(args.metrics / "headline.json", headline(results, lift_k=params.lift_k))
+            write_csv(tmp[args.scores] / f"{name}.csv", table)
+            write_json(tmp[args.scores] / f"{name}.json", info)
+            write_json(tmp[args.metrics / "models"] / f"{name}.json", results[name])
+            for kind, folder in curve_dirs.items():
+                write_csv(tmp[folder] / f"{name}.csv", curves[name][kind])
+        write_json(tmp[headline_path], headline(results, lift_k=params.lift_k))
     return 0
 
 

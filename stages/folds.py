@@ -12,27 +12,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import FoldsParams, ParamsError, load_params
-from labelbench.data.files import DataError, read_labels_csv, write_csv
+from labelbench.config import FoldsParams, load_params
+from labelbench.data.files import DataError, read_labels_csv, stage_main, write_csv
+from labelbench.data.verify import verify
 from labelbench.train.folds import folds_table
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--in", dest="inp", type=Path, required=True, help="labels.csv to read")
     parser.add_argument("--out", type=Path, required=True, help="folds CSV to write")
     args = parser.parse_args(argv)
+    params = load_params(FoldsParams).crossval
+    k = len(params.folds)
+    verify(args.inp)  # the bytes DVC recorded for noise@D's output
+    labels = read_labels_csv(args.inp)
     try:
-        params = load_params(FoldsParams).crossval
-        k = len(params.folds)
-        labels = read_labels_csv(args.inp)
-        try:
-            table = folds_table(labels=labels, k=k, seed=params.fold_seed)
-        except ValueError as exc:  # a class with fewer than k members
-            raise DataError(args.inp, str(exc)) from None
-    except (ParamsError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        table = folds_table(labels=labels, k=k, seed=params.fold_seed)
+    except ValueError as exc:  # a class with fewer than k members
+        raise DataError(args.inp, str(exc)) from None
     write_csv(args.out, table)
     print(f"{args.inp}: {len(table)} rows in {k} folds", file=sys.stderr)
     return 0

@@ -11,37 +11,35 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, load_params
-from labelbench.data.io import DataError, atomic_dir, load_dataset, write_csv
+from labelbench.config import load_params
+from labelbench.data.io import atomic_dir, load_dataset, write_csv
 from labelbench.evaluation.issues import class_names, issue_grid, rank_issues
 from labelbench.evaluation.params import IssuesParams
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    try:
-        params = load_params(IssuesParams)
-        ranking = params.report
-        ranked = {}
-        for name, source in params.sources().items():
-            data = load_dataset(source.root, name, models=source.models, label_errors=source.label_errors)
-            classes = class_names(name, num_classes=data.num_classes, extras=source.extras)
-            issues = rank_issues(data, method=ranking.ranking_method, ensemble=ranking.ranking_ensemble,
-                                 classes=classes, rows=params.issues.rows)
-            images = Path(source.extras, "images") if source.extras is not None else None
-            ranked[name] = (issues, images if images is not None and images.is_dir() else None)
-        with atomic_dir(args.out) as out:
-            for name, (issues, images) in ranked.items():
-                write_csv(out / f"{name}.csv", issues)
-                if images is not None:
-                    issue_grid(issues, images=images, path=out / f"{name}.png", count=params.issues.grid,
-                               title=f"{name}: the {min(params.issues.grid, len(issues))} examples ranked most "
-                                     f"likely mislabeled (#rank given → suggested; red: known error)")
-    except (DataError, ParamsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(IssuesParams)
+    ranking = params.report
+    ranked = {}
+    for name, source in params.sources().items():
+        data = load_dataset(source.root, name, models=source.models, label_errors=source.label_errors)
+        classes = class_names(name, num_classes=data.num_classes, extras=source.extras)
+        issues = rank_issues(data, method=ranking.ranking_method, ensemble=ranking.ranking_ensemble,
+                             classes=classes, rows=params.issues.rows)
+        images = Path(source.extras, "images") if source.extras is not None else None
+        ranked[name] = (issues, images if images is not None and images.is_dir() else None)
+    with atomic_dir(args.out) as out:
+        for name, (issues, images) in ranked.items():
+            write_csv(out / f"{name}.csv", issues)
+            if images is not None:
+                issue_grid(issues, images=images, path=out / f"{name}.png", count=params.issues.grid,
+                           title=f"{name}: the {min(params.issues.grid, len(issues))} examples ranked most "
+                                 f"likely mislabeled (#rank given → suggested; red: known error)")
     return 0
 
 

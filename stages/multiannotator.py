@@ -14,33 +14,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, load_params
-from labelbench.data.io import DataError
+from labelbench.config import load_params
 from labelbench.evaluation.multiannotator import load_track, not_evaluated, run_track, write_outputs
 from labelbench.evaluation.params import MultiannotatorParams
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--published", type=Path, required=True, help="root of the published artifacts")
     parser.add_argument("--out", type=Path, required=True, help="folder of multiannotator.csv and .json")
     parser.add_argument("--section", type=Path, help="also write the report's markdown section here")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(MultiannotatorParams)
-        block = params.multiannotator
-        if block.dataset in params.published.datasets:
-            track = load_track(args.published, dataset=block.dataset, models=list(params.published.models))
-            table, summary, seconds = run_track(
-                track, baselines=block.baselines, dawid_skene_max_iter=block.dawid_skene_max_iter,
-                glad_max_iter=block.glad_max_iter, score=block.score, ensemble=block.ensemble,
-                lift_k=params.lift_k)
-        else:
-            print(f"{block.dataset} is not among published.datasets: the track is not evaluated")
-            (table, summary), seconds = not_evaluated(lift_k=params.lift_k), {}
-    except (DataError, ParamsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(MultiannotatorParams)
+    block = params.multiannotator
+    if block.dataset in params.published.datasets:
+        track = load_track(args.published, dataset=block.dataset, models=list(params.published.models))
+        table, summary, seconds = run_track(
+            track, baselines=block.baselines, dawid_skene_max_iter=block.dawid_skene_max_iter,
+            glad_max_iter=block.glad_max_iter, score=block.score, ensemble=block.ensemble,
+            lift_k=params.lift_k)
+    else:
+        print(f"{block.dataset} is not among published.datasets: the track is not evaluated")
+        (table, summary), seconds = not_evaluated(lift_k=params.lift_k), {}
     write_outputs(table, summary, csv_path=args.out / "multiannotator.csv",
                   json_path=args.out / "multiannotator.json", section_path=args.section)
     for name, value in seconds.items():

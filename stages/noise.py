@@ -15,10 +15,14 @@ import sys
 from pathlib import Path
 
 from labelbench.config import NoiseParams, ParamsError, load_params
-from labelbench.data.files import DataError, read_classes, read_labels_csv, write_csv, write_json
+from labelbench.data.files import (
+    DataError, atomic_outputs, read_classes, read_labels_csv, stage_main, write_csv, write_json,
+)
+from labelbench.data.verify import verify
 from labelbench.train.noise import noisy_labels_table
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="a key of crossval.datasets")
@@ -27,26 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, required=True, help="the raw images folder (instance noise)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
+    datasets = load_params(NoiseParams).crossval.datasets
+    if args.dataset not in datasets:
+        raise ParamsError(f"crossval.datasets has no {args.dataset!r}; it has {sorted(datasets)}")
+    noise = datasets[args.dataset]
+    for path in (args.inp, args.classes, args.images):
+        verify(path)  # the bytes DVC recorded for dedupe@D's and raw@D's outputs
+    labels = read_labels_csv(args.inp)
+    k = len(read_classes(args.classes))
     try:
-        datasets = load_params(NoiseParams).crossval.datasets
-        if args.dataset not in datasets:
-            raise ParamsError(f"crossval.datasets has no {args.dataset!r}; it has {sorted(datasets)}")
-        noise = datasets[args.dataset]
-        labels = read_labels_csv(args.inp)
-        k = len(read_classes(args.classes))
-        try:
-            out, record = noisy_labels_table(labels=labels, noise=noise.noise, noise_amount=noise.noise_amount,
-                                             sparsity=noise.sparsity, seed=noise.noise_seed, num_classes=k,
-                                             images=args.images)
-        except DataError:  # an unreadable image, named
-            raise
-        except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
-            raise DataError(args.inp, str(exc)) from None
-    except (ParamsError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    write_csv(args.out / "labels.csv", out)
-    write_json(args.out / "noise.json", record)
+        out, record = noisy_labels_table(labels=labels, noise=noise.noise, noise_amount=noise.noise_amount,
+                                         sparsity=noise.sparsity, seed=noise.noise_seed, num_classes=k,
+                                         images=args.images)
+    except DataError:  # an unreadable image, named
+        raise
+    except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
+        raise DataError(args.inp, str(exc)) from None
+    with atomic_outputs(files=[args.out / "labels.csv", args.out / "noise.json"]) as tmp:
+        write_csv(tmp[args.out / "labels.csv"], out)
+        write_json(tmp[args.out / "noise.json"], record)
     print(f"{args.inp}: changed {record['num_changed']} of {record['num_examples']} labels "
           f"(rate {record['realised_noise_rate']:.4f})", file=sys.stderr)
     return 0

@@ -15,20 +15,17 @@ import sys
 from pathlib import Path
 
 from labelbench.data.checksums import copy_verified
-from labelbench.data.files import DataError
+from labelbench.data.files import stage_main
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="the authors' artifacts (../shared/published)")
     parser.add_argument("--listing", type=Path, required=True, help="sha256sum list every file must match")
     parser.add_argument("--out", type=Path, required=True, help="folder to write")
     args = parser.parse_args(argv)
-    try:
-        count = copy_verified(args.source, args.out, args.listing)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    count = copy_verified(args.source, args.out, args.listing)
     print(f"{args.out}: {count} files, each matching {args.listing}", file=sys.stderr)
     return 0
 

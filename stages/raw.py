@@ -17,10 +17,11 @@ from pathlib import Path
 
 from labelbench.config import ParamsError, RawParams, load_params
 from labelbench.data.download import DownloadError
-from labelbench.data.files import DataError
+from labelbench.data.files import DataError, stage_main
 from labelbench.data.raw.registry import DATASETS, build
 
 
+@stage_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", choices=DATASETS)

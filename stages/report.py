@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from labelbench.config import ParamsError, load_params
-from labelbench.data.io import DataError
+from labelbench.config import load_params
+from labelbench.data.io import DataError, atomic_outputs
+from labelbench.data.verify import verify
 from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS
 from labelbench.evaluation.metrics import metric_names
 from labelbench.evaluation.params import ReportParams
 from labelbench.evaluation.report import (
     dot_plot, family_section, method_scores, pr_curves, top_ranked, write_markdown,
 )
+from labelbench.data.files import stage_main
 
 
 def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -51,6 +53,7 @@ def read_section(path: Path) -> str:
         raise DataError(path, f"not a readable markdown section ({exc})") from None
 
 
+@stage_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", type=Path, required=True)
@@ -60,24 +63,24 @@ def main(argv=None) -> int:
     parser.add_argument("--section", type=Path, action="append", default=[],
                         help="markdown written by another stage, appended as is (e.g. reports/multiannotator.md)")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(ReportParams)
-        benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
-        filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
-        summary = read_summary(args.metrics / "summary.json")
-        sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
-        sections += [read_section(path) for path in args.section]
-        report = params.report
-        scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
-        top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)
-        figures = [args.figures / "auroc_dot_plot.png", args.figures / "pr_curves.png"]
-        dot_plot(benchmark, figures[0])
-        pr_curves(scored, figures[1], method=report.ranking_method)
-    except (DataError, ParamsError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    write_markdown(args.out, benchmark=benchmark, filters=filters, summary=summary, top=top,
-                   figures=[f.as_posix() for f in figures], lift_k=params.lift_k, sections=sections)
+    params = load_params(ReportParams)
+    for path in (args.metrics / "benchmark.csv", args.metrics / "filters.csv", args.metrics / "summary.json",
+                 args.issues, *args.section):
+        verify(path)  # the bytes DVC recorded for the benchmark, issues and multiannotator stages' outputs
+    benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
+    filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
+    summary = read_summary(args.metrics / "summary.json")
+    sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
+    sections += [read_section(path) for path in args.section]
+    report = params.report
+    scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
+    top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)
+    figures = [args.figures / "auroc_dot_plot.png", args.figures / "pr_curves.png"]
+    with atomic_outputs(files=[*figures, args.out]) as tmp:  # the figures and the page that shows them: all or none
+        dot_plot(benchmark, tmp[figures[0]])
+        pr_curves(scored, tmp[figures[1]], method=report.ranking_method)
+        write_markdown(tmp[args.out], benchmark=benchmark, filters=filters, summary=summary, top=top,
+                       figures=[f.as_posix() for f in figures], lift_k=params.lift_k, sections=sections)
     return 0
 
 

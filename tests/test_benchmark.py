@@ -14,6 +14,7 @@ from cleanlab.filter import find_label_issues
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from conftest import DATASETS, MODELS, PUBLISHED, REPO_ROOT
+from labelbench.config import ParamsError
 from labelbench.data.io import load_dataset
 from labelbench.evaluation import benchmark as bench
 from labelbench.evaluation.benchmark import FILTER_BY, run_benchmark, summarize
@@ -196,6 +197,15 @@ def test_precomputed_confident_joint_filters_equal_plain_find_label_issues(publi
 def test_unknown_ensemble_scheme_is_a_value_error(published):
     with pytest.raises(ValueError, match="unknown ensemble scheme"):
         run_benchmark({"roman-numeral": (str(published), MODELS)}, ensembles=["nope"], workers=1)
+
+
+def test_a_lift_k_beyond_a_dataset_is_refused_before_any_work(published):
+    def detectors(loaded):
+        raise AssertionError("work started before lift_k was checked")
+
+    with pytest.raises(ParamsError, match=r"lift_k = 1000000: must be in \[1, 2[0-9]{3}\] \(the number of examples of "
+                                          r"roman-numeral\)"):
+        run_benchmark({"roman-numeral": (str(published), MODELS)}, lift_k=1_000_000, workers=1, detectors=detectors)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,9 @@ def test_copies_every_listed_file_and_the_list(source, tmp_path):
     (lambda root: (root / "toy/given_labels.npy").unlink(), "missing: ['toy/given_labels.npy']"),
     (lambda root: (root / "SHA256SUMS").write_text("other\n"), "SHA256SUMS: differs from"),
     (lambda root: shutil.rmtree(root), "folder not found"),
+    (lambda root: (root / "SHA256SUMS").unlink(), "SHA256SUMS: differs from"),
+    (lambda root: (root.parent / "published.SHA256SUMS").write_bytes(b"\xff\xfe"),
+     "published.SHA256SUMS: not a readable sha256sum list"),
 ])
 def test_anything_else_is_refused_and_nothing_is_written(source, tmp_path, damage, named):
     out = tmp_path / "data" / "published"
@@ -50,3 +53,11 @@ def test_anything_else_is_refused_and_nothing_is_written(source, tmp_path, damag
     assert named in str(caught.value)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
     assert [p.name for p in out.parent.iterdir()] == ["published"]  # no temporary folder left
+
+
+def test_a_listed_file_deleted_from_a_published_dataset_is_refused_on_load(source):
+    from labelbench.data.io import load_dataset
+
+    (source / "toy" / "given_labels.npy").unlink()
+    with pytest.raises(DataError, match=r"toy/given_labels.npy: missing, though .*SHA256SUMS lists it"):
+        load_dataset(source, "toy", verify=False)

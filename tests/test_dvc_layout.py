@@ -174,6 +174,24 @@ def test_a_trained_dataset_name_that_is_no_plain_name_is_refused(tmp_path, name)
             load_params(schema, tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize("block, changes, message", [
+    (None, {"score": "entropy", "adjust_pred_probs": True},
+     "params.yaml: Value error, adjust_pred_probs=True is not supported by method 'entropy'"),
+    ("multiannotator", {"baselines": ["glad", "glad"]}, "params.yaml: multiannotator: Value error, "),
+])
+def test_a_rule_across_keys_names_its_block_not_a_dump_of_it(tmp_path, block, changes, message):
+    from labelbench.config import ParamsError, load_params
+    from labelbench.evaluation.params import EvaluateParams, MultiannotatorParams
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    (params[block] if block else params).update(changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ParamsError) as refused:
+        load_params(MultiannotatorParams if block else EvaluateParams, tmp_path / "params.yaml")
+    text = str(refused.value).removeprefix(str(tmp_path) + "/")
+    assert text.startswith(message) and "{" not in text, text
+
+
 #: Packages a training stage must never import: a change there (an error message about pred_probs, a report
 #: table) would mark every trained fold stale, up to 100 GPU-hours at the paper's scale.
 NOT_FOR_TRAINING = ("labelbench/evaluation/", "labelbench/ops/", "labelbench/data/io.py")

@@ -271,6 +271,8 @@ def test_crossval_stage_cli(data, tmp_path, capsys, monkeypatch):
     ({"train.sched": "plateau"}, 0, "train.sched = 'plateau': Input should be 'cosine'"),
     ({"train.scale": [0.9, 0.1]}, 0, "train.scale = [0.9, 0.1]: Value error, must be [low, high]"),
     ({"train.ratio": [1.0]}, 0, "train.ratio = [1.0]"),
+    ({"train.lr": float("inf")}, 0, "train.lr = inf: Input should be a finite number"),
+    ({"train.weight_decay": float("nan")}, 0, "train.weight_decay = nan: Input should be a finite number"),
     ({"crossval.folds": [0, 1, 2, 3, 4]}, 0, "crossval.folds is 5"),  # the folds file holds 3 folds
     ({"crossval.folds": [0, 1, 2]}, 3, "--fold 3 is not one of crossval.folds"),
 ])

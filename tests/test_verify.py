@@ -98,6 +98,14 @@ def test_untouched_outputs_pass_and_unrecorded_paths_are_not_checked(toy, tmp_pa
     verify(tmp_path / "elsewhere.txt")
 
 
+@pytest.mark.parametrize("stages", [[1], {"folds@toy": {"outs": [{"md5": "0" * 32}]}}, {"folds@toy": "text"}])
+def test_a_dvc_lock_not_in_dvcs_format_is_one_error(toy, monkeypatch, stages):
+    monkeypatch.chdir(toy)
+    (toy / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+    with pytest.raises(DataError, match=r"dvc.lock: not in DVC's dvc.lock format .*`git checkout -- dvc.lock`"):
+        verify("data/folds/toy.csv")
+
+
 def test_a_damaged_file_of_a_folder_output_is_named_with_its_restore_command(toy, monkeypatch):
     monkeypatch.chdir(toy)
     _flip(toy / "data" / "trained" / "toy" / "label_errors.npy")
@@ -235,6 +243,18 @@ def test_damaged_cache_object_and_workspace_file_are_refused_by_the_pipeline(tmp
     assert result.returncode != 0
     assert "data/crossval/digits/test_resnet/fold_1/heldout_pred_probs.npy" in result.stderr
     assert "`dvc checkout --force data/crossval/digits/test_resnet/fold_1`" in result.stderr
+    run(["dvc", "checkout", "--force", "data/crossval/digits/test_resnet/fold_1"], root)
+
+    # a table in git that the report reads, cut mid-row; an image of the raw digits that dedupe reads
+    benchmark = root / "metrics" / "benchmark.csv"
+    benchmark.write_bytes(benchmark.read_bytes()[:5000])
+    result = run(["dvc", "repro", "-f", "-s", "report"], root, check=False)
+    assert result.returncode != 0 and "metrics/benchmark.csv: not the bytes DVC recorded" in result.stderr, result.stderr
+    assert "`dvc repro -f benchmark`" in result.stderr
+    image = sorted((root / "data" / "raw" / "digits" / "images").rglob("*.png"))[7]
+    _flip(image, offset=len(image.read_bytes()) // 2)
+    result = run(["dvc", "repro", "-f", "-s", "dedupe@digits"], root, check=False)
+    assert result.returncode != 0 and image.relative_to(root).as_posix() in result.stderr, result.stderr
 
 
 def _published_record(root: Path) -> dict:

@@ -22,8 +22,12 @@ def checksums_path(root: os.PathLike | str) -> Path | None:
 
 def read_checksums(path: Path) -> dict[str, str]:
     """A ``sha256sum`` file as relative path -> digest."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable sha256sum list ({exc})") from None
     sums = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         digest, _, name = line.partition("  ")
         if len(digest) != 64 or not name:
             raise DataError(path, f"line {number} is not '<sha256>  <path>'")
@@ -55,7 +59,7 @@ def copy_verified(source: Path, out: Path, listing: Path) -> int:
     if extra or missing:
         raise DataError(source, f"holds other files than {listing} lists (not listed: {extra[:3]}, "
                                 f"missing: {missing[:3]})")
-    if (source / "SHA256SUMS").read_bytes() != listing.read_bytes():
+    if not (source / "SHA256SUMS").is_file() or (source / "SHA256SUMS").read_bytes() != listing.read_bytes():
         raise DataError(source / "SHA256SUMS", f"differs from {listing}")
     for name in sorted(sums):
         verify_checksum(source / name, source, sums, listing)

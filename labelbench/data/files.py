@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
@@ -30,25 +32,23 @@ class DataError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+def stage_main(main):
+    """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
+    ParamsError or another ValueError, OSError) turned into one ``error:`` line and exit code 1, not a traceback.
+    Outputs are written atomically, so what failed to be written keeps its previous content."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except (OSError, ValueError) as exc:  # DataError and ParamsError are ValueErrors
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    return run
+
 
 # --- atomic writing -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; outputs get the usual mode
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _umask() -> int:
@@ -57,32 +57,82 @@ def _umask() -> int:
     return umask
 
 
-def replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished folder ``tmp`` (a sibling of ``out_dir``) into place, replacing an older
-    ``out_dir``: readers see the old folder or the new one, never a half-written one."""
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+@contextlib.contextmanager
+def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
+                   dirs: Sequence[os.PathLike | str] = ()) -> Iterator[dict[Path, Path]]:
+    """Several outputs written as one: yield {output: its temporary path beside it} (an empty file for each of
+    ``files``, an empty folder for each of ``dirs``). When the block succeeds they are moved into place together
+    (with the usual permissions), the old ones kept aside until every move is done; if the block or any move
+    fails, the moved ones are put back, so the outputs are all new or all as they were, and nothing temporary is
+    left. An OSError of writing an output (its folder, its temporary path, a move) is a DataError naming the
+    output, not the temporary name; other errors (a read in the block) pass through."""
+    outputs = [(Path(p), False) for p in files] + [(Path(p), True) for p in dirs]
+    temps: dict[Path, Path] = {}
+    moved: list[tuple[Path, Path | None]] = []  # (output, its old copy aside) once the new one is in place
+    current = None
+    try:
+        for current, is_dir in outputs:
+            current.parent.mkdir(parents=True, exist_ok=True)
+            if is_dir:
+                temps[current] = Path(tempfile.mkdtemp(prefix=f".{current.name}.", suffix=".tmp", dir=current.parent))
+            else:
+                fd, tmp = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp", dir=current.parent)
+                os.close(fd)
+                temps[current] = Path(tmp)
+        current = None
+        yield dict(temps)
+        for current, is_dir in outputs:
+            os.chmod(temps[current], (0o777 if is_dir else 0o666) & ~_umask())  # mkdtemp/mkstemp: 0700/0600
+            old = None
+            if current.exists() or current.is_symlink():
+                old = temps[current].with_suffix(".old")  # .<name>.<random>.old
+                os.replace(current, old)
+            try:
+                os.replace(temps[current], current)
+            except OSError:
+                if old is not None:
+                    os.replace(old, current)
+                raise
+            moved.append((current, old))
+        current = None
+    except BaseException as exc:
+        for output, old in reversed(moved):  # the outputs as they were
+            _remove(output)
+            if old is not None:
+                os.replace(old, output)
+        moved.clear()
+        if isinstance(exc, OSError):
+            failed = current or next((output for output, tmp in temps.items() if exc.filename is not None and (
+                Path(exc.filename) == tmp or tmp in Path(exc.filename).parents)), None)
+            if failed is not None:
+                raise DataError(failed, f"cannot be written ({exc.strerror or exc}); no output was changed") from None
+        raise
+    finally:
+        for path in [*temps.values(), *(old for _, old in moved if old is not None)]:
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds
+    (:func:`atomic_outputs` of one file)."""
+    with atomic_outputs(files=[path]) as temps:
+        yield temps[Path(path)]
 
 
 @contextlib.contextmanager
 def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block
-    succeeds (so no stale files survive from an earlier run, and a failure leaves the old folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Yield an empty temporary folder beside ``path``; it replaces ``path`` only if the block succeeds, so no
+    stale files survive from an earlier run and a failure leaves the old folder (:func:`atomic_outputs`)."""
+    with atomic_outputs(dirs=[path]) as temps:
+        yield temps[Path(path)]
 
 
 def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
@@ -221,10 +271,10 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
     empty = text == ""
     if empty.any() and not allow_empty:
         raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
-    bad = ~empty & ~text.str.fullmatch(r"\+?\d+")
+    bad = ~empty & ~text.str.fullmatch(r"\+?0*\d{1,18}")  # at most 18 digits: an int64, as labels are read
     if bad.any():
         raise DataError(
-            path, f"{name} must be integers >= 0; found {list(text[bad].unique()[:_SHOWN])} "
+            path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
             f"(first at row {_row(bad)})"
         )
     return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")

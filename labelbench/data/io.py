@@ -29,8 +29,8 @@ from labelbench.data.verify import verify as verify_recorded
 
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_path, image_id_sort_key, read_classes, read_csv_strings,
-    read_labels_csv, read_lines, replace_dir, sorted_order, write_csv, write_json, write_npy, write_text,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_outputs, atomic_path, image_id_sort_key, read_classes,
+    read_csv_strings, read_labels_csv, read_lines, sorted_order, write_csv, write_json, write_npy, write_text,
 )
 
 ROW_SUM_TOLERANCE = 1e-4
@@ -172,9 +172,15 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
     listing = checksums_path(root)
     if listing is not None:
         sums = read_checksums(listing)
+        wanted = lambda path: models is None or path.parent.name != "pred_probs" or path.stem in models  # noqa: E731
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if models is None or path.parent.name != "pred_probs" or path.stem in models:
+            if wanted(path):
                 verify_checksum(path, Path(root), sums, listing)
+        for rel in sorted(sums):  # a listed file deleted is as wrong as one changed
+            path = Path(root) / rel
+            if rel.startswith(f"{name}/") and wanted(path) and not path.is_file():
+                raise DataError(path, f"missing, though {listing} lists it (restore it with `dvc checkout --force "
+                                      f"{root}`)")
     elif verify:
         verify_recorded(folder)
     models = list_models(root, name) if models is None else list(models)

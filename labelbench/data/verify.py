@@ -87,9 +87,18 @@ def lock_outputs(root: Path) -> list[dict]:
     key = (str(lock), stat.st_mtime_ns, stat.st_size)
     if key not in _records:
         data = _load_yaml(lock) or {}
+        stages = (data.get("stages") if isinstance(data, dict) else data) or {}
+        if not isinstance(stages, dict):
+            raise DataError(lock, "not in DVC's dvc.lock format (`stages` is not a mapping); restore it with "
+                                  "`git checkout -- dvc.lock`")
         outs = []
-        for stage, entry in (data.get("stages") or {}).items():
-            for out in (entry or {}).get("outs") or []:
+        for stage, entry in stages.items():
+            entry_outs = (entry.get("outs") or []) if isinstance(entry, dict) else None
+            if not isinstance(entry_outs, list) or not all(
+                    isinstance(out, dict) and isinstance(out.get("path"), str) for out in entry_outs):
+                raise DataError(lock, f"not in DVC's dvc.lock format (stage {stage!r}: each `outs` entry needs a "
+                                      "`path`); restore it with `git checkout -- dvc.lock`")
+            for out in entry_outs:
                 outs.append({"path": root / out["path"], "md5": out.get("md5"), "hash": out.get("hash"),
                              "stage": stage, "record": f"dvc.lock (outs of stage '{stage}')"})
         _records.clear()

@@ -41,7 +41,7 @@ from labelbench.evaluation.bootstrap import (
     BootstrapSettings, compiled_pass, interval_names, paired_verdicts, percentile_interval, resample_weights,
     weighted_metrics,
 )
-from labelbench.evaluation.metrics import Ranking, filter_metrics, metric_names, metrics_of
+from labelbench.evaluation.metrics import Ranking, check_lift_k, filter_metrics, metric_names, metrics_of
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
 FILTER_BY = (
@@ -183,6 +183,7 @@ def run_benchmark(
     _WEIGHTS.clear()
     _DETECTORS.clear()
     _LOADED.update({name: load_dataset(root, name, models=list(models)) for name, (root, models) in datasets.items()})
+    check_lift_k(lift_k, {name: len(data.given_labels) for name, data in _LOADED.items()})
     _DETECTORS.update(detectors(dict(_LOADED)) if detectors is not None else {})
     if bootstrap is not None:
         _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
@@ -297,16 +298,18 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
 
 def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int,
                   bootstrap: BootstrapSettings | None = None) -> None:
-    """benchmark.csv, filters.csv, summary.json (with the bootstrap's settings when it ran)."""
-    from labelbench.data.io import write_csv, write_json
+    """benchmark.csv, filters.csv, summary.json (with the bootstrap's settings when it ran), all or none."""
+    from labelbench.data.io import atomic_outputs, write_csv, write_json
 
-    write_csv(out_dir / "benchmark.csv", table)
-    write_csv(out_dir / "filters.csv", filters)
     summary = summarize(table, lift_k=lift_k)
     if bootstrap is not None:
         summary["bootstrap"] = {"resamples": int(bootstrap.resamples), "seed": int(bootstrap.seed),
                                 "level": float(bootstrap.level)}
-    write_json(out_dir / "summary.json", summary)
+    names = ("benchmark.csv", "filters.csv", "summary.json")
+    with atomic_outputs(files=[out_dir / name for name in names]) as tmp:
+        write_csv(tmp[out_dir / names[0]], table)
+        write_csv(tmp[out_dir / names[1]], filters)
+        write_json(tmp[out_dir / names[2]], summary)
 
 
 def trained_detector_scores(params, crossval_root: Path, datasets: dict[str, Dataset],

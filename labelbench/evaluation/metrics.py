@@ -25,6 +25,8 @@ from typing import Callable
 
 import numpy as np
 
+from labelbench.config import ParamsError
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -134,3 +136,12 @@ def filter_metrics(*, is_error: np.ndarray, flagged: np.ndarray) -> dict[str, fl
 
     precision, recall, f1, _ = precision_recall_fscore_support(is_error, flagged, average="binary", zero_division=0)
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1), "num_flagged": int(flagged.sum())}
+
+
+def check_lift_k(lift_k: int, sizes: dict[str, int]) -> None:
+    """ParamsError unless ``lift_k`` (params.yaml) is in [1, N] for every dataset (name -> N), checked before any
+    scoring."""
+    for name, size in sizes.items():
+        if not 0 < lift_k <= size:
+            raise ParamsError(f"params.yaml: lift_k = {lift_k}: must be in [1, {size}] (the number of examples of "
+                              f"{name})")

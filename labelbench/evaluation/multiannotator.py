@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import (
-    DataError, Dataset, checksums_path, load_dataset, read_checksums, verify_checksum, write_csv, write_json,
-    write_text,
+    DataError, Dataset, atomic_outputs, checksums_path, load_dataset, read_checksums, verify_checksum, write_csv,
+    write_json, write_text,
 )
 from labelbench.data.raw.cifar import CIFAR10N_VARIANTS, load_cifar10n
 from labelbench.evaluation.ensembles import score_models, short_model
@@ -399,8 +399,10 @@ def markdown_section(*, table: pd.DataFrame, summary: dict) -> str:
 
 def write_outputs(table: pd.DataFrame, summary: dict, *, csv_path, json_path, section_path=None) -> None:
     """``multiannotator.csv`` (the table), ``multiannotator.json`` (the summary) and, when given, the
-    markdown section on its own; each written atomically."""
-    write_csv(csv_path, table)
-    write_json(json_path, summary)
-    if section_path is not None:
-        write_text(section_path, markdown_section(table=table, summary=summary))
+    markdown section on its own; all or none (:func:`~labelbench.data.files.atomic_outputs`)."""
+    paths = [Path(csv_path), Path(json_path)] + ([Path(section_path)] if section_path is not None else [])
+    with atomic_outputs(files=paths) as tmp:
+        write_csv(tmp[paths[0]], table)
+        write_json(tmp[paths[1]], summary)
+        if section_path is not None:
+            write_text(tmp[paths[2]], markdown_section(table=table, summary=summary))

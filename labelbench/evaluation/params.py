@@ -39,7 +39,7 @@ class Published(Block):
 
 
 class Evaluate(Block):
-    curve_points: Annotated[int, Field(ge=2)]
+    curve_points: Annotated[int, Field(ge=2, le=100_000)]  # points per curve (a plot's resolution)
 
 
 class Bootstrap(Block):

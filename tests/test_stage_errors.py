@@ -1,0 +1,94 @@
+"""A stage that cannot write its outputs: one `error:` line naming the output (not a temporary name), exit code 1,
+and the previous outputs as they were (labelbench.data.files: stage_main, atomic_outputs and its atomic_path, atomic_dir)."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from conftest import load_stage
+from test_train import write_params
+from labelbench.data import files
+from labelbench.data.files import DataError, atomic_dir, atomic_outputs, atomic_path, write_json
+
+
+def labels_csv(folder):
+    path = folder / "labels.csv"
+    pd.DataFrame({"image_id": [f"{i}.png" for i in range(12)], "given_label": [i % 2 for i in range(12)],
+                  "true_label": "", "label_error": ""}).to_csv(path, index=False)
+    return path
+
+
+def test_a_stage_that_cannot_write_its_output_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    write_params(tmp_path, {"crossval.folds": [0, 1, 2], "crossval.fold_seed": 0})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocked").write_text("a file where the output's folder should be")
+    assert load_stage("folds").main(["--in", str(labels_csv(tmp_path)), "--out", "blocked/folds.csv"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: blocked/folds.csv: cannot be written"), err
+    assert "Traceback" not in "".join(err)
+
+
+def test_a_failed_rename_keeps_the_old_file_and_names_the_output(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "table.json"
+    write_json(target, {"a": 1})
+    before = target.read_bytes()
+
+    def refuse(src, dst):
+        raise OSError(30, "Read-only file system", str(src))
+
+    monkeypatch.setattr(files.os, "replace", refuse)
+    with pytest.raises(DataError, match=r"out/table.json: cannot be written \(Read-only file system\)"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["table.json"]
+
+
+def test_a_folder_whose_new_copy_cannot_be_moved_in_keeps_the_old_one(tmp_path, monkeypatch):
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "old.csv").write_text("old")
+    real_replace = os.replace
+
+    def second_fails(src, dst):  # the old folder moves aside, the new one cannot move in
+        if str(src).endswith(".tmp"):
+            raise OSError(16, "Device or resource busy", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", second_fails)
+    with pytest.raises(DataError, match="scores: cannot be written"):
+        with atomic_dir(out) as tmp:
+            (tmp / "new.csv").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]  # no temporary or `.old` folder left
+    assert (out / "old.csv").read_text() == "old"
+
+
+def test_a_read_error_inside_the_block_is_not_blamed_on_the_output(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with atomic_dir(tmp_path / "out"):
+            (tmp_path.parent / "elsewhere" / "absent.png").read_bytes()
+
+
+def test_several_outputs_are_all_new_or_all_as_they_were(tmp_path, monkeypatch):
+    first, second = tmp_path / "benchmark.csv", tmp_path / "sub" / "summary.json"
+    write_json(first, {"old": 1})
+    write_json(second, {"old": 2})
+    before = {path: path.read_bytes() for path in (first, second)}
+    real_replace = os.replace
+
+    def second_cannot_move_in(src, dst):  # the first output is already in place when the second fails
+        if str(dst) == str(second) and str(src).endswith(".tmp"):
+            raise OSError(30, "Read-only file system", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", second_cannot_move_in)
+    with pytest.raises(DataError, match="summary.json: cannot be written"):
+        with atomic_outputs(files=[first, second]) as tmp:
+            tmp[first].write_text("new")
+            tmp[second].write_text("new")
+    assert {path: path.read_bytes() for path in (first, second)} == before
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "benchmark.csv", "sub", "sub/summary.json"]
