@@ -3,6 +3,7 @@ does nothing, and params changes that rerun exactly the affected stages."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 
@@ -82,6 +83,19 @@ def test_second_repro_is_a_noop_and_training_is_deterministic(repo):
     assert (fold / "heldout_pred_probs.npy").read_bytes() == before
     # the whole fold folder (weights, DVCLive curves, config) hashes the same: dvc.lock is unchanged
     assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
+
+
+def test_what_a_killed_stage_leaves_is_no_part_of_any_dependency(repo):
+    """A stage killed by SIGKILL cannot remove its temporary output (atomic_outputs: `.<name>.<random>.tmp`), which
+    lies in a folder that assemble and benchmark depend on: .dvcignore and .gitignore leave it out."""
+    leftover = repo / "data/crossval/digits/test_resnet/.fold_1.k1ll3d.tmp"
+    leftover.mkdir()
+    (leftover / "heldout_pred_probs.npy").write_bytes(b"half-written")
+    try:
+        assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+        assert run(["git", "status", "--porcelain"], repo).stdout.strip() == ""
+    finally:
+        shutil.rmtree(leftover)
 
 
 def test_epochs_change_reruns_training_not_the_data_stages(repo):
