@@ -288,7 +288,7 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
         problems = []
         for error in exc.errors():
             key = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".")  # a root model: the block
-            if isinstance(error.get("input"), dict):  # a rule across keys of a block (or the file): its message names them
+            if error["type"] != "missing" and isinstance(error.get("input"), dict):  # a rule across keys: its message names them
                 problems.append(f"{key}: {error['msg']}" if key else error["msg"])
                 continue
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
