@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     add.add_argument("--true-labels", type=Path, help="true labels (N,) int, .npy (with --pred-probs)")
     add.add_argument("--image-ids", type=Path, help="N lines: the image (relative path) of each row (with "
                                                     "--pred-probs)")
-    add.add_argument("--images", type=Path, metavar="DIR", help="with --pred-probs: the images named by "
-                                                                "--image-ids; alone: the images to train on, one "
-                                                                "subfolder per class (torchvision's ImageFolder)")
+    add.add_argument("--images", type=Path, metavar="DIR",
+                     help="with --pred-probs: the images named by --image-ids; alone: the images to train on, one "
+                          "subfolder per class (torchvision's ImageFolder)")
     add.add_argument("--classes", type=Path, help="K lines: class names, in label order")
     add.add_argument("--noise", choices=["instance", "uniform"], default="instance",
                      help="--images alone: the label noise injected when --noise-amount > 0 (default instance)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
@@ -186,6 +186,14 @@ class Distribute(Block):
     max_retries: Count
 
 
+def part_of(whole: type[Block], *keys: str, per_key: tuple[str, ...] = ()) -> type[Part]:
+    """The :class:`Part` of ``whole`` holding ``keys``, each with its type and rules as declared in ``whole``."""
+    fields = {key: (whole.model_fields[key].annotation, whole.model_fields[key]) for key in keys}
+    part = create_model(f"{whole.__name__}Part", __base__=Part, **fields)
+    part.whole, part.per_key = whole, per_key
+    return part
+
+
 # --- one schema per training stage: exactly the keys it reads --------------------------------
 
 
@@ -193,44 +201,21 @@ class RawParams(Part):
     raw: Raw
 
 
-class CrossvalDatasets(Part):
-    whole = Crossval
-    per_key = ("datasets",)  # noise@D reads crossval.datasets.D
-    datasets: dict[DatasetName, TrainedDataset]
-
-
 class NoiseParams(Part):
-    crossval: CrossvalDatasets
-
-
-class FoldsSettings(Part):
-    whole = Crossval
-    folds: FoldList
-    fold_seed: Count | None
+    crossval: part_of(Crossval, "datasets", per_key=("datasets",))  # noise@D reads crossval.datasets.D
 
 
 class FoldsParams(Part):
-    crossval: FoldsSettings
-
-
-class FoldIds(Part):
-    whole = Crossval
-    folds: FoldList
+    crossval: part_of(Crossval, "folds", "fold_seed")
 
 
 class CrossvalParams(Part):
     train: Train
-    crossval: FoldIds
-
-
-class AssembleSettings(Part):
-    whole = Crossval
-    models: Names
-    folds: FoldList
+    crossval: part_of(Crossval, "folds")
 
 
 class AssembleParams(Part):
-    crossval: AssembleSettings
+    crossval: part_of(Crossval, "models", "folds")
 
 
 Schema = TypeVar("Schema", bound=BaseModel)

@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import atomic_dir, is_safe_image_id
+from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.ops.dvc_cli import dvc
@@ -39,7 +39,6 @@ from labelbench.evaluation.params import (
 )
 
 ADDED_ROOT = Path("data/added")
-_SHOWN = 5
 
 
 class AddParams(Datasets):
@@ -58,8 +57,7 @@ def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | Non
     Returns ``{"examples": N, "classes": K, "models": [...], "errors": number or None}``; raises
     DataError (a file) or ParamsError (the name, params.yaml) before writing anything."""
     repo = Path(repo)
-    params = _repo_params(repo)
-    folder = _new_name(repo, name, params)
+    params, folder = _new_name(repo, name)
     arrays, models = check_inputs(pred_probs=pred_probs, labels=labels, errors=errors, true_labels=true_labels,
                                   image_ids=image_ids, images=images, lift_k=params.lift_k)
     num_classes = next(iter(arrays["pred_probs"].values())).shape[1]
@@ -68,10 +66,9 @@ def add_dataset(*, name: str, pred_probs: Path, labels: Path, errors: Path | Non
     params_text = registered_params(repo / "params.yaml", name, models=models, label_errors=errors is not None)
 
     _track_and_register(repo, name, params_text, write=lambda: write_folder(
-        folder, name=name, models=models, pred_probs=pred_probs, labels=labels, errors=errors,
+        folder, models=models, pred_probs=pred_probs, labels=labels, errors=errors,
         true_labels=true_labels, image_ids=image_ids, ids=arrays["image_ids"], images=images, classes=classes))
-    n = arrays["given_labels"].shape[0]
-    return {"examples": n, "classes": num_classes, "models": models,
+    return {"examples": arrays["given_labels"].shape[0], "classes": num_classes, "models": models,
             "errors": None if arrays["label_errors"] is None else int(arrays["label_errors"].sum())}
 
 
@@ -97,8 +94,13 @@ def _track_and_register(repo: Path, name: str, params_text: str, *, write) -> No
         raise
 
 
-def _new_name(repo: Path, name: str, params: AddParams) -> Path:
-    """The folder data/added/<name> of a new dataset; ParamsError or DataError when ``name`` is taken or invalid."""
+def _new_name(repo: Path, name: str) -> tuple[AddParams, Path]:
+    """The repository's params and the folder data/added/<name> of a new dataset; ParamsError when ``repo`` is not
+    the repository root, ParamsError or DataError when ``name`` is taken or invalid."""
+    for required in ("params.yaml", "dvc.yaml", ".dvc"):
+        if not (repo / required).exists():
+            raise ParamsError(f"{repo / required}: not found; run add-dataset from the repository root")
+    params = load_params(AddParams, repo / "params.yaml")
     try:
         check_added_name(name)
     except ValueError as exc:
@@ -110,14 +112,7 @@ def _new_name(repo: Path, name: str, params: AddParams) -> Path:
     for path in (folder, folder.with_name(f"{name}.dvc")):
         if path.exists() or path.is_symlink():
             raise DataError(path, "already exists; remove it or choose another name")
-    return folder
-
-
-def _repo_params(repo: Path) -> AddParams:
-    for required in ("params.yaml", "dvc.yaml", ".dvc"):
-        if not (repo / required).exists():
-            raise ParamsError(f"{repo / required}: not found; run add-dataset from the repository root")
-    return load_params(AddParams, repo / "params.yaml")
+    return params, folder
 
 
 def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, classes: Path | None = None,
@@ -130,8 +125,7 @@ def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, cl
     one path per line) or injected noise (``noise_amount`` > 0 of kind ``noise``), not both. Raises DataError (a
     file) or ParamsError before writing anything; returns ``{"examples", "classes", "errors"}``."""
     repo = Path(repo)
-    params = _repo_params(repo)
-    folder = _new_name(repo, name, params)
+    params, folder = _new_name(repo, name)
     if (errors is None) == (noise_amount == 0):
         raise ParamsError("a dataset trained here is benchmarked, so its label errors must be known: give --errors "
                           "(the images known to be mislabeled) or inject noise (--noise-amount > 0), not both")
@@ -245,13 +239,7 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
     parent[keys[-1]] = {**(parent[keys[-1]] or {}), name: entry}
     if yaml.safe_load(new) != expected:
         raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
-    return _checked(path, new, schemas=schemas)
-
-
-def _checked(path: Path, new: str, *, schemas) -> str:
-    """``new``, the text params.yaml at ``path`` would get, once every one of ``schemas`` accepts it; else ParamsError
-    naming ``path``."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # a schema's ParamsError names ``path``
         candidate = Path(tmp) / "params.yaml"
         candidate.write_text(new, encoding="utf-8")
         for schema in schemas:
@@ -262,7 +250,7 @@ def _checked(path: Path, new: str, *, schemas) -> str:
     return new
 
 
-def write_folder(folder: Path, *, name: str, models: list[str], pred_probs: Path, labels: Path,
+def write_folder(folder: Path, *, models: list[str], pred_probs: Path, labels: Path,
                  errors: Path | None, true_labels: Path | None, image_ids: Path | None, ids: list[str] | None,
                  images: Path | None, classes: Path | None) -> None:
     """The inputs' bytes in the contract layout, built beside ``folder``, loaded back, then moved in."""

@@ -17,8 +17,6 @@ from pathlib import Path
 
 from labelbench.data.files import atomic_path
 
-DEFAULT_TIMEOUT = 60.0
-
 
 class DownloadError(RuntimeError):
     """A file could not be downloaded or did not verify."""
@@ -26,11 +24,8 @@ class DownloadError(RuntimeError):
     def __init__(self, url: str, dest: os.PathLike | str, problem: str):
         self.url = url
         self.dest = str(dest)
-        self.problem = problem
-        super().__init__(
-            f"could not fetch {url}: {problem}. Download it by hand and place it at {dest} "
-            "(it is checked against the expected size/hash when those are known)."
-        )
+        super().__init__(f"could not fetch {url}: {problem}. Download it by hand and place it at {dest} "
+                         "(it is checked against the expected size/hash when those are known).")
 
 
 def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
@@ -51,7 +46,7 @@ def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | Non
 
 
 def fetch(url: str, dest: os.PathLike | str, *, sha256: str | None = None, md5: str | None = None,
-          size: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> Path:
+          size: int | None = None, timeout: float = 60.0) -> Path:
     """Download ``url`` (http/https only) to ``dest`` unless ``dest`` already passes the given checks
     (with none given, existing is enough); ``timeout`` (seconds) bounds connecting and each read.
     Returns ``dest``; raises :class:`DownloadError`."""

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+
 class DataError(ValueError):
     """A file on disk does not satisfy the data contract."""
 
@@ -30,6 +31,14 @@ class DataError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+def existing_file(path: os.PathLike | str) -> Path:
+    """``path`` as a Path; DataError ("file not found") unless it is a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    return path
 
 
 def stage_main(main):
@@ -138,9 +147,7 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
 def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
     """A CSV file as a DataFrame of strings (no NA guessing) with at least ``columns``; DataError when missing,
     empty, unreadable or without one of them."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
@@ -232,9 +239,7 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
 
     frame = raw.copy()
     frame["image_id"] = ids
-    frame["given_label"] = _int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(
-        np.int64
-    )
+    frame["given_label"] = _int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(np.int64)
     frame["true_label"] = _int_column(raw["true_label"], path, "true_label", allow_empty=True)
     errors = _int_column(raw["label_error"], path, "label_error", allow_empty=True)
     if ((errors != 0) & (errors != 1)).fillna(False).any():
@@ -244,10 +249,8 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     expected = (frame["given_label"] != frame["true_label"]).astype("Int64")
     wrong = both & (expected != errors).fillna(False)
     if wrong.any():
-        raise DataError(
-            path, f"label_error disagrees with given_label != true_label on {int(wrong.sum())} row(s) "
-            f"(first at row {_row(wrong)}, image_id {frame['image_id'][wrong].iloc[0]!r})"
-        )
+        raise DataError(path, f"label_error disagrees with given_label != true_label on {int(wrong.sum())} row(s) "
+                              f"(first at row {_row(wrong)}, image_id {frame['image_id'][wrong].iloc[0]!r})")
     return frame
 
 
@@ -273,19 +276,15 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
         raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
     bad = ~empty & ~text.str.fullmatch(r"\+?0*\d{1,18}")  # at most 18 digits: an int64, as labels are read
     if bad.any():
-        raise DataError(
-            path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
-            f"(first at row {_row(bad)})"
-        )
+        raise DataError(path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
+                              f"(first at row {_row(bad)})")
     return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")
 
 
 def read_lines(path: os.PathLike | str) -> list[str]:
     """The lines of a UTF-8 text file of one name per line; DataError when missing, not UTF-8, empty or with a
     blank line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:

@@ -29,12 +29,12 @@ from labelbench.data.verify import verify as verify_recorded
 
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_outputs, atomic_path, image_id_sort_key, read_classes,
-    read_csv_strings, read_labels_csv, read_lines, sorted_order, write_csv, write_json, write_npy, write_text,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_outputs, atomic_path, existing_file, image_id_sort_key,
+    read_classes, read_csv_strings, read_labels_csv, read_lines, sorted_order, write_csv, write_json, write_npy,
+    write_text,
 )
 
 ROW_SUM_TOLERANCE = 1e-4
-
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -45,9 +45,7 @@ def load_npy(path: os.PathLike | str) -> np.ndarray:
     """Load a ``.npy`` file without ever unpickling; name the file in every failure. The header is read first,
     so a file that is no .npy array, an unreadable header, an object dtype or a shape that disagrees with the
     file's size is refused before any memory is allocated."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(path)
     with path.open("rb") as file:
         start = file.read(len(np.lib.format.MAGIC_PREFIX))
         if not start:
@@ -89,8 +87,7 @@ def check_labels(labels: np.ndarray, path, *, num_classes: int | None = None) ->
         raise DataError(path, f"labels must be integers, got dtype {labels.dtype}")
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (num_classes is not None and high >= num_classes):
-        bound = f"[0, {num_classes})" if num_classes is not None else "[0, K)"
-        raise DataError(path, f"labels outside {bound}: min {low}, max {high}")
+        raise DataError(path, f"labels outside [0, {num_classes or 'K'}): min {low}, max {high}")
     return labels.astype(np.int64, copy=False)
 
 
@@ -106,17 +103,12 @@ def check_pred_probs(pred_probs: np.ndarray, path) -> np.ndarray:
         bad = int((~np.isfinite(pred_probs)).any(axis=1).sum())
         raise DataError(path, f"{bad} rows hold NaN or inf")
     if pred_probs.min() < 0 or pred_probs.max() > 1:
-        raise DataError(
-            path, f"probabilities outside [0, 1]: min {pred_probs.min()}, max {pred_probs.max()}"
-        )
+        raise DataError(path, f"probabilities outside [0, 1]: min {pred_probs.min()}, max {pred_probs.max()}")
     deviation = np.abs(pred_probs.sum(axis=1) - 1)
     if deviation.max() > ROW_SUM_TOLERANCE:
         row = int(deviation.argmax())
-        raise DataError(
-            path,
-            f"{int((deviation > ROW_SUM_TOLERANCE).sum())} rows do not sum to 1 within "
-            f"{ROW_SUM_TOLERANCE} (row {row} sums to {pred_probs[row].sum()!r})",
-        )
+        raise DataError(path, f"{int((deviation > ROW_SUM_TOLERANCE).sum())} rows do not sum to 1 within "
+                              f"{ROW_SUM_TOLERANCE} (row {row} sums to {pred_probs[row].sum()!r})")
     return pred_probs.astype(np.float64, copy=False)
 
 
@@ -145,20 +137,13 @@ class Dataset:
         return int(self.label_errors.sum())
 
 
-def list_models(root: os.PathLike | str, dataset: str) -> list[str]:
-    folder = Path(root) / dataset / "pred_probs"
-    return sorted(p.stem for p in folder.glob("*.npy"))
-
-
 def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = None, *,
                  label_errors: bool = True, verify: bool = True) -> Dataset:
-    """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``.
-    ``label_errors=False``: a dataset without a known error mask (``label_errors`` None; the
-    file is not read).
-
-    Elsewhere, ``verify`` (the default): the folder must hold the bytes DVC recorded for it
-    (:func:`labelbench.data.verify.verify`). Where the root has a checksum list (:func:`checksums_path`; the authors' artifacts do), every
-    file read must match it, so a changed byte is one clear error, not a silently different result."""
+    """Load and cross-check one dataset; ``models`` defaults to every ``pred_probs/*.npy``. ``label_errors=False``:
+    no known error mask (``label_errors`` None; the file is not read). Where the root has a checksum list
+    (:func:`checksums_path`; the authors' artifacts do), every file read must match it, so a changed byte is one
+    clear error; elsewhere, with ``verify``, the folder must hold the bytes DVC recorded for it
+    (:func:`labelbench.data.verify.verify`)."""
     folder = Path(root) / name
     if not folder.is_dir():
         raise DataError(folder, "dataset folder not found")
@@ -166,9 +151,8 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
     if listing is not None:
         sums = read_checksums(listing)
         wanted = lambda path: models is None or path.parent.name != "pred_probs" or path.stem in models  # noqa: E731
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if wanted(path):
-                verify_checksum(path, Path(root), sums, listing)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and wanted(p)):
+            verify_checksum(path, Path(root), sums, listing)
         for rel in sorted(sums):  # a listed file deleted is as wrong as one changed
             path = Path(root) / rel
             if rel.startswith(f"{name}/") and wanted(path) and not path.is_file():
@@ -176,15 +160,14 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
                                       f"{root}`)")
     elif verify:
         verify_recorded(folder)
-    models = list_models(root, name) if models is None else list(models)
+    models = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy")) if models is None else list(models)
     if not models:
         raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")
-    true_path = folder / "true_labels.npy"
     arrays = check_files(
         given_labels=folder / "given_labels.npy",
         pred_probs={m: folder / "pred_probs" / f"{m}.npy" for m in models},
         label_errors=folder / "label_errors.npy" if label_errors else None,
-        true_labels=true_path if true_path.exists() else None,
+        true_labels=folder / "true_labels.npy" if (folder / "true_labels.npy").exists() else None,
         image_ids=folder / "image_ids.txt",
     )
     return Dataset(name=name, root=Path(root), **arrays)
@@ -192,9 +175,8 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
 
 def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors: Path | None,
                 true_labels: Path | None, image_ids: Path | None) -> dict:
-    """Read and cross-check the files of one dataset of the contract, wherever they are (the
-    checks of every dataset, and of ``python -m labelbench add-dataset``'s inputs); each problem
-    is one DataError naming the file. Optional files are None.
+    """Read and cross-check the files of one dataset of the contract, wherever they are (also add-dataset's
+    inputs); each problem is one DataError naming the file. Optional files are None.
 
     Returns ``given_labels`` (N,) int64, ``pred_probs`` model -> (N, K) float64, ``label_errors``
     (N,) bool or None, ``true_labels`` (N,) int64 or None, ``image_ids`` N strings or None.
@@ -248,7 +230,5 @@ def read_class_names(path: os.PathLike | str, *, num_classes: int) -> list[str]:
 
 def _check_length(array: np.ndarray, n: int, path, reference) -> None:
     if array.ndim < 1 or array.shape[0] != n:
-        raise DataError(
-            path, f"has {array.shape[0] if array.ndim else 0} rows but {Path(reference).name} has {n}"
-        )
+        raise DataError(path, f"has {array.shape[0] if array.ndim else 0} rows but {Path(reference).name} has {n}")
 

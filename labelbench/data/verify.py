@@ -9,16 +9,15 @@ So every stage input under a DVC output is checked here before it is used:
   the same ``dvc repro`` runs; a stage's own ``deps`` entries are not used, they are stale until it
   finishes), or the ``<output>.dvc`` file beside a ``dvc add``-ed output;
 * a file output: the md5 of its bytes must be the recorded one;
-* a directory output: its listing md5 is computed the way DVC does it (md5 of the JSON of the sorted
-  ``[{"md5", "relpath"}]`` list of every file under it, ``json.dumps(..., sort_keys=True)``, as
-  ``dvc_data.hashfile.tree.Tree.as_bytes``) and must equal the recorded ``<md5>.dir``. No cache lookup
-  is needed; only on a mismatch is the ``.dir`` listing object of the cache read, to name the file
-  that differs and to tell a damaged cache object from a damaged workspace file.
+* a directory output: its listing md5, computed as DVC does (:func:`listing_md5`), must equal the recorded
+  ``<md5>.dir``. No cache lookup is needed; only on a mismatch is the cache's ``.dir`` listing read, to name
+  the file that differs and to tell a damaged cache object from a damaged workspace file.
 
 A path under no recorded output (no ``dvc.yaml`` above it, or not an output of the repository) has
-nothing to check, nor has an output of the stage that `dvc repro` is running (``DVC_STAGE``). Entries with a legacy DVC 2 hash (no ``hash: md5``) are not checked (DVC hashed text
-files with CRLF -> LF there). The repository root is the nearest folder above the file holding
-``dvc.yaml``. Results are remembered per process, keyed by the files' size and mtime.
+nothing to check, nor has an output of the stage that `dvc repro` is running (``DVC_STAGE``). Entries with a
+legacy DVC 2 hash (no ``hash: md5``) are not checked (DVC hashed text files with CRLF -> LF there). The
+repository root is the nearest folder above the file holding ``dvc.yaml``. Results are remembered per process,
+keyed by the files' size and mtime.
 
 Every mismatch is one :class:`DataError` naming the file and the commands that restore it.
 """
@@ -57,7 +56,8 @@ def dir_listing(folder: Path) -> list[dict[str, str]]:
 
 
 def listing_md5(entries: list[dict[str, str]]) -> str:
-    """The ``<md5>.dir`` hash DVC records for a directory with this listing."""
+    """The ``<md5>.dir`` hash DVC records for a directory with this listing (:func:`dir_listing`): the md5 of
+    its ``json.dumps(..., sort_keys=True)``, as ``dvc_data.hashfile.tree.Tree.as_bytes``."""
     payload = json.dumps([{"md5": e["md5"], "relpath": e["relpath"]} for e in entries], sort_keys=True)
     return hashlib.md5(payload.encode("utf-8")).hexdigest() + ".dir"
 
@@ -162,15 +162,9 @@ def verify(path: os.PathLike | str) -> None:
 
 
 def _signature(target: Path) -> tuple:
-    if target.is_file():
-        stat = target.stat()
-        return ((target.name, stat.st_size, stat.st_mtime_ns),)
-    items = []
-    for dirpath, dirnames, filenames in os.walk(target):
-        for name in filenames:
-            stat = os.stat(os.path.join(dirpath, name))
-            items.append((os.path.join(dirpath, name), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(items))
+    """(path, size, mtime) of every file of the output ``target``, sorted: equal while its files are unchanged."""
+    paths = [target] if target.is_file() else [Path(d, name) for d, _, names in os.walk(target) for name in names]
+    return tuple(sorted((str(p), s.st_size, s.st_mtime_ns) for p in paths for s in [p.stat()]))
 
 
 def _verify_dir(root: Path, out: dict) -> None:
@@ -202,11 +196,7 @@ def _verify_dir(root: Path, out: dict) -> None:
 
 def _error(path: Path, problem: str) -> DataError:
     """DataError naming ``path`` relative to the working directory when it lies under it."""
-    try:
-        path = path.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    return DataError(path, problem)
+    return DataError(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path, problem)
 
 
 def cache_dir(root: Path) -> Path:

@@ -59,11 +59,10 @@ FILTER_COLUMNS = ["dataset", "model", "filter_by", "precision", "recall", "f1", 
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: a single model's variants and filters, or one dataset's ensembles."""
+    """One unit of work: a single model's variants and filters, or (with ``ensembles``) one dataset's ensembles."""
 
     dataset: str
     models: tuple[str, ...]
-    kind: str  # "model" | "ensembles"
     lift_k: int
     ensembles: tuple[str, ...] = ()
     filters: bool = True
@@ -95,7 +94,7 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
     data = _LOADED[task.dataset]
     labels, is_error = data.given_labels, data.label_errors
     rows, filter_rows, replicates = [], [], []
-    if task.kind == "model":
+    if not task.ensembles:
         (model,) = task.models
         pred_probs = data.pred_probs[model]
         for (method, adjust), scores in all_variant_scores(labels=labels, pred_probs=pred_probs).items():
@@ -106,15 +105,12 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
             confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
             for filter_by in FILTER_BY:
                 flagged = _find_label_issues(labels, pred_probs, filter_by, confident_joint)
-                filter_rows.append(
-                    {"dataset": task.dataset, "model": model, "filter_by": filter_by,
-                     **filter_metrics(is_error=is_error, flagged=flagged)}
-                )
+                filter_rows.append({"dataset": task.dataset, "model": model, "filter_by": filter_by,
+                                    **filter_metrics(is_error=is_error, flagged=flagged)})
         return rows, filter_rows, replicates
     pred_probs_list = [data.pred_probs[m] for m in task.models]
-    member_scores = [
-        all_variant_scores(labels=labels, pred_probs=p, variants=CLEANLAB_VARIANTS) for p in pred_probs_list
-    ]
+    member_scores = [all_variant_scores(labels=labels, pred_probs=p, variants=CLEANLAB_VARIANTS)
+                     for p in pred_probs_list]
     weights_by_weighting: dict[str, np.ndarray] = {}
     for scheme in task.ensembles:
         weighting = ENSEMBLE_SCHEMES[scheme][1]
@@ -142,26 +138,6 @@ def _find_label_issues(labels, pred_probs, filter_by, confident_joint=None):
         return find_label_issues(labels, pred_probs, filter_by=filter_by, n_jobs=1, **given)
 
 
-def make_tasks(
-    datasets: dict[str, tuple[str, Sequence[str]]],
-    *,
-    lift_k: int = 100,
-    ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
-    filters: bool = True,
-    bootstrap: bool = False,
-) -> list[Task]:
-    """``datasets``: name -> (data root, models). Ensemble tasks first: they are the longest."""
-    lift_k, ensembles = int(lift_k), tuple(ensembles)
-    tasks = []
-    for name, (_, models) in datasets.items():
-        if ensembles and len(models) > 1:
-            tasks.append(Task(name, tuple(models), "ensembles", lift_k, ensembles, bootstrap=bootstrap))
-    for name, (_, models) in datasets.items():
-        for model in models:
-            tasks.append(Task(name, (model,), "model", lift_k, filters=filters, bootstrap=bootstrap))
-    return tasks
-
-
 def run_benchmark(
     datasets: dict[str, tuple[str, Sequence[str]]],
     *,
@@ -177,6 +153,7 @@ def run_benchmark(
     (:func:`interval_columns`). ``detectors``: a function of the loaded datasets (name -> Dataset) giving
     dataset -> model -> detector -> scores (N,) of the other detector families, rows beside that model's pred_probs
     variants (method = the detector's name), in the same verdict group."""
+    lift_k, ensembles = int(lift_k), tuple(ensembles)
     for check in ensembles:
         check_scheme(check)
     _LOADED.clear()
@@ -189,7 +166,11 @@ def run_benchmark(
         _WEIGHTS.update({name: resample_weights(n=data.given_labels.shape[0], resamples=bootstrap.resamples,
                                                 seed=bootstrap.seed, name=name) for name, data in _LOADED.items()})
         compiled_pass()  # compiled (or loaded) once here; the forked workers inherit it
-    tasks = make_tasks(datasets, lift_k=lift_k, ensembles=ensembles, filters=filters, bootstrap=bootstrap is not None)
+    # ensemble tasks first: they are the longest
+    tasks = [Task(name, tuple(models), lift_k, ensembles, bootstrap=bootstrap is not None)
+             for name, (_, models) in datasets.items() if ensembles and len(models) > 1]
+    tasks += [Task(name, (model,), lift_k, filters=filters, bootstrap=bootstrap is not None)
+              for name, (_, models) in datasets.items() for model in models]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     try:
         if workers > 1:
@@ -221,8 +202,7 @@ def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int
     out = {}
     for metric in names:
         bounds = [percentile_interval(r[metric], level=level) for r in replicates]
-        out[f"{metric}_lo"] = [lo for lo, _ in bounds]
-        out[f"{metric}_hi"] = [hi for _, hi in bounds]
+        out[f"{metric}_lo"], out[f"{metric}_hi"] = np.reshape(bounds, (-1, 2)).T
     for metric in names:
         verdicts = pd.Series("", index=table.index, dtype=object)
         low, high = pd.Series(np.nan, index=table.index), pd.Series(np.nan, index=table.index)
@@ -232,7 +212,7 @@ def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int
             verdicts[group.index] = paired_verdicts(points, stacked, level=level)
             best = int(np.argmax(points))
             bounds = [percentile_interval(r - stacked[best], level=level) for r in stacked]
-            low[group.index], high[group.index] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
+            low[group.index], high[group.index] = zip(*bounds)
         out[f"{metric}_vs_best"] = verdicts
         out[f"{metric}_diff_lo"], out[f"{metric}_diff_hi"] = low, high
     return pd.DataFrame(out, index=table.index)
@@ -243,9 +223,7 @@ def _sorted(frame: pd.DataFrame, datasets, keys) -> pd.DataFrame:
     if frame.empty:
         return frame
     order = {name: i for i, name in enumerate(datasets)}
-    frame = frame.assign(
-        _d=frame["dataset"].map(order), _e=frame["model"].str.startswith(ENSEMBLE_PREFIX)
-    )
+    frame = frame.assign(_d=frame["dataset"].map(order), _e=frame["model"].str.startswith(ENSEMBLE_PREFIX))
     return frame.sort_values(["_d", "_e", "model", *keys], kind="stable").drop(columns=["_d", "_e"]).reset_index(drop=True)
 
 
@@ -256,6 +234,16 @@ def variant_label(method: str, adjust_pred_probs: bool) -> str:
     'self_confidence+adjust_pred_probs'
     """
     return f"{method}+adjust_pred_probs" if adjust_pred_probs else method
+
+
+def variant_labels(rows: pd.DataFrame) -> list[str]:
+    """The variant label of each row (its method and ``adjust_pred_probs``)."""
+    return [variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])]
+
+
+def in_variant_order(present) -> list[str]:
+    """The variant labels among ``present``, in the order of :data:`ALL_VARIANTS`."""
+    return [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in present]
 
 
 def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
@@ -271,16 +259,13 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     """
     single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)
                    & table["method"].isin({m for m, _ in ALL_VARIANTS})].copy()  # the other families: trained only
-    single["variant"] = [variant_label(m, a) for m, a in zip(single["method"], single["adjust_pred_probs"])]
+    single["variant"] = variant_labels(single)
     metrics = metric_names(lift_k)
-    normalised = single[["dataset", "model", "variant"]].copy()
-    for metric in metrics:
-        group = single.groupby(["dataset", "model"])[metric]
-        low, high = group.transform("min"), group.transform("max")
-        span = high - low
-        normalised[metric] = np.where(span > 0, (single[metric] - low) / span.where(span > 0, 1), 0.5)
-    means = normalised.groupby("variant", sort=False)[metrics].mean()
-    order = [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in means.index]
+    group = single.groupby(["dataset", "model"])[metrics]
+    low, span = group.transform("min"), group.transform("max") - group.transform("min")
+    normalised = ((single[metrics] - low) / span.where(span > 0, 1)).where(span > 0, 0.5)
+    means = normalised.groupby(single["variant"], sort=False).mean()
+    order = in_variant_order(means.index)
     summary = {
         "num_pairs": int(single.groupby(["dataset", "model"]).ngroups),
         "methods": {v: {m: float(means.loc[v, m]) for m in metrics} for v in order},

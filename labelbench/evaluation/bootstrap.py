@@ -1,31 +1,20 @@
 """Paired bootstrap over examples: percentile intervals of the ranking metrics, and which variants
-are statistically tied with the best.
+are statistically tied with the best (docs/bootstrap.md).
 
-One resample is a multiset of the N examples drawn with replacement; it is stored as integer
-weights, how often each example was drawn (sum N). :func:`resample_weights` draws one (N, B)
-matrix per dataset, seeded by the params seed and the dataset's name, and *every* score vector
-of that dataset (each model, variant and ensemble) is measured on the same B resamples: that is
-what makes differences between variants paired.
+One resample is a multiset of the N examples drawn with replacement, stored as integer counts (sum N).
+:func:`resample_weights` draws one (N, B) matrix per dataset, seeded by the params seed and the dataset's name,
+and *every* score vector of that dataset is measured on the same B resamples: that makes differences paired.
 
-The metrics of a weighted multiset come from the score vector's one sort (:class:`Ranking`),
-never a re-sort: one pass down the ranking (highest error-ness first) keeps, per resample, the
-running weight and error weight, which give everything. The pass is compiled with numba (it is
-the whole cost of the intervals: numpy needed a dozen (N, B) temporaries per score vector). With
-all weights 1 the metrics equal the point estimates of :mod:`labelbench.evaluation.metrics`
-(to 1e-12; tested):
+The metrics of a resample come from the score vector's one sort (:class:`Ranking`), never a re-sort: one pass
+down the ranking (highest error-ness first, compiled with numba) keeps, per resample, the running weight and error
+weight. With all weights 1 they equal the point estimates of :mod:`labelbench.evaluation.metrics` (to 1e-12;
+tested): AUROC is the weighted Mann-Whitney (ties count one half), AUPRC scikit-learn's
+``average_precision_score`` with ``sample_weight``; lift@k ranks the multiset in the original order
+``np.argsort(1 - scores, kind="stable")``, an example drawn c times being c consecutive copies that the cut
+may split; lift@#errors takes k = the resample's own number of error copies.
 
-* **AUROC**: weighted Mann-Whitney, ties in error-ness count one half (as scikit-learn).
-* **AUPRC**: weighted average precision (scikit-learn's ``average_precision_score`` with
-  ``sample_weight``): each error copy at the precision of its tie group's threshold.
-* **lift@k** (k fixed): the resampled multiset is ranked in the original order
-  ``np.argsort(1 - scores, kind="stable")`` (so ties at the cut fall as in the point estimate); its top k copies
-  (an example drawn c times is c consecutive copies; the cut may split them) hold E errors;
-  lift = (E / k) / (errors in the resample / N).
-* **lift@#errors**: the same with k = the resample's own number of error copies.
-
-A resample without errors or without clean examples has no metric (NaN; not reached at these
-sizes). Percentile intervals use ``np.quantile`` (linear), as ``scipy.stats.bootstrap(method=
-'percentile')`` does.
+A resample without errors or without clean examples has no metric (NaN; not reached at these sizes).
+Percentile intervals use ``np.quantile`` (linear), as ``scipy.stats.bootstrap(method='percentile')`` does.
 """
 
 from __future__ import annotations
@@ -38,7 +27,7 @@ import numpy as np
 
 from labelbench.evaluation.metrics import Ranking, metric_names
 
-#: Resamples drawn at once (bounds the int64 draws: 8 x CHUNK x N bytes).
+#: Resamples drawn at once (bounds the int64 draws and their counts: 2 x 8 x CHUNK x N bytes).
 CHUNK = 250
 
 
@@ -55,25 +44,21 @@ class BootstrapSettings:
             raise ValueError(f"bootstrap: resamples must be >= 1 and level in (0, 1), got {self}")
 
 
-def dataset_seed(seed: int, name: str) -> np.random.SeedSequence:
-    """Seed of one dataset's resamples: the params seed and a stable hash of the dataset name."""
-    digest = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-    return np.random.SeedSequence([int(seed), digest])
-
-
 def resample_weights(*, n: int, resamples: int, seed: int, name: str) -> np.ndarray:
     """Multinomial counts, (n, resamples) uint8: column b holds how often each of the n examples is
-    drawn in resample b (each column sums to n). Deterministic in (seed, name)."""
-    rng = np.random.default_rng(dataset_seed(seed, name))
+    drawn in resample b (each column sums to n). Deterministic in (seed, name): the params seed and a stable
+    hash of the dataset name seed the draws."""
+    digest = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), digest]))
     counts = np.empty((resamples, n), dtype=np.uint8)
     for start in range(0, resamples, CHUNK):
         rows = min(CHUNK, resamples - start)
         draws = rng.integers(0, n, size=(rows, n), dtype=np.int64)
-        for row in range(rows):
-            drawn = np.bincount(draws[row], minlength=n)
-            if drawn.max() > 255:  # P < 1e-400 at any n: Poisson(1) tail
-                raise ValueError(f"bootstrap: an example drawn {drawn.max()} times does not fit uint8")
-            counts[start + row] = drawn
+        draws += n * np.arange(rows)[:, None]  # row r's draws counted in bins r * n .. r * n + n - 1
+        drawn = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
+        if drawn.max() > 255:  # P < 1e-400 at any n: Poisson(1) tail
+            raise ValueError(f"bootstrap: an example drawn {drawn.max()} times does not fit uint8")
+        counts[start:start + rows] = drawn
     return np.ascontiguousarray(counts.T)
 
 

@@ -38,21 +38,13 @@ def _given(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.take_along_axis(values, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), axis=-1)[..., 0]
 
 
-def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(E, N): the given label's logit minus the largest other logit, per epoch."""
-    others = logits.astype(np.float64, copy=True)
-    np.put_along_axis(others, np.broadcast_to(labels[:, None], others.shape[:-1] + (1,)), -np.inf, axis=-1)
-    return _given(logits.astype(np.float64), labels) - others.max(axis=-1)
-
-
-# ----------------------------------------------------------------------------- training dynamics
-
-
 def aum(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Area Under the Margin (Pleiss et al., NeurIPS 2020): the mean over epochs of ``z[y] - max_{j != y} z[j]``
     (logits ``z``, given label ``y``). A mislabeled example keeps a negative margin: low = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_margins(logits, labels))
+    others = logits.astype(np.float64, copy=True)
+    np.put_along_axis(others, np.broadcast_to(labels[:, None], others.shape[:-1] + (1,)), -np.inf, axis=-1)
+    return _over_epochs(_given(logits.astype(np.float64), labels) - others.max(axis=-1))
 
 
 def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -132,9 +124,6 @@ def over_folds(per_fold: list[tuple[np.ndarray, np.ndarray]], num_examples: int)
         raise ValueError(f"{int((~listed).sum())} examples are in no fold's training rows")
     combined = total / np.maximum(count, 1)
     return np.where(count > 0, combined, np.median(combined[count > 0]) if (count > 0).any() else 0.0)
-
-
-# ----------------------------------------------------------------------------- representation space
 
 
 def _neighbour_labels(embeddings: np.ndarray, reference: np.ndarray, reference_labels: np.ndarray,

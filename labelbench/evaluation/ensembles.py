@@ -14,8 +14,9 @@ labels; ``inv_log_loss`` proportional to ``exp(-t * logloss(model))`` with the t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -46,58 +47,17 @@ def log_loss(labels: np.ndarray, pred_probs: np.ndarray) -> float:
     """
     present = np.unique(labels)
     if present.shape[0] != pred_probs.shape[1] or present.shape[0] < 2:
-        raise ValueError(
-            f"log loss needs every one of the {pred_probs.shape[1]} classes among the labels; "
-            f"found {present.shape[0]}"
-        )
+        raise ValueError(f"log loss needs every one of the {pred_probs.shape[1]} classes among the labels; "
+                         f"found {present.shape[0]}")
     eps = np.finfo(pred_probs.dtype).eps
     given = np.clip(pred_probs, eps, 1 - eps)[np.arange(labels.shape[0]), labels]
     return float(np.average(-np.log(given)))
-
-
-def uniform_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
-    """Equal weights, shape (M,)."""
-    del labels
-    return np.full(len(pred_probs_list), 1 / len(pred_probs_list))
 
 
 def accuracy(labels: np.ndarray, pred_probs: np.ndarray) -> float:
     """Share of the rows whose most probable class in ``pred_probs`` (N, K) is their label in ``labels`` (N,)."""
     return float((pred_probs.argmax(axis=1) == labels).mean())
 
-
-def accuracy_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
-    """Weights (M,) proportional to each model's accuracy on the given labels (N,)."""
-    accuracies = np.array([accuracy(labels, p) for p in pred_probs_list])
-    return accuracies / sum(accuracies)
-
-
-def inv_log_loss_weights(*, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
-    """Weights (M,) ∝ exp(-t·logloss), t searched as in cleanlab's ``log_loss_search``.
-
-    Each model's log loss does not depend on t, so it is computed once (cleanlab recomputes it
-    per t; the values are identical).
-    """
-    losses = []
-    for pred_probs in pred_probs_list:
-        clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)
-        clipped /= clipped.sum(axis=1)[:, np.newaxis]
-        losses.append(log_loss(labels, clipped))
-    best_loss, best_weights = float("inf"), None
-    for t in LOG_LOSS_SEARCH_T:
-        unnormalised = [np.exp(-t * loss) for loss in losses]
-        weights = np.array(unnormalised) / sum(unnormalised)
-        loss = log_loss(labels, weighted_pred_probs(weights, pred_probs_list))
-        if best_loss > loss:
-            best_loss, best_weights = loss, weights.copy()
-    return best_weights
-
-
-WEIGHTINGS: dict[str, Callable[..., np.ndarray]] = {
-    "uniform": uniform_weights,
-    "accuracy": accuracy_weights,
-    "inv_log_loss": inv_log_loss_weights,
-}
 
 #: scheme name -> (what is averaged, weighting)
 ENSEMBLE_SCHEMES: dict[str, tuple[str, str]] = {
@@ -121,12 +81,27 @@ def check_scheme(name: str) -> str:
     return name
 
 
-def ensemble_weights(
-    scheme: str, *, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]
-) -> np.ndarray:
-    """The (M,) member weights that ``scheme`` uses."""
+def ensemble_weights(scheme: str, *, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
+    """The (M,) member weights that ``scheme`` uses (see the module), against ``labels`` (N,)."""
     _, weighting = ENSEMBLE_SCHEMES[check_scheme(scheme)]
-    return WEIGHTINGS[weighting](labels=labels, pred_probs_list=pred_probs_list)
+    if weighting == "uniform":
+        return np.full(len(pred_probs_list), 1 / len(pred_probs_list))
+    if weighting == "accuracy":
+        accuracies = np.array([accuracy(labels, p) for p in pred_probs_list])
+        return accuracies / sum(accuracies)
+    losses = []  # each model's log loss does not depend on t: computed once (cleanlab: per t, the same values)
+    for pred_probs in pred_probs_list:
+        clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)
+        clipped /= clipped.sum(axis=1)[:, np.newaxis]
+        losses.append(log_loss(labels, clipped))
+    best_loss, best_weights = float("inf"), None
+    for t in LOG_LOSS_SEARCH_T:
+        unnormalised = [np.exp(-t * loss) for loss in losses]
+        weights = np.array(unnormalised) / sum(unnormalised)
+        loss = log_loss(labels, weighted_pred_probs(weights, pred_probs_list))
+        if best_loss > loss:
+            best_loss, best_weights = loss, weights.copy()
+    return best_weights
 
 
 def weighted_pred_probs(weights: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:
@@ -134,21 +109,9 @@ def weighted_pred_probs(weights: np.ndarray, pred_probs_list: Sequence[np.ndarra
     return sum(weights[i] * p for i, p in enumerate(pred_probs_list))
 
 
-def weighted_scores(weights: np.ndarray, scores_list: Sequence[np.ndarray]) -> np.ndarray:
-    """``sum_i w_i * s_i``: shape (N,)."""
-    return (np.vstack(scores_list).T * weights).sum(axis=1)
-
-
-def ensemble_scores(
-    scheme: str,
-    *,
-    labels: np.ndarray,
-    pred_probs_list: Sequence[np.ndarray],
-    method: str,
-    adjust_pred_probs: bool = False,
-    weights: np.ndarray | None = None,
-    member_scores: Sequence[np.ndarray] | None = None,
-) -> np.ndarray:
+def ensemble_scores(scheme: str, *, labels: np.ndarray, pred_probs_list: Sequence[np.ndarray], method: str,
+                    adjust_pred_probs: bool = False, weights: np.ndarray | None = None,
+                    member_scores: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Ensemble label quality scores (N,) from M models' pred_probs (each (N, K)).
 
     ``weights`` and ``member_scores`` may be passed in when already computed (the benchmark
@@ -159,26 +122,17 @@ def ensemble_scores(
     ...                 method="self_confidence")
     array([0.8, 0.3])
     """
-    averaged, _ = ENSEMBLE_SCHEMES[check_scheme(scheme)]
+    averaged, weighting = ENSEMBLE_SCHEMES[check_scheme(scheme)]
     if weights is None:
         weights = ensemble_weights(scheme, labels=labels, pred_probs_list=pred_probs_list)
+    score = functools.partial(label_quality_scores, labels=labels, method=method, adjust_pred_probs=adjust_pred_probs)
     if averaged == "pred_probs":
-        return label_quality_scores(
-            labels=labels,
-            pred_probs=weighted_pred_probs(weights, pred_probs_list),
-            method=method,
-            adjust_pred_probs=adjust_pred_probs,
-        )
+        return score(pred_probs=weighted_pred_probs(weights, pred_probs_list))
     if member_scores is None:
-        member_scores = [
-            label_quality_scores(
-                labels=labels, pred_probs=p, method=method, adjust_pred_probs=adjust_pred_probs
-            )
-            for p in pred_probs_list
-        ]
-    if ENSEMBLE_SCHEMES[scheme][1] == "uniform":
+        member_scores = [score(pred_probs=p) for p in pred_probs_list]
+    if weighting == "uniform":
         return np.vstack(member_scores).T.mean(axis=1)  # cleanlab's "uniform" is a plain mean
-    return weighted_scores(weights, member_scores)
+    return (np.vstack(member_scores).T * weights).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -206,15 +160,8 @@ class ModelScores:
         return next(iter(self.members.values())) if self.ensemble is None else self.ensemble
 
 
-def score_models(
-    pred_probs: dict[str, np.ndarray],
-    *,
-    labels: np.ndarray,
-    method: str,
-    adjust_pred_probs: bool = False,
-    ensemble: str,
-    always_ensemble: bool = False,
-) -> ModelScores:
+def score_models(pred_probs: dict[str, np.ndarray], *, labels: np.ndarray, method: str, adjust_pred_probs: bool = False,
+                 ensemble: str, always_ensemble: bool = False) -> ModelScores:
     """``method``'s scores of ``labels`` (N,) under each model's pred_probs (model -> (N, K)), then
     those of the ``ensemble`` scheme of all of them: with two or more models, or with one when
     ``always_ensemble``. ``labels`` are the ones judged: a dataset's given labels, or the
@@ -233,8 +180,6 @@ def score_models(
     if len(pred_probs_list) < 2 and not always_ensemble:
         return ModelScores(ensemble, members, None, None, pred_probs_list[0])
     weights = ensemble_weights(ensemble, labels=labels, pred_probs_list=pred_probs_list)
-    scores = ensemble_scores(
-        ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
-        adjust_pred_probs=adjust_pred_probs, weights=weights, member_scores=list(members.values()),
-    )
+    scores = ensemble_scores(ensemble, labels=labels, pred_probs_list=pred_probs_list, method=method,
+                             adjust_pred_probs=adjust_pred_probs, weights=weights, member_scores=list(members.values()))
     return ModelScores(ensemble, members, scores, weights, weighted_pred_probs(weights, pred_probs_list))

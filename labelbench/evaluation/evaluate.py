@@ -24,10 +24,8 @@ def evaluate_table(frame: pd.DataFrame, *, lift_k: int, cv_accuracy: dict[str, f
     (Intervals are the benchmark stage's, which covers every variant: the headline table looks them
     up there, so that changing ``score`` reruns no bootstrap.)"""
     is_error = frame["is_label_error"].to_numpy().astype(bool)
-    per_model = {}
-    for column in score_columns(frame):
-        metrics = ranking_metrics(is_error=is_error, scores=frame[column].to_numpy(), lift_k=lift_k)
-        per_model[column] = {**metrics, "cv_accuracy": cv_accuracy[column]}
+    per_model = {column: {**ranking_metrics(is_error=is_error, scores=frame[column].to_numpy(), lift_k=lift_k),
+                          "cv_accuracy": cv_accuracy[column]} for column in score_columns(frame)}
     return {"num_examples": int(is_error.shape[0]), "num_errors": int(is_error.sum()), "models": per_model}
 
 
@@ -39,7 +37,7 @@ def headline(per_dataset: dict[str, dict], *, lift_k: int) -> dict:
     return {metric: {name: head[metric] for name, head in heads.items()} for metric in metric_names(lift_k)}
 
 
-def curve_tables(frame: pd.DataFrame, *, dataset: str, points: int = 101, lift_k_grid=None) -> dict[str, pd.DataFrame]:
+def curve_tables(frame: pd.DataFrame, *, dataset: str, points: int = 101) -> dict[str, pd.DataFrame]:
     """Long-form curve data for DVC plots, resampled on common grids so files stay small.
 
     ``pr``: recall grid -> best precision reachable at that recall or more (interpolated PR);
@@ -49,23 +47,18 @@ def curve_tables(frame: pd.DataFrame, *, dataset: str, points: int = 101, lift_k
     """
     is_error = frame["is_label_error"].to_numpy().astype(bool)
     n = is_error.shape[0]
-    if lift_k_grid is None:
-        lift_k_grid = np.unique(np.geomspace(10, n, num=30).astype(int))
+    ks = [int(k) for k in np.unique(np.geomspace(10, n, num=30).astype(int)) if 0 < k <= n]
     grid = np.linspace(0, 1, points)
-    pr_rows, roc_rows, lift_rows = [], [], []
+    frames = {"pr": [], "roc": [], "lift": []}
     for column in score_columns(frame):
         ranking = Ranking.from_scores(is_error=is_error, scores=frame[column].to_numpy())
         precision, recall = ranking.pr_curve()
         best_from_here = np.maximum.accumulate(precision[::-1])[::-1]
         at = np.searchsorted(recall, grid, side="left").clip(max=recall.shape[0] - 1)
-        pr_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "recall": grid, "precision": best_from_here[at]}))
         fpr, tpr = ranking.roc_curve()
         upto = np.searchsorted(fpr, grid, side="right") - 1
-        roc_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "fpr": grid, "tpr": tpr[upto]}))
-        lifts = [ranking.lift_at_k(int(k)) for k in lift_k_grid if 0 < k <= n]
-        lift_rows.append(pd.DataFrame({"dataset": dataset, "model": column, "k": [int(k) for k in lift_k_grid if 0 < k <= n], "lift": lifts}))
-    return {
-        "pr": pd.concat(pr_rows, ignore_index=True),
-        "roc": pd.concat(roc_rows, ignore_index=True),
-        "lift": pd.concat(lift_rows, ignore_index=True),
-    }
+        curves = {"pr": {"recall": grid, "precision": best_from_here[at]}, "roc": {"fpr": grid, "tpr": tpr[upto]},
+                  "lift": {"k": ks, "lift": [ranking.lift_at_k(k) for k in ks]}}
+        for kind, columns in curves.items():
+            frames[kind].append(pd.DataFrame({"dataset": dataset, "model": column, **columns}))
+    return {kind: pd.concat(parts, ignore_index=True) for kind, parts in frames.items()}

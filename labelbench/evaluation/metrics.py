@@ -47,10 +47,6 @@ class Ranking:
             raise ValueError("ranking metrics need at least one error and one clean example")
         return cls(errorness, is_error, np.argsort(errorness, kind="stable"))
 
-    @property
-    def num_errors(self) -> int:
-        return int(self.is_error.sum())
-
     def lift_at_k(self, k: int) -> float:
         k = int(k)
         if not 0 < k <= self.order.shape[0]:
@@ -64,30 +60,25 @@ class Ranking:
         hits = self.is_error[descending]
         last_of_tie = np.r_[np.flatnonzero(np.diff(values)), values.shape[0] - 1]
         tps = np.cumsum(hits, dtype=np.float64)[last_of_tie]
-        fps = (last_of_tie + 1) - tps
-        return tps, fps, values[last_of_tie]
-
-    def auroc(self) -> float:
-        tps, fps, _ = self._curve()
-        tpr = np.r_[0.0, tps / tps[-1]]
-        fpr = np.r_[0.0, fps / fps[-1]]
-        return float(np.trapezoid(tpr, fpr))
-
-    def auprc(self) -> float:
-        tps, fps, _ = self._curve()
-        precision = tps / (tps + fps)
-        recall = tps / tps[-1]
-        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+        return tps, (last_of_tie + 1) - tps
 
     def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) at each distinct threshold, from the strictest."""
-        tps, fps, _ = self._curve()
+        tps, fps = self._curve()
         return tps / (tps + fps), tps / tps[-1]
 
     def roc_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(fpr, tpr) starting at (0, 0)."""
-        tps, fps, _ = self._curve()
+        tps, fps = self._curve()
         return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+
+    def auroc(self) -> float:
+        fpr, tpr = self.roc_curve()
+        return float(np.trapezoid(tpr, fpr))
+
+    def auprc(self) -> float:
+        precision, recall = self.pr_curve()
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 #: The metric registry: name -> function(ranking, lift_k) -> float. Every table, metrics file, the
@@ -97,7 +88,7 @@ METRICS: dict[str, Callable[[Ranking, int], float]] = {
     "auroc": lambda ranking, k: ranking.auroc(),
     "auprc": lambda ranking, k: ranking.auprc(),
     "lift_at_{k}": lambda ranking, k: ranking.lift_at_k(k),
-    "lift_at_num_errors": lambda ranking, k: ranking.lift_at_k(ranking.num_errors),
+    "lift_at_num_errors": lambda ranking, k: ranking.lift_at_k(ranking.is_error.sum()),
 }
 
 

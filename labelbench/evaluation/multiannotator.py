@@ -53,9 +53,6 @@ _IMAGE_ID = re.compile(r"train/image_id_(0|[1-9][0-9]*)\.png")
 SECTION_TITLE = "## Multi-annotator track (CIFAR-10N)"
 
 
-# --- inputs, aligned by image id ------------------------------------------------------------
-
-
 def npz_index(image_ids: list[str], *, path, size: int) -> np.ndarray:
     """Index (N,) int64 into the npz of each row: the ``<i>`` of ``train/image_id_<i>.png``.
 
@@ -97,9 +94,6 @@ class Track:
         """True accuracy (M,) of each slot against ``clean_label``."""
         return self.annotations.eq(self.clean, axis=0).mean()
 
-    def pred_probs_list(self) -> list[np.ndarray]:
-        return list(self.dataset.pred_probs.values())
-
 
 def load_track(root, *, dataset: str, models: list[str]) -> Track:
     """Load ``<root>/<dataset>`` (checksums verified, :func:`~labelbench.data.io.load_dataset`) and the
@@ -126,9 +120,6 @@ def load_track(root, *, dataset: str, models: list[str]) -> Track:
                  clean=arrays["clean_label"][index])
 
 
-# --- methods: annotations -> consensus, quality scores, annotator quality ---------------------
-
-
 @dataclass(frozen=True)
 class Aggregate:
     """One method's output: ``consensus`` (N,) int labels; ``quality`` (N,) or None, low = the
@@ -139,29 +130,22 @@ class Aggregate:
     annotator_quality: np.ndarray | None = None
 
 
-def _crowdlab_aggregate(result: dict) -> Aggregate:
+def crowdlab(annotations: pd.DataFrame, pred_probs: np.ndarray | list[np.ndarray]) -> Aggregate:
+    """cleanlab's CROWDLAB (consensus ``best_quality``) with one model's ``pred_probs`` (N, K)
+    (``get_label_quality_multiannotator``), or with a list of them for the ensemble
+    (``get_label_quality_multiannotator_ensemble``: each model weighted by cleanlab's estimate of its quality)."""
+    from cleanlab import multiannotator
+
+    if isinstance(pred_probs, list):
+        result = multiannotator.get_label_quality_multiannotator_ensemble(annotations, np.stack(pred_probs),
+                                                                          verbose=False)
+    else:
+        result = multiannotator.get_label_quality_multiannotator(annotations, pred_probs, verbose=False)
     quality = result["label_quality"]
     stats = result["annotator_stats"].reindex(list(ANNOTATORS))
     return Aggregate(consensus=quality["consensus_label"].to_numpy(np.int64),
                      quality=quality["consensus_quality_score"].to_numpy(np.float64),
                      annotator_quality=stats["annotator_quality"].to_numpy(np.float64))
-
-
-def crowdlab(annotations: pd.DataFrame, pred_probs: np.ndarray) -> Aggregate:
-    """cleanlab's CROWDLAB (``get_label_quality_multiannotator``, consensus ``best_quality``) with one
-    model's ``pred_probs`` (N, K)."""
-    from cleanlab.multiannotator import get_label_quality_multiannotator
-
-    return _crowdlab_aggregate(get_label_quality_multiannotator(annotations, pred_probs, verbose=False))
-
-
-def crowdlab_ensemble(annotations: pd.DataFrame, pred_probs_list: list[np.ndarray]) -> Aggregate:
-    """cleanlab's CROWDLAB for an ensemble (``get_label_quality_multiannotator_ensemble``): the models'
-    pred_probs, each (N, K), weighted by cleanlab's estimate of each model's quality."""
-    from cleanlab.multiannotator import get_label_quality_multiannotator_ensemble
-
-    return _crowdlab_aggregate(
-        get_label_quality_multiannotator_ensemble(annotations, np.stack(pred_probs_list), verbose=False))
 
 
 def majority_vote(annotations: pd.DataFrame, majority: np.ndarray) -> Aggregate:
@@ -173,17 +157,14 @@ def majority_vote(annotations: pd.DataFrame, majority: np.ndarray) -> Aggregate:
                      annotator_quality=agrees.mean().to_numpy(np.float64))
 
 
-def _long(annotations: pd.DataFrame) -> pd.DataFrame:
-    """crowd-kit's long format: one row (task = row number, worker = slot, label) per annotation."""
-    n = annotations.shape[0]
-    return pd.DataFrame({"task": np.repeat(np.arange(n), annotations.shape[1]),
-                         "worker": np.tile(np.asarray(annotations.columns), n),
+def _fit_posterior(model, annotations: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the crowd-kit ``model`` on the annotations in its long format (one row per annotation: task = row
+    number, worker = slot, label): consensus (N,) = the most probable label (crowd-kit's ``idxmax``) and its
+    posterior probability (N,)."""
+    n, m = annotations.shape
+    long = pd.DataFrame({"task": np.repeat(np.arange(n), m), "worker": np.tile(np.asarray(annotations.columns), n),
                          "label": annotations.to_numpy().ravel()})
-
-
-def _posterior(probas: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Consensus (N,) = most probable label (crowd-kit's ``idxmax``) and its posterior probability (N,)."""
-    probas = probas.reindex(np.arange(n))
+    probas = model.fit_predict_proba(long).reindex(np.arange(n))
     if probas.isna().to_numpy().any():
         raise ValueError("crowd-kit returned no posterior for some tasks")
     values = probas.to_numpy(np.float64)
@@ -197,7 +178,7 @@ def dawid_skene(annotations: pd.DataFrame, *, max_iter: int) -> Aggregate:
     from crowdkit.aggregation import DawidSkene
 
     model = DawidSkene(n_iter=max_iter)
-    consensus, quality = _posterior(model.fit_predict_proba(_long(annotations)), annotations.shape[0])
+    consensus, quality = _fit_posterior(model, annotations)
     errors, priors = model.errors_, model.priors_
     accuracy = [sum(priors[k] * errors.loc[(worker, k), k] for k in priors.index if (worker, k) in errors.index)
                 for worker in annotations.columns]
@@ -209,7 +190,7 @@ def glad(annotations: pd.DataFrame, *, max_iter: int) -> Aggregate:
     from crowdkit.aggregation import GLAD
 
     model = GLAD(n_iter=max_iter)
-    consensus, quality = _posterior(model.fit_predict_proba(_long(annotations)), annotations.shape[0])
+    consensus, quality = _fit_posterior(model, annotations)
     alphas = model.alphas_.reindex(annotations.columns).to_numpy(np.float64)
     return Aggregate(consensus=consensus, quality=quality, annotator_quality=alphas)
 
@@ -218,11 +199,8 @@ def glad(annotations: pd.DataFrame, *, max_iter: int) -> Aggregate:
 BASELINES: dict[str, Callable[..., Aggregate]] = {"dawid_skene": dawid_skene, "glad": glad}
 
 
-# --- metrics ----------------------------------------------------------------------------------
-
-
 def spearman(estimated: np.ndarray, true: np.ndarray) -> float:
-    """Spearman's rank correlation of two (M,) vectors; NaN when either is constant (undefined)."""
+    """Spearman's rank correlation of two (M,) vectors; NaN when either is constant or NaN (undefined)."""
     from scipy.stats import spearmanr
 
     with warnings.catch_warnings():
@@ -243,14 +221,11 @@ def row_metrics(aggregate: Aggregate, *, clean: np.ndarray, annotator_accuracy: 
     else:
         out.update(dict.fromkeys(metric_names(lift_k), math.nan))
     estimated = aggregate.annotator_quality
-    out["annotator_spearman"] = math.nan if estimated is None else spearman(estimated, annotator_accuracy)
     if estimated is None:
         estimated = np.full(len(ANNOTATORS), math.nan)
+    out["annotator_spearman"] = spearman(estimated, annotator_accuracy)
     out.update({f"annotator_quality:{name}": float(value) for name, value in zip(ANNOTATORS, estimated)})
     return out
-
-
-# --- the track ----------------------------------------------------------------------------------
 
 
 def run_track(track: Track, *, baselines: list[str], dawid_skene_max_iter: int, glad_max_iter: int,
@@ -262,14 +237,12 @@ def run_track(track: Track, *, baselines: list[str], dawid_skene_max_iter: int, 
     ann, pred_probs = track.annotations, track.dataset.pred_probs
     score = resolve_method(score)
     # (method, model, job): a job returns its Aggregate, or model -> Aggregate for several rows
-    jobs: list[tuple[str, str, Callable[[], Aggregate | dict[str, Aggregate]]]] = []
-    for model, probs in pred_probs.items():
-        jobs.append(("crowdlab", model, lambda probs=probs: crowdlab(ann, probs)))
-    jobs.append(("crowdlab", "ensemble", lambda: crowdlab_ensemble(ann, track.pred_probs_list())))
-    jobs.append(("majority_vote", "", lambda: majority_vote(ann, track.majority)))
+    jobs: list[tuple[str, str, Callable[[], Aggregate | dict[str, Aggregate]]]] = [
+        ("crowdlab", model, lambda probs=probs: crowdlab(ann, probs)) for model, probs in pred_probs.items()]
+    jobs += [("crowdlab", "ensemble", lambda: crowdlab(ann, list(pred_probs.values()))),
+             ("majority_vote", "", lambda: majority_vote(ann, track.majority))]
     max_iter = {"dawid_skene": dawid_skene_max_iter, "glad": glad_max_iter}
-    for name in baselines:
-        jobs.append((name, "", lambda name=name: BASELINES[name](ann, max_iter=max_iter[name])))
+    jobs += [(name, "", lambda name=name: BASELINES[name](ann, max_iter=max_iter[name])) for name in baselines]
 
     def single_label() -> dict[str, Aggregate]:
         """``score`` of the majority vote: a row per model, then one for their ensemble."""
@@ -317,8 +290,6 @@ def summarise(table: pd.DataFrame, *, annotator_accuracy: pd.Series) -> dict:
     }
 
 
-# --- the report section -------------------------------------------------------------------------
-
 _DESCRIPTIONS = {
     "consensus_accuracy": "share of images whose consensus label equals `clean_label`",
     "num_wrong_consensus": "number of images whose consensus label differs from `clean_label` (the positives "
@@ -362,10 +333,8 @@ def markdown_section(*, table: pd.DataFrame, summary: dict) -> str:
     trained_on = CIFAR10N_VARIANTS[dataset.removeprefix("cifar-10n-")]
     metric_columns = [c for c in table.columns
                       if c not in ("dataset", "method", "model") and not c.startswith("annotator_quality:")]
-    shown = table[["method", "model", *metric_columns]].copy()
-    shown["model"] = shown["model"].fillna("").replace("", "–").map(short_model)  # empty in the CSV: no model
-    cells = pd.DataFrame({c: [_cell(v) if c not in ("method", "model") else v for v in shown[c]]
-                          for c in shown.columns})
+    model = table["model"].fillna("").replace("", "–").map(short_model)  # empty in the CSV: no model
+    cells = pd.concat([table["method"], model, table[metric_columns].map(_cell)], axis=1)
     accuracy = ", ".join(f"`{k}` {v:.4f}" for k, v in summary["annotator_accuracy"].items())
     lines = [
         SECTION_TITLE, "",

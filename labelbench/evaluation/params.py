@@ -3,6 +3,7 @@ are checked against their registries, published datasets and models against the 
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
@@ -128,10 +129,9 @@ class Datasets(Part):
     def _names_once(self):
         kinds = {"published": set(self.published.datasets), "trained here": set(self.crossval.datasets),
                  "added": set(self.added.root)}
-        for i, (a, names_a) in enumerate(kinds.items()):
-            for b, names_b in list(kinds.items())[i + 1:]:
-                if names_a & names_b:
-                    raise ValueError(f"datasets {sorted(names_a & names_b)} are both {a} and {b}; keep one")
+        for (a, names_a), (b, names_b) in itertools.combinations(kinds.items(), 2):
+            if names_a & names_b:
+                raise ValueError(f"datasets {sorted(names_a & names_b)} are both {a} and {b}; keep one")
         return self
 
     def sources(self) -> dict[str, Source]:
@@ -192,7 +192,6 @@ class IssuesParams(Datasets):
     issues: Issues
 
 
-
 # --- the multi-annotator track (stage `multiannotator`, labelbench.evaluation.multiannotator) ---
 
 #: Published datasets whose rows carry CIFAR-10N's three human labels (their pred_probs are used).
@@ -212,7 +211,7 @@ class Multiannotator(Block):
     ensemble: Scheme
 
     @model_validator(mode="after")
-    def _baselines_once(self):
+    def _baselines_once(self):  # a rule of the block: tests/test_dvc_layout.py checks such errors name the block
         if len(set(self.baselines)) != len(self.baselines):
             raise ValueError(f"baselines must be unique, got {self.baselines}")
         return self

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, variant_label
+from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, in_variant_order, variant_label, variant_labels
 from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.ensembles import score_models, short_model
 from labelbench.data.io import load_dataset, write_text
@@ -48,12 +48,9 @@ def decimals(values, *, least: int = 4, most: int = 8) -> int:
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A numeric frame (index = row labels) as markdown, the best value of each column in bold."""
-    best = frame.max(axis=0)
     digits = decimals(frame.to_numpy().ravel())
-    cells = frame.apply(lambda column: [
-        f"**{v:.{digits}f}**" if np.isfinite(v) and v >= best[column.name] - 1e-12 else f"{v:.{digits}f}"
-        for v in column
-    ])
+    cells = frame.map(lambda v: f"{v:.{digits}f}")
+    cells = cells.mask(np.isfinite(frame) & (frame >= frame.max(axis=0) - 1e-12), "**" + cells + "**")
     return cells.to_markdown(disable_numparse=True)
 
 
@@ -88,57 +85,30 @@ def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -
     return _pivot(frame, index=index, columns=columns, values="_cell")
 
 
-def _variants(rows: pd.DataFrame) -> list[str]:
-    """The variant label of each row (its method and ``adjust_pred_probs``)."""
-    return [variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])]
-
-
-def _in_variant_order(present) -> list[str]:
-    """The variant labels among ``present``, in the order of :data:`ALL_VARIANTS`."""
-    return [variant_label(m, a) for m, a in ALL_VARIANTS if variant_label(m, a) in present]
-
-
-def _with_variant(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.assign(variant=_variants(rows), short_model=[short_model(m) for m in rows["model"]])
-
-
-def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
-    """Rows: method variants; columns: single models. Cells: ``metric`` (marked, with its interval,
-    when the benchmark has the bootstrap's columns: :func:`marked_table`)."""
-    rows = benchmark[(benchmark["dataset"] == dataset) & ~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
-    rows = _with_variant(rows)
-    rows = rows.set_index("variant").loc[_in_variant_order(set(rows["variant"]))].reset_index()
-    table = marked_table(rows, index="variant", columns="short_model", metric=metric)
-    table.columns.name = None
-    table.index.name = "method"
-    return table
-
-
-def ensemble_table(benchmark: pd.DataFrame, dataset: str, metric: str) -> pd.DataFrame:
-    """Rows: ensemble schemes; columns: the cleanlab variants. Cells as :func:`variant_tables`."""
-    rows = _with_variant(benchmark[(benchmark["dataset"] == dataset) & benchmark["model"].str.startswith(ENSEMBLE_PREFIX)])
-    table = marked_table(rows, index="short_model", columns="variant", metric=metric)
-    table = table[_in_variant_order(table.columns)]
-    table.columns.name = None
-    table.index.name = "ensemble scheme"
-    return table
+def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str, *, ensembles: bool = False) -> pd.DataFrame:
+    """Rows: method variants; columns: single models (``ensembles``: rows: ensemble schemes; columns: the cleanlab
+    variants). Cells: ``metric`` (marked, with its interval, when the benchmark has the bootstrap's columns:
+    :func:`marked_table`)."""
+    in_group = benchmark["model"].str.startswith(ENSEMBLE_PREFIX) == ensembles
+    rows = benchmark[(benchmark["dataset"] == dataset) & in_group]
+    rows = rows.assign(variant=variant_labels(rows), short_model=[short_model(m) for m in rows["model"]])
+    rows = rows.set_index("variant").loc[in_variant_order(set(rows["variant"]))].reset_index()
+    index, columns = ("short_model", "variant") if ensembles else ("variant", "short_model")
+    table = marked_table(rows, index=index, columns=columns, metric=metric)
+    return table.rename_axis(index="ensemble scheme" if ensembles else "method", columns=None)
 
 
 def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.DataFrame:
-    table = _pivot(filters[filters["dataset"] == dataset], index="filter_by", columns="model", values=metric)
-    table.columns = [short_model(m) for m in table.columns]
-    table.index.name = "filter_by"
-    return table
+    return _pivot(filters[filters["dataset"] == dataset], index="filter_by", columns="model", values=metric).rename(
+        columns=short_model)
 
 
 def verdict_table(summary: dict) -> pd.DataFrame:
     """Rows: variants; columns: metrics; cells ``wins / ties / losses`` over the single-model pairs."""
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         variant: {metric_title(m): f"{c['wins']} / {c['ties']} / {c['losses']}" for m, c in counts.items()}
         for variant, counts in summary["verdicts"].items()
-    }).T
-    frame.index.name = "method"
-    return frame
+    }).T.rename_axis("method")
 
 
 def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
@@ -150,9 +120,8 @@ def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, en
     out = {}
     for name, (root, models) in datasets.items():
         data = load_dataset(root, name, models=models)
-        scored = score_models({m: data.pred_probs[m] for m in models}, labels=data.given_labels, method=method,
-                              ensemble=ensemble)
-        out[name] = (data, scored.columns)
+        out[name] = (data, score_models({m: data.pred_probs[m] for m in models}, labels=data.given_labels,
+                                        method=method, ensemble=ensemble).columns)
     return out
 
 
@@ -173,8 +142,7 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
         f"{summary['num_pairs']} (dataset, model) pairs (1 = best variant on every pair).",
         "",
     ]
-    summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=metric_title)
-    summary_frame.index.name = "method"
+    summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=metric_title).rename_axis("method")
     parts += [_markdown_table(summary_frame), ""]
     if "verdicts" in summary:
         parts += ["Wins / ties / losses of each variant over the pairs: best alone, tied with the best (the same "
@@ -185,14 +153,12 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
         parts += [f"`{Path(figures[0]).name}`: each variant's AUROC minus the best variant's on the same dataset × "
                   "model, with the paired-bootstrap interval of that difference (a bar reaching 0: tied).", ""]
     for dataset in dict.fromkeys(benchmark["dataset"]):
-        sub = benchmark[benchmark["dataset"] == dataset]
         parts += [f"## {dataset}", ""]
-        for metric in metric_names(lift_k):
-            parts += [f"### {metric_title(metric)}", "", variant_tables(benchmark, dataset, metric).to_markdown(), ""]
-        if sub["model"].str.startswith(ENSEMBLE_PREFIX).any():
+        ensembles = int(benchmark.loc[benchmark["dataset"] == dataset, "model"].str.startswith(ENSEMBLE_PREFIX).any())
+        for group, heading in [(False, "")] + [(True, "Ensembles: ")] * ensembles:
             for metric in metric_names(lift_k):
-                parts += [f"### Ensembles: {metric_title(metric)}", "",
-                          ensemble_table(benchmark, dataset, metric).to_markdown(), ""]
+                parts += [f"### {heading}{metric_title(metric)}", "",
+                          variant_tables(benchmark, dataset, metric, ensembles=group).to_markdown(), ""]
         if (filters["dataset"] == dataset).any():
             for metric, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
                 parts += [f"### cleanlab `find_label_issues` filters: {title}", "",
@@ -231,11 +197,8 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     plt = pyplot()
     single = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX)]
     paired = f"{metric}_diff_lo" in single.columns
-    if paired:
-        best = single.groupby(["dataset", "model"], sort=False)[metric].transform("max")
-        single = single.assign(shown=single[metric] - best)
-    else:
-        single = single.assign(shown=single[metric])
+    best = single.groupby(["dataset", "model"], sort=False)[metric].transform("max") if paired else 0
+    single = single.assign(shown=single[metric] - best)
     pairs = list(dict.fromkeys(zip(single["dataset"], single["model"])))
     variants = [(m, a) for m, a in ALL_VARIANTS if ((single["method"] == m) & (single["adjust_pred_probs"] == a)).any()]
     # the other detector families, where a dataset trained here has them: after the pred_probs scores
@@ -248,28 +211,24 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
     offsets = np.linspace(-0.3, 0.3, len(variants)) if len(variants) > 1 else np.zeros(1)
     for i, (method, adjust) in enumerate(variants):
         rows = single[(single["method"] == method) & (single["adjust_pred_probs"] == adjust)]
-        lookup = {(d, m): r for d, m, r in zip(rows["dataset"], rows["model"], rows.itertuples())}
-        found = [j for j, p in enumerate(pairs) if p in lookup]
-        xs = np.array([lookup[pairs[j]].shown for j in found])
+        rows = rows.set_index(["dataset", "model"])
+        found = [j for j, p in enumerate(pairs) if p in rows.index]
+        rows = rows.loc[[pairs[j] for j in found]]
         ys = np.array(found) + offsets[i]
         color = colors[i % len(colors)]
-        if paired:
-            lo = np.array([getattr(lookup[pairs[j]], f"{metric}_diff_lo") for j in found])
-            hi = np.array([getattr(lookup[pairs[j]], f"{metric}_diff_hi") for j in found])
-            # the interval of the difference (it need not contain the point difference)
-            ax.hlines(ys, lo, hi, color=color, lw=1, alpha=0.8, zorder=2)
+        if paired:  # the interval of the difference (it need not contain the point difference)
+            ax.hlines(ys, rows[f"{metric}_diff_lo"].to_numpy(), rows[f"{metric}_diff_hi"].to_numpy(), color=color, lw=1,
+                      alpha=0.8, zorder=2)
         # adjust_pred_probs variants: hollow markers
         family = family_of(method)
         label = variant_label(method, adjust) + ("" if family == "pred_probs" else f" ({family.replace('_', ' ')})")
-        ax.scatter(xs, ys, label=label, marker=markers[i % len(markers)],
+        ax.scatter(rows["shown"].to_numpy(), ys, label=label, marker=markers[i % len(markers)],
                    facecolors="none" if adjust else color, edgecolors=color, linewidths=1.3, s=30, zorder=3)
-    # room beyond the outermost dot or bar, which autoscaling on the symlog axis leaves half cut off
-    extent = np.concatenate([single["shown"].to_numpy(dtype=float)] + (
-        [single[f"{metric}_diff_lo"].to_numpy(dtype=float), single[f"{metric}_diff_hi"].to_numpy(dtype=float)]
-        if paired else []))
-    extent = extent[np.isfinite(extent)]
-    if paired and extent.size:
-        ax.set_xlim(min(extent.min(), 0) * 2.5 - 1e-4, max(extent.max(), 0) * 2.5 + 1e-4)
+    if paired:  # room beyond the outermost dot or bar, which autoscaling on the symlog axis leaves half cut off
+        extent = single[["shown", f"{metric}_diff_lo", f"{metric}_diff_hi"]].to_numpy(dtype=float)
+        extent = extent[np.isfinite(extent)]
+        if extent.size:
+            ax.set_xlim(min(extent.min(), 0) * 2.5 - 1e-4, max(extent.max(), 0) * 2.5 + 1e-4)
     ax.set_yticks(np.arange(len(pairs)), [f"{d} / {short_model(m)}" for d, m in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
@@ -327,7 +286,7 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     that table has no such row (e.g. entropy's ensemble) or its AUROC is not this one (stale)."""
     from rich.table import Table
 
-    metrics = metric_names(lift_k) + ["cv_accuracy"]
+    others = metric_names(lift_k)[1:] + ["cv_accuracy"]  # after the AUROC and its interval
     intervals = {}
     benchmark_csv = metrics_dir / "benchmark.csv"
     if benchmark_csv.is_file():
@@ -337,8 +296,7 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
             intervals = {(d, m): (a, lo, hi) for d, m, a, lo, hi in
                          zip(rows["dataset"], rows["model"], rows["auroc"], rows["auroc_lo"], rows["auroc_hi"])}
     table = Table(title=title, title_justify="left")
-    columns = ["dataset", "model", metric_title(metrics[0]), "AUROC interval"] + [metric_title(m) for m in metrics[1:]]
-    for column in columns:
+    for column in ["dataset", "model", "AUROC", "AUROC interval"] + [metric_title(m) for m in others]:
         table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
     per_dataset = {name: json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"] for name in datasets}
     # one number of decimals for the whole column, enough to tell apart the values within each dataset
@@ -346,14 +304,13 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     for name, models in per_dataset.items():
         best = max(v["auroc"] for v in models.values())
         for i, (model, values) in enumerate(models.items()):
-            cells = [f"{values[m]:.4f}" for m in metrics]
-            cells[0] = f"{values['auroc']:.{digits}f}"
-            if values["auroc"] == best:
-                cells[0] = f"[bold]{cells[0]}[/bold]"
-            auroc, lo, hi = intervals.get((name, model), (None, None, None))
-            interval = f"{lo:.{digits}f}–{hi:.{digits}f}" if auroc is not None and abs(auroc - values["auroc"]) < 1e-12 else ""
+            auroc = f"{values['auroc']:.{digits}f}"
+            known, lo, hi = intervals.get((name, model), (None, None, None))
+            fresh = known is not None and abs(known - values["auroc"]) < 1e-12
             table.add_row(name if i == 0 else "", short_model(model) if not model.startswith(ENSEMBLE_PREFIX) else model,
-                          cells[0], interval, *cells[1:], end_section=i == len(models) - 1)
+                          f"[bold]{auroc}[/bold]" if values["auroc"] == best else auroc,
+                          f"{lo:.{digits}f}–{hi:.{digits}f}" if fresh else "", *(f"{values[m]:.4f}" for m in others),
+                          end_section=i == len(models) - 1)
     return table
 
 
@@ -373,16 +330,14 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
     rows = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX) & benchmark["dataset"].isin(trained)]
     if rows.empty:
         return "\n".join(lines + ["No dataset is trained here (`crossval.datasets` is empty).", ""])
-    rows = rows.assign(family=[family_of(m) for m in rows["method"]], variant=_variants(rows))
+    rows = rows.assign(family=[family_of(m) for m in rows["method"]], variant=variant_labels(rows))
     judged = f"{metric}_vs_best" in rows.columns
     for dataset in trained:
         for model, group in rows[rows["dataset"] == dataset].groupby("model", sort=False):
             best = group.loc[group.groupby("family", sort=False)[metric].idxmax()].sort_values(metric, ascending=False)
             digits = decimals(best[metric])
-            table = pd.DataFrame({
-                "family": best["family"], "best detector": best["variant"],
-                title: [marked_cell(r, metric=metric, digits=digits) for _, r in best.iterrows()],
-            })
+            table = pd.DataFrame({"family": best["family"], "best detector": best["variant"],
+                                  title: [marked_cell(r, metric=metric, digits=digits) for _, r in best.iterrows()]})
             lines += [f"### {dataset} / {short_model(model)}", "", table.to_markdown(index=False), ""]
             first, second = best.iloc[0], best.iloc[1] if len(best) > 1 else None
             if second is None:

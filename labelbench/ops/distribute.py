@@ -2,57 +2,20 @@
 
     python -m labelbench.ops.distribute [--address HOST:PORT] [--remote storage] [--jobs N]   (or: make distribute)
 
-DVC is used through its public interfaces only: plain ``dvc`` commands (``python -m dvc`` on the driver; in a task,
-the ``dvc`` console script's entry point called in-process, one start-up for its several commands), their ``--json``
-and ``--dot`` output, and dvc.lock, whose format is documented. No ``dvc.*`` module is imported, and no log line of
-DVC is parsed.
-
-1. Checks before any task: the workspace is HEAD (tracked files; dvc.lock and the `distribute` params block may
-   differ), the `distribute` params block, and the remote `storage` (its options from ``dvc config --list``):
-   ``dvc fetch -r storage --run-cache --max-size 1`` lists its run-cache (fetching the entries, no data), so an
-   unreachable server, wrong keys or a missing bucket give one error naming the remote, its URL and the fix (chosen
-   from the S3 client's error text; an unknown failure still gives the one error).
-2. The pipeline's graph comes from ``dvc dag --dot``. The stages upstream of the matrix (raw, dedupe, noise, folds)
-   are reproduced here (``dvc repro --pull``, cheap) and pushed to `storage` (``dvc push``, then ``dvc push
-   --run-cache``), so that every task can restore them.
-3. A fold is done when its entry in the driver's dvc.lock is current (``dvc status --json`` reports nothing but its
-   outputs missing from the workspace) and ``dvc status --cloud -r storage --json`` finds that entry's outputs in
-   `storage`. Every other fold gets a task. A fold some other run already pushed (another driver, a task whose
-   result this driver never received) is submitted too; its task restores it from the run-cache instead of training.
-4. One Ray task per such fold (resources and retries from the `distribute` params block), each in a temp clone of
-   the driver's exact commit (a git bundle in the object store) with the driver's dvc.lock minus the folds' entries
-   (so that ``dvc repro --pull`` restores a fold from the run-cache when `storage` has an entry, rather than trying
-   the outputs that an old entry of the same inputs names and retraining when they are not in the remote) and the
-   driver's `storage` options (credentials included: passed in a file of mode 600, never on a command line or
-   printed). Its DVC work runs in one process (``run_task``): ``dvc remote modify --local`` / ``dvc remote default
-   --local`` for `storage`; ``dvc pull`` of the outputs of the stages the fold reads (its parents in the graph: not
-   the whole upstream, e.g. not data/deduped), in one batched call, into a DVC cache that the tasks of a node share
-   (``dvc cache dir --local``, in Ray's temp dir, under the cluster's session name), so that a node restores a
-   dataset from `storage` once, not once per task, checked out as hardlinks to that cache; then, with the clone's own
-   cache, ``dvc repro --pull --single-item <stage>`` (the fold trained, or restored from the run-cache),
-   ``dvc push -r storage <stage>`` and only then ``dvc push -r storage --run-cache``, so a run-cache entry in
-   `storage` always has its outputs there. The task returns the stage's entry of the clone's dvc.lock, and whether
-   it trained (the training loop's own line, printed by stages/crossval.py). The shared cache receives pulled
-   inputs only, never a run-cache entry: ``dvc push --run-cache`` sends every entry of the cache it is given, so
-   with one cache for a node's repro and pushes, one task could upload another's fresh entry before that task has
-   pushed its outputs. A task whose node or worker dies is rerun by Ray (``max_retries``); a failing training is
-   not retried.
-5. The driver writes each returned entry into its dvc.lock as the task ends (stages in ``dvc dag`` order, so two
-   drivers that merged the same entries write the same file): an interrupted driver keeps what finished.
-6. Leases: a named detached actor on the head node (``labelbench-distribute-leases``) holds one lease per fold (its
-   name and the git tree of HEAD), renewed by its driver every ``TTL / 4`` and dropped when the task ends, the
-   driver is interrupted, or after ``TTL`` without renewal (a dead driver's tasks die with it). A second driver on
-   the same Ray cluster waits for a leased fold instead of training it too. Drivers on different clusters sharing
-   one bucket, or on different trees, are not coordinated.
-7. When every fold is done (step 3, asked again): ``dvc pull -r storage`` of the folds, ``dvc status --json`` of
-   the folds must be clean (else ``dvc repro`` would train them here: an error instead), then ``dvc repro --pull``
-   assembles and evaluates. A fold whose dvc.lock entry changed in that repro is reported as retrained (exit 1).
+docs/cluster.md describes the design step by step (the "steps" cited below): checks, upstream stages reproduced
+here, which folds are done, one task per other fold in a temp clone with two DVC caches, the driver's dvc.lock,
+leases, assembly. DVC is used through its public interfaces only: ``dvc`` commands (``python -m dvc`` on the driver;
+in a task, the ``dvc`` console script's entry point called in-process, one start-up for its several commands), their
+``--json`` and ``--dot`` output, and dvc.lock (a documented format). No ``dvc.*`` module is imported, and no log line
+of DVC is parsed.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
+import io
 import json
 import os
 import re
@@ -65,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
 
 from labelbench.ops.dvc_cli import dvc, environment
@@ -85,9 +49,6 @@ class DistributeParams(BaseModel):
     distribute: Distribute
 
 
-# --- checks on the driver ------------------------------------------------------------------------------------
-
-
 def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
 
@@ -96,16 +57,12 @@ def check_workspace(root: Path) -> str:
     """HEAD's commit, after checking that the tracked files are HEAD's (the tasks check out HEAD). dvc.lock may
     differ (`dvc repro` writes it), and params.yaml in its `distribute` block only (no stage reads it)."""
     commit = _git(root, "rev-parse", "HEAD").strip()
-    changed = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=no").splitlines()]
+    changed = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
+               if line[3:] != "dvc.lock"]
     if "params.yaml" in changed:
-        head = _git(root, "show", "HEAD:params.yaml")
-        import yaml
-
-        ours = read_yaml(root / "params.yaml")
-        theirs = yaml.safe_load(head) or {}
-        if {k: v for k, v in ours.items() if k != "distribute"} == {k: v for k, v in theirs.items() if k != "distribute"}:
+        theirs = yaml.safe_load(_git(root, "show", "HEAD:params.yaml")) or {}
+        if read_yaml(root / "params.yaml") | {"distribute": None} == theirs | {"distribute": None}:
             changed.remove("params.yaml")
-    changed = [path for path in changed if path != "dvc.lock"]
     if changed:
         raise DistributeError(f"uncommitted changes to {', '.join(changed)}: every task checks out HEAD ({commit[:8]}) "
                               "and would train something else than this workspace; commit or stash them first")
@@ -137,8 +94,6 @@ def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
 
 
 def read_lock(root: Path) -> dict:
-    import yaml
-
     path = root / "dvc.lock"
     return ((yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}).get("stages") or {}
 
@@ -147,9 +102,9 @@ def _lock(root: Path):
     """ruamel.yaml set up for dvc.lock (DVC's documented format), and ``root``'s dvc.lock read by it or None."""
     from ruamel.yaml import YAML
 
-    yaml, path = YAML(), root / "dvc.lock"
-    yaml.default_flow_style = False
-    return yaml, yaml.load(path.read_text()) if path.is_file() else None
+    ruamel, path = YAML(), root / "dvc.lock"
+    ruamel.default_flow_style = False
+    return ruamel, ruamel.load(path.read_text()) if path.is_file() else None
 
 
 def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
@@ -157,13 +112,13 @@ def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
     stages in pipeline order (so two drivers that merged the same entries write the same file)."""
     from labelbench.data.files import atomic_path  # not at the top: it imports pandas, which a task never needs
 
-    yaml, data = _lock(root)
+    ruamel, data = _lock(root)
     data = data or {"schema": "2.0"}
     stages = {**(data.get("stages") or {}), **entries}
     rank = {name: index for index, name in enumerate(order)}
     data["stages"] = dict(sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank))))
     with atomic_path(root / "dvc.lock") as tmp, tmp.open("w") as stream:
-        yaml.dump(data, stream)
+        ruamel.dump(data, stream)
 
 
 def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
@@ -172,59 +127,38 @@ def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
     the entry in the remote."""
     local = json.loads(dvc(root, "status", "--json", *folds).stdout or "{}")
     lock = read_lock(root)
-    current = [fold for fold in folds if fold in lock
-               and all(set(change) <= {"changed outs"} for change in local.get(fold, []) if isinstance(change, dict))
-               and all(isinstance(change, dict) for change in local.get(fold, []))]
+    current = [fold for fold in folds if fold in lock and all(
+        isinstance(change, dict) and set(change) <= {"changed outs"} for change in local.get(fold, []))]
     if not current:
         return set()
     cloud = json.loads(dvc(root, "status", "--cloud", "-r", remote, "--json", *current).stdout or "{}")
     absent = [path for path, state in cloud.items() if state in ("new", "missing")]
-    done = set()
-    for fold in current:
-        outs = [out["path"] for out in lock[fold].get("outs", [])]
-        if not any(path == out or path.startswith(f"{out}/") for path in absent for out in outs):
-            done.add(fold)
-    return done
+    return {fold for fold in current if not any(path == out["path"] or path.startswith(f"{out['path']}/")
+                                                for path in absent for out in lock[fold].get("outs", []))}
 
 
 def lock_without(root: Path, stages: list[str]) -> str | None:
     """The text of ``root``'s dvc.lock without the entries of ``stages`` (a task's `dvc repro --pull` then restores
     its fold from the run-cache when `storage` has an entry, instead of trying outputs that an entry of the same
     inputs names and retraining when they are not in the remote)."""
-    import io
-
     if not (root / "dvc.lock").is_file():
         return None
-    yaml, data = _lock(root)
+    ruamel, data = _lock(root)
     data = data or {}
     for stage in stages:
         (data.get("stages") or {}).pop(stage, None)
     stream = io.StringIO()
-    yaml.dump(data, stream)
+    ruamel.dump(data, stream)
     return stream.getvalue()
 
 
-def fold_key(root: Path, stage: str) -> str:
-    """The lease key of a fold: its name and HEAD's git tree (the tasks check out HEAD: same tree, same fold)."""
-    import hashlib
-
-    tree = _git(root, "rev-parse", "HEAD^{tree}").strip()
-    return hashlib.sha256(f"{tree}:{stage}".encode()).hexdigest()[:32]
-
-
-# --- the task (on a worker node) -----------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the Ray worker that started it dies (PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-
-
 def _child(args: list[str], cwd: Path, env: dict) -> str:
-    """``python <args>`` in ``cwd``, killed with the Ray worker that started it (and its process group)."""
+    """``python <args>`` in ``cwd``, killed with the Ray worker that started it (and its process group): the child
+    gets SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG, Linux)."""
     proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                            preexec_fn=(lambda: ctypes.CDLL(None).prctl(1, signal.SIGKILL)) if sys.platform == "linux"
+                            else None)
     try:
         out, _ = proc.communicate()
     finally:
@@ -235,38 +169,32 @@ def _child(args: list[str], cwd: Path, env: dict) -> str:
     return out
 
 
-def node_cache_dir() -> Path:
-    """The DVC cache that the tasks of this node share for the fold's inputs: in Ray's temp dir of this node, under
-    the cluster's session name, so it lives as long as the cluster (module doc, step 4)."""
-    import ray
-
-    context = ray.get_runtime_context()
-    return Path(context.get_temp_dir()) / context.get_session_name() / "labelbench-dvc-cache"
-
-
-def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
-    """One fold in a temp clone of the driver's commit (module doc, step 4). Returns what ran and where, and the
-    stage's dvc.lock entry (for the driver's dvc.lock).
+def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
+    """One fold in a temp clone of the driver's commit (docs/cluster.md, step 4), its phases reported to the lease
+    ``table``. Returns where it ran, whether it trained, its timings and the stage's dvc.lock entry.
 
     ``setup``: bundle (bytes of a git bundle), commit, dvc_lock (text, without the entries of the folds), remote
     (name), remote_options (its options as ``dvc config --list`` gives them), aws_config (text of its configpath file
     or None), env (AWS variables), jobs (DVC's transfer jobs or None), inputs (stage -> the stages whose outputs it
     reads)."""
     import ray
-    import yaml
 
-    node = ray.get_runtime_context().get_node_id()
+    context = ray.get_runtime_context()
+    node = context.get_node_id()
+    # the node's shared cache of the fold's inputs: in Ray's temp dir, under the session name (lives with the cluster)
+    node_cache = Path(context.get_temp_dir()) / context.get_session_name() / "labelbench-dvc-cache"
     work = Path(tempfile.mkdtemp(prefix=f"{TASK_DIR_PREFIX}{node[:8]}-"))
-    timings: dict[str, float] = {}
-    report = (lambda phase: table.report.remote(key, phase=phase, node=node, dir=str(work / "repo"))) if table \
-        else (lambda phase: None)
+    repo, timings = work / "repo", {}
+
+    def report(phase: str) -> None:
+        table.report.remote(key, phase=phase, node=node, dir=str(repo))
+
     try:
         start = time.perf_counter()
         report("checkout")
         (work / "head.bundle").write_bytes(setup["bundle"])
-        subprocess.run(["git", "clone", "-q", "--no-checkout", str(work / "head.bundle"), str(work / "repo")],
+        subprocess.run(["git", "clone", "-q", "--no-checkout", str(work / "head.bundle"), str(repo)],
                        check=True, capture_output=True)
-        repo = work / "repo"
         subprocess.run(["git", "-c", "advice.detachedHead=false", "checkout", "-q", setup["commit"]], cwd=repo,
                        check=True, capture_output=True)
         if setup["dvc_lock"] is not None:
@@ -275,7 +203,7 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
         if setup["aws_config"] is not None:
             (work / "aws-config").write_text(setup["aws_config"])
             options["configpath"] = str(work / "aws-config")
-        task = {"stage": stage, "remote": setup["remote"], "options": options, "node_cache": str(node_cache_dir()),
+        task = {"stage": stage, "remote": setup["remote"], "options": options, "node_cache": str(node_cache),
                 "inputs": sorted(setup["inputs"][stage]), "jobs": setup.get("jobs")}
         spec = work / "task.json"  # the remote's keys: in a file of mode 600, never on a command line
         spec.touch(mode=0o600)
@@ -290,9 +218,7 @@ def train_fold(*, stage: str, key: str, setup: dict, table=None) -> dict:
         # when `dvc repro` restored it from the run-cache
         fit = re.search(r"epochs in ([\d.]+) s", out)
         timings["training_loop"] = float(fit.group(1)) if fit else 0.0
-        entry = (yaml.safe_load((repo / "dvc.lock").read_text())["stages"])[stage]
-        return {"stage": stage, "key": key, "node": node, "trained": bool(fit), "restored": not fit,
-                "lock": entry, "timings": timings}
+        return {"node": node, "trained": bool(fit), "lock": read_lock(repo)[stage], "timings": timings}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -309,12 +235,9 @@ def dvc_main(*args: str) -> None:
 
 
 def run_task(spec: Path) -> dict[str, float]:
-    """The DVC part of a task, in its clone (the working directory), in this one process, with DVC's CLI (module
-    doc, step 4): the remote configured (``dvc remote modify --local``, ``dvc remote default --local``); the
-    outputs of the stages the fold reads pulled from the remote into the node's shared cache and checked out
-    (``dvc cache dir --local``, ``dvc pull``); then, with the clone's own cache, ``dvc repro --pull --single-item
-    <stage>``, ``dvc push`` of its outputs and only then ``dvc push --run-cache``. Returns the seconds each phase
-    took (after DVC's import)."""
+    """The DVC part of a task, in its clone (the working directory), in this one process (docs/cluster.md, step 4:
+    remote set-up, inputs pulled through the node's shared cache, then with the clone's own cache repro, push, push
+    --run-cache). Returns the seconds each phase took (after DVC's import)."""
     task = json.loads(spec.read_text())
     spec.unlink()
     stage, remote, jobs = task["stage"], task["remote"], (["--jobs", str(task["jobs"])] if task["jobs"] else [])
@@ -344,9 +267,6 @@ def run_task(spec: Path) -> dict[str, float]:
     dvc_main("push", "-q", "-r", remote, "--run-cache", *jobs, stage)
     lap("push_run_cache")
     return timings
-
-
-# --- leases (a named detached actor on the head node) ----------------------------------------------------------
 
 
 class Leases:
@@ -383,17 +303,6 @@ class Leases:
         return {"granted": self.granted, "leases": {k: dict(v) for k, v in self.leases.items()}}
 
 
-def lease_table():
-    import ray
-
-    actor = ray.remote(num_cpus=0)(Leases)
-    return actor.options(name=LEASES, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-                         resources={"node:__internal_head__": 0.001}).remote()
-
-
-# --- the driver ----------------------------------------------------------------------------------------------
-
-
 def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None = None, console) -> int:
     settings = load_params(DistributeParams, root / "params.yaml").distribute
     commit = check_workspace(root)
@@ -418,10 +327,7 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     todo = [fold for fold in folds if fold not in done]
     console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
     if todo:
-        keys = {fold: fold_key(root, fold) for fold in todo}
-        inputs = {fold: parents[fold] for fold in todo}
-        status = _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, options, address, jobs,
-                            console)
+        status = _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console)
         if status:
             return status
         missing = sorted(set(folds) - done_folds(root, folds, remote))
@@ -440,23 +346,27 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     return 1 if retrained else 0
 
 
-def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, options, address, jobs, console) -> int:
+def _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console) -> int:
     import ray
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bundle = Path(tempfile.mkdtemp(prefix=TASK_DIR_PREFIX)) / "head.bundle"
-    subprocess.run(["git", "bundle", "create", "-q", str(bundle), "HEAD"], cwd=root, check=True, capture_output=True)
+    tree = _git(root, "rev-parse", "HEAD^{tree}").strip()  # a fold's lease key: its name and HEAD's tree (step 6)
+    keys = {fold: hashlib.sha256(f"{tree}:{fold}".encode()).hexdigest()[:32] for fold in todo}
+    bundle = subprocess.run(["git", "bundle", "create", "-q", "-", "HEAD"], cwd=root, check=True,
+                            capture_output=True).stdout
     configpath = options.get("configpath")
     if configpath and not Path(configpath).is_absolute():  # DVC reads a relative path from the config's folder
         configpath = str(root / ".dvc" / configpath)
-    setup = {"bundle": bundle.read_bytes(), "commit": commit, "remote": remote, "remote_options": options,
-             "dvc_lock": lock_without(root, todo), "inputs": inputs,
+    setup = {"bundle": bundle, "commit": commit, "remote": remote, "remote_options": options,
+             "dvc_lock": lock_without(root, todo), "inputs": {fold: parents[fold] for fold in todo},
              "aws_config": Path(configpath).read_text() if configpath and Path(configpath).is_file() else None,
              "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}, "jobs": jobs}
-    shutil.rmtree(bundle.parent)
     ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE,
              logging_level="WARNING", log_to_driver=False)
-    owner, table = f"driver-{uuid.uuid4().hex[:8]}", lease_table()
+    owner = f"driver-{uuid.uuid4().hex[:8]}"
+    table = ray.remote(num_cpus=0)(Leases).options(  # one detached actor on the head node (step 6)
+        name=LEASES, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        resources={"node:__internal_head__": 0.001}).remote()
     task = ray.remote(train_fold).options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus,
                                          max_retries=settings.max_retries, retry_exceptions=False)
     setup_ref = ray.put(setup)
@@ -475,9 +385,7 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
         with Progress(*columns, console=console, transient=False) as progress:
             overall = progress.add_task("folds", total=len(todo))
             rows = {name: progress.add_task(f"  {name}: waiting", total=1) for name in todo}
-            while pending or running:
-                if interrupted:
-                    raise KeyboardInterrupt
+            while (pending or running) and not interrupted:
                 for name in list(pending):
                     holder = ray.get(table.acquire.remote(owner, keys[name], name, TTL))
                     if holder is None:
@@ -502,9 +410,9 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
                                         description=f"  {name}: {how} on {result['node'][:8]}")
                         t = result["timings"]
                         console.print(f"done {name}: {how} on node {result['node'][:8]} in {t['total']:.1f} s "
-                                      f"(clone {t['checkout']:.1f} s, remote set-up {t['config']:.1f} s, inputs {t['pull_deps']:.1f} s, dvc repro "
-                                      f"{t['repro']:.1f} s with training loop {t['training_loop']:.1f} s, push "
-                                      f"{t['push'] + t['push_run_cache']:.1f} s)")
+                                      f"(clone {t['checkout']:.1f} s, remote set-up {t['config']:.1f} s, inputs "
+                                      f"{t['pull_deps']:.1f} s, dvc repro {t['repro']:.1f} s with training loop "
+                                      f"{t['training_loop']:.1f} s, push {t['push'] + t['push_run_cache']:.1f} s)")
                     ray.get(table.release.remote(owner, [keys[name]]))
                     progress.advance(overall)
                 if time.monotonic() - renewed > TTL / 4:
@@ -515,15 +423,12 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
                     lease = leases.get(keys[name], {})
                     node = f" on {lease['node'][:8]}" if lease.get("node") else ""
                     progress.update(rows[name], description=f"  {name}: {lease.get('phase', 'queued')}{node}")
-        if interrupted:  # as the last task ended
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        for ref in running:
-            ray.cancel(ref, force=True)
-        done = len(results)
-        console.print(f"interrupted: {done} of {len(todo)} fold(s) finished and are in '{remote}'; "
-                      "run again to train only the rest")
-        return 130
+        if interrupted:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            console.print(f"interrupted: {len(results)} of {len(todo)} fold(s) finished and are in '{remote}'; "
+                          "run again to train only the rest")
+            return 130
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -534,11 +439,9 @@ def _run_tasks(root, todo, keys, inputs, order, settings, commit, remote, option
     trained = sum(result["trained"] for result in results)
     console.print(f"cluster: {trained} fold(s) trained, {len(results) - trained} restored, {len(failures)} failed "
                   f"in {time.monotonic() - started:.1f} s")
-    if failures:
-        for name, message in failures.items():
-            console.print(f"[red]error[/]: {name}: {message}")
-        return 1
-    return 0
+    for name, message in failures.items():
+        console.print(f"[red]error[/]: {name}: {message}")
+    return 1 if failures else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -554,8 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be >= 1")
     if args.task:
-        timings = run_task(args.task)
-        print(f"TASK-TIMINGS {json.dumps(timings)}", flush=True)
+        print(f"TASK-TIMINGS {json.dumps(run_task(args.task))}", flush=True)
         return 0
     root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True).stdout.strip()
                 or ".")

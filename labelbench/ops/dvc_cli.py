@@ -19,7 +19,8 @@ def dvc(root: os.PathLike | str, *args: str, check: bool = True, capture: bool =
                             capture_output=capture, text=True)
     if check and result.returncode:
         output = (result.stdout or "") + (result.stderr or "")
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode})" + (f":\n{output[-4000:]}" if output else ""))
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({result.returncode})"
+                           + (f":\n{output[-4000:]}" if output else ""))
     return result
 
 

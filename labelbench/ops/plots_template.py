@@ -57,14 +57,12 @@ def is_offline_template(path: Path, *, current: bool = False) -> bool:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    ok = "{plot_divs}" in text and "{scripts}" not in text
-    return ok and (not current or f"<!-- {MARKER} -->" in text)
+    return "{plot_divs}" in text and "{scripts}" not in text and (not current or f"<!-- {MARKER} -->" in text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m labelbench.ops.plots_template", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m labelbench.ops.plots_template",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".dvc/plots_template.html"))
     parser.add_argument("--if-needed", action="store_true", help="skip when --out is already current")
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ accepted, bucket present).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
@@ -78,7 +77,8 @@ def check_remote(root: Path, remote: str, options: dict[str, str]) -> None:
     if re.search(r"connect|Connection|timed? ?out|Name or service", text):
         fix = ("cannot be reached: start the server (`make storage` for the local one) or correct "
                f"`dvc remote modify --local {remote} endpointurl`")
-    elif re.search(r"403|Forbidden|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|PermissionError|signature|credentials", text):
+    elif re.search(r"403|Forbidden|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|PermissionError|signature"
+                   r"|credentials", text):
         fix = (f"refused the credentials: set them with `dvc remote modify --local {remote} access_key_id/"
                "secret_access_key` (the local server: `make storage`) or the AWS variables")
     elif re.search(r"NoSuchBucket|bucket", text, re.I):
@@ -93,12 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("remote", nargs="?", default=REMOTE, help=f"DVC remote to check (default: {REMOTE})")
     args = parser.parse_args(argv)
     try:
-        if args.remote == REMOTE:
-            problem = remote_problem(os.getcwd())
-            if problem:
-                raise RemoteError(problem)
-        else:
+        if args.remote != REMOTE:
             check_remote(Path.cwd(), args.remote, remote_options(Path.cwd(), args.remote))
+        elif problem := remote_problem(Path.cwd()):
+            raise RemoteError(problem)
     except RemoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -130,8 +130,7 @@ def start(state_dir: os.PathLike | str, check_all: bool = False) -> dict:
 
 def stop(state_dir: os.PathLike | str) -> bool:
     """End the recorded server (SIGTERM, then SIGKILL); False when none was running."""
-    proc = process(state_dir)
-    if proc:
+    if proc := process(state_dir):
         proc.terminate()
         for still_running in psutil.wait_procs([proc], timeout=10)[1]:
             still_running.kill()

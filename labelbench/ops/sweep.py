@@ -17,7 +17,11 @@ refused before any dvc command runs.
 
 from __future__ import annotations
 
-import argparse, json, os, re, sys
+import argparse
+import json
+import os
+import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -96,7 +100,8 @@ def rich_table(df: pd.DataFrame, width: int, sort_by: str) -> tuple[Table, list[
             t.add_column(wrap(m, 7) + "\n" + wrap(d, 7), justify="right")
         for _, row in df.iterrows():
             t.add_row(wrap(row.iloc[0], 17), wrap(row.iloc[1], 15), str(row.iloc[2]).lower(),
-                      *(row.iloc[3] if row.iloc[3] != "ok" else "-" if pd.isna(row[c]) else f"{row[c]:.4f}" for c in cols))
+                      *(row.iloc[3] if row.iloc[3] != "ok" else "-" if pd.isna(row[c]) else f"{row[c]:.4f}"
+                        for c in cols))
         if table is not None and Measurement.get(console := Console(width=1000), console.options, t).maximum > width:
             left_out.append(metric)
         else:
@@ -106,12 +111,11 @@ def rich_table(df: pd.DataFrame, width: int, sort_by: str) -> tuple[Table, list[
 
 def positive(text: str) -> int:
     try:
-        value = int(text)
+        if (value := int(text)) >= 1:
+            return value
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
 
 
 def main(argv=None) -> int:
@@ -133,7 +137,8 @@ def main(argv=None) -> int:
         p.error(str(exc))
     if args.sort_by not in metrics:
         p.error(f"--sort-by {args.sort_by}: not a metric of the evaluate stage; allowed: {', '.join(metrics)}")
-    old = [r["rev"] if r.get("error") else r["name"] for r in revs(json.loads(dvc(args.repo, "exp", "show", "--json", echo=True).stdout), planned)]
+    show = json.loads(dvc(args.repo, "exp", "show", "--json", echo=True).stdout)
+    old = [r["rev"] if r.get("error") else r["name"] for r in revs(show, planned)]
     if old:
         dvc(args.repo, "exp", "remove", *old, capture=False, echo=True)
     for name, (method, adjust) in planned.items():
@@ -146,12 +151,13 @@ def main(argv=None) -> int:
         p.error(f"--sort-by {args.sort_by}: not a metric of {sorted({c[0] for c in df.columns[len(IDS):]})}")
     rich, left_out = rich_table(df, args.width, args.sort_by)
     failed = sorted(set(planned) - set(df[("experiment", "")][df[("state", "")] == "ok"]))
-    notes = [f"Not run (invalid pair): {s}" for s in skipped] + [f"Failed (see `dvc queue logs <task>`): {n}" for n in failed]
+    notes = ([f"Not run (invalid pair): {s}" for s in skipped]
+             + [f"Failed (see `dvc queue logs <task>`): {n}" for n in failed])
     hidden = [f"Not shown at width {args.width}, see {args.output}: {', '.join(left_out)}"] if left_out else []
     Console(width=args.width).print(rich, *notes, *hidden, sep="\n")
     flat = df.set_axis([" ".join(filter(None, c)) for c in df.columns], axis=1)
-    md = "# Score sweep\n\n" + flat.to_markdown(index=False, floatfmt=".4f", missingval="-") + "\n\n" + "\n\n".join(notes)
-    write_text(args.repo / args.output, md + "\n")
+    md = flat.to_markdown(index=False, floatfmt=".4f", missingval="-")
+    write_text(args.repo / args.output, "# Score sweep\n\n" + md + "\n\n" + "\n\n".join(notes) + "\n")
     return 1 if failed else 0
 
 

@@ -90,9 +90,7 @@ def assemble(
     table = read_labels_csv(labels_csv)
     n = len(table)
     given = table["given_label"].to_numpy(np.int64)
-    true = None
-    if table["true_label"].notna().all():
-        true = table["true_label"].to_numpy(np.int64)
+    true = table["true_label"].to_numpy(np.int64) if table["true_label"].notna().all() else None
     if table["label_error"].notna().all():
         errors = table["label_error"].to_numpy(np.int64).astype(bool)
     elif true is not None:

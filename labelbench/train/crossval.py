@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -47,12 +48,10 @@ import torch.nn.functional as F
 import yaml
 
 from labelbench.config import Runtime, Train
-from labelbench.data.files import DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
+from labelbench.data.files import _SHOWN, DataError, atomic_dir, read_classes, read_csv_strings, read_labels_csv
 from labelbench.data.files import write_npy, write_text
 from labelbench.data.verify import verify
 from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
-
-_SHOWN = 5  # how many offending ids an error message names
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -107,9 +106,7 @@ def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tup
     """K from ``classes.txt`` beside the images folder when present, else max label + 1."""
     path = Path(images_root).parent / "classes.txt"
     classes = read_classes(path) if path.is_file() else None
-    top = int(labels["given_label"].max())
-    if labels["true_label"].notna().any():
-        top = max(top, int(labels["true_label"].max()))
+    top = int(labels[["given_label", "true_label"]].max().max())
     if classes is None:
         if top < 1:
             raise DataError(labels_csv, f"needs at least 2 classes, labels hold only {top + 1}")
@@ -176,6 +173,15 @@ def _autocast(device: torch.device, config: TrainConfig):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def _on_device(model: torch.nn.Module, *, config: TrainConfig, device: torch.device) -> DeviceTransform:
+    """Move ``model`` to ``device`` (channels_last on CUDA); its input transform, seeded with ``config.seed``."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
+                           hflip=config.hflip, seed=config.seed, device=device)
+
+
 def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, steps: int, fused: bool = False):
     """timm's factories: ``create_optimizer_v2`` (no weight decay on norm and bias) and
     ``create_scheduler_v2`` stepped per update (``steps`` updates per epoch). ``fused``: the optimizer's fused
@@ -214,14 +220,10 @@ def fit(
     after that many batches (benchmarks). ``workers``: DataLoader processes for rows read per batch (the same bytes
     for any number).
     """
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    transform = _on_device(model, config=config, device=device)
     shuffle = torch.Generator().manual_seed(config.seed)
     steps = len(epoch_index_batches(train_rows, batch_size=config.batch_size, generator=torch.Generator()))
     optimizer, scheduler = _optimizer_and_schedule(model, config=config, steps=steps, fused=device.type == "cpu")
-    transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
-                                hflip=config.hflip, seed=config.seed, device=device)
     history = []
     train_logits = heldout_logits = None  # (E, n, K) on the device, allocated once K is known
     position = torch.from_numpy(np.searchsorted(train_rows, np.arange(len(rows)))).to(device)  # row -> record slot
@@ -282,11 +284,7 @@ def _forward_eval(
     """Eval-mode logits float32 (n, K) and penultimate features (n, D) of the rows ``which`` (n,) of ``rows``, in that
     order, on ``device``: timm's ``forward_head(..., pre_logits=True)`` then the classifier, the same operations as
     ``model(x)``."""
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    transform = DeviceTransform(model, size=config.image_size, scale=config.scale, ratio=config.ratio,
-                                hflip=config.hflip, seed=config.seed, device=device)
+    transform = _on_device(model, config=config, device=device)
     model.eval()
     step = 2 * config.batch_size
     index_batches = [which[s : s + step].tolist() for s in range(0, len(which), step)]
@@ -315,15 +313,6 @@ def predict(
 #: stage (DVCLive's documented integration). A fold logs into a temporary folder that becomes its
 #: output, so it must not take part: no git-adding of that folder, no experiment of its own.
 _DVC_STAGE_ENV = ("DVC_ROOT", "DVC_EXP_BASELINE_REV", "DVC_EXP_NAME")
-
-
-@contextlib.contextmanager
-def _outside_dvc_stage():
-    saved = {key: os.environ.pop(key) for key in _DVC_STAGE_ENV if key in os.environ}
-    try:
-        yield
-    finally:
-        os.environ.update(saved)
 
 
 @dataclass
@@ -378,7 +367,9 @@ def train_fold(
                            max_resident_mb=runtime.max_resident_mb, listed_in=labels_csv)
         labels = torch.from_numpy(given)
 
-        with atomic_dir(out_dir) as tmp, _outside_dvc_stage():
+        with atomic_dir(out_dir) as tmp, mock.patch.dict(os.environ):  # restores the environment on exit
+            for key in _DVC_STAGE_ENV:
+                os.environ.pop(key, None)
             from dvclive import Live
 
             live = Live(dir=str(tmp / "dvclive"), save_dvc_exp=False, dvcyaml=None, report=None)
@@ -409,11 +400,9 @@ def train_fold(
             save_model(model, str(tmp / "model.safetensors"), metadata=meta)
             write_npy(tmp / "heldout_indices.npy", held)
             write_npy(tmp / "heldout_pred_probs.npy", probs)
-            (tmp / "records").mkdir()
-            write_npy(tmp / "records" / "train_indices.npy", train_rows)
-            write_npy(tmp / "records" / "train_logits.npy", records["train_logits"])
-            write_npy(tmp / "records" / "heldout_logits.npy", records["heldout_logits"])
-            write_npy(tmp / "records" / "embeddings.npy", features.cpu().numpy().astype(np.float16))
+            records.update(train_indices=train_rows, embeddings=features.cpu().numpy().astype(np.float16))
+            for name, array in records.items():
+                write_npy(tmp / "records" / f"{name}.npy", array)
             echo = {
                 **config.to_dict(), "fold": fold, "num_classes": k, "num_examples": len(given),
                 "num_heldout": int(held.size), "stored_size": rows.side, "device_used": device.type,

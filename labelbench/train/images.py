@@ -9,15 +9,15 @@ when decoded) and resized to the model's ``image_size`` per batch on the device.
 * files: decoded per batch by a ``DataLoader`` with ``workers`` processes (any dataset size).
 
 Both yield the same bytes, so results do not depend on which one runs. On the device
-:class:`DeviceTransform` turns a uint8 batch into the model's input: a random resized crop and
-horizontal flip per example for training (one ``grid_sample``, seeded by a ``torch.Generator``,
-so reruns are byte-identical), a plain antialiased resize for prediction, then the
-pretrained config's mean/std (``timm.data.resolve_model_data_config``).
+:class:`DeviceTransform` turns a uint8 batch into the model's input, seeded by a ``torch.Generator``
+so that reruns are byte-identical.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labelbench.data.files import DataError
+from labelbench.data.files import _SHOWN, DataError
 
-_SHOWN = 5  # how many offending ids an error message names
 #: keep the uint8 training images on the GPU when under this share of its free memory
 RESIDENT_FRACTION = 0.25
 
@@ -43,18 +42,21 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _open_error(path: Path, exc: Exception) -> DataError:
-    return DataError(path, f"not a readable image ({type(exc).__name__}: {exc})")
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
+    """``PIL.Image.open``; DataError naming ``path`` when it is not a readable image (also while it is read)."""
+    try:
+        with Image.open(path) as image:
+            yield image
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def decode(path: Path, side: int) -> torch.Tensor:
     """One image as uint8 (3, side, side), RGB (grayscale replicated), resized with PIL's
     antialiased bilinear filter only when it is not already ``side`` x ``side``."""
-    try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise _open_error(path, exc) from None
+    with _open(path) as image:
+        rgb = image.convert("RGB")
     if rgb.size != (side, side):
         rgb = rgb.resize((side, side), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -80,10 +82,6 @@ class ImageRows(torch.utils.data.Dataset):
         return [torch.stack([decode(self.paths[i], self.side) for i in rows])]
 
 
-def _first(batch: list[torch.Tensor]) -> torch.Tensor:
-    return batch[0]
-
-
 def open_images(
     images_root: os.PathLike | str, image_ids: Sequence[str], *, max_stored_size: int, max_resident_mb: float,
     listed_in=None,
@@ -105,25 +103,14 @@ def open_images(
         raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
 
     def largest_side(path: Path) -> int:
-        try:
-            with Image.open(path) as image:  # reads the header only
-                return max(image.size)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise _open_error(path, exc) from None
+        with _open(path) as image:  # reads the header only
+            return max(image.size)
 
-    threads = min(8, usable_cores())
-    with ThreadPoolExecutor(threads) as pool:
-        side = min(max_stored_size, max(pool.map(largest_side, paths)))
-    rows = ImageRows(paths, side)
-    if len(paths) * 3 * side * side <= max_resident_mb * 2**20:
-        cache = torch.empty((len(paths), 3, side, side), dtype=torch.uint8)
-
-        def fill(i: int) -> None:
-            cache[i] = decode(paths[i], side)
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(fill, range(len(paths))))
-        rows.cache = cache
+    with ThreadPoolExecutor(min(8, usable_cores())) as pool:
+        rows = ImageRows(paths, side=min(max_stored_size, max(pool.map(largest_side, paths))))
+        if len(paths) * 3 * rows.side**2 <= max_resident_mb * 2**20:
+            rows.cache = torch.empty((len(paths), 3, rows.side, rows.side), dtype=torch.uint8)
+            list(pool.map(lambda i: rows.cache[i].copy_(decode(paths[i], rows.side)), range(len(paths))))
     return rows
 
 
@@ -149,7 +136,7 @@ def batches(
             yield images_s[index], labels_s[index]
         return
     loader = torch.utils.data.DataLoader(
-        rows, batch_sampler=index_batches, num_workers=workers, collate_fn=_first, pin_memory=cuda,
+        rows, batch_sampler=index_batches, num_workers=workers, collate_fn=operator.itemgetter(0), pin_memory=cuda,
     )
     for index, xb in zip(index_batches, loader):
         yield xb.to(device, non_blocking=True), labels[torch.as_tensor(index)].to(device, non_blocking=True)

@@ -189,7 +189,6 @@ def noisy_labels_table(
     true = labels["true_label"].fillna(labels["given_label"]).to_numpy(dtype=np.int64)
     k = int(true.max()) + 1 if num_classes is None else int(num_classes)
     if noise == "uniform":  # the record's keys as before instance noise existed (noise.json keeps its bytes)
-        noise_trace(noise_amount=noise_amount, num_classes=k)
         record = {"noise_amount": noise_amount, "sparsity": sparsity}
     else:
         record = {"noise": noise, "noise_amount": noise_amount}

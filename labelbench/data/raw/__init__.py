@@ -1,5 +1,5 @@
-"""The raw-data stage: one converter per source (registry: :mod:`labelbench.data.raw.registry`), all writing the common raw layout
-(:mod:`labelbench.data.raw.layout`): ``images/<image_id>`` PNGs, ``labels.csv``, ``classes.txt``.
+"""The raw-data stage: one converter per source (registry: :mod:`labelbench.data.raw.registry`), all writing the
+common raw layout (:mod:`labelbench.data.raw.layout`): ``images/<image_id>`` PNGs, ``labels.csv``, ``classes.txt``.
 
 ===================  ==========================================  ===============================
 dataset              sources (file names under the sources dir)  labels.csv row order

@@ -29,8 +29,8 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.classes import CIFAR10_CLASSES
-from labelbench.data.files import DataError
-from labelbench.data.raw.layout import RawTable, read_raw, write_imagefolder, write_raw
+from labelbench.data.files import DataError, existing_file
+from labelbench.data.raw.layout import RawTable, read_raw, save_png, write_imagefolder, write_raw
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -87,9 +87,7 @@ def load_cifar10_train(archive: os.PathLike | str) -> tuple[np.ndarray, np.ndarr
     """The training set of ``cifar-10-python.tar.gz``, read without extracting it: ``images`` uint8
     (50000, 32, 32, 3) RGB, ``labels`` int64 (50000,) and the class names, in torchvision order.
     Corrupt or unexpected content raises DataError naming the archive (and member)."""
-    archive = Path(archive)
-    if not archive.is_file():
-        raise DataError(archive, "file not found")
+    archive = existing_file(archive)
     images, labels = [], []
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
@@ -136,7 +134,7 @@ def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> Ra
     ).check(archive)
     pixels = dict(zip(table.image_ids, images))
     write_raw(out, table,
-              lambda writer, image_id: writer.save(image_id, Image.fromarray(np.ascontiguousarray(pixels[image_id]))))
+              lambda path, image_id: save_png(path, Image.fromarray(np.ascontiguousarray(pixels[image_id]))))
     return table
 
 
@@ -159,9 +157,7 @@ def _cifar10_raw(cifar10_raw) -> RawTable:
 def load_cifar10n(human_labels: os.PathLike | str, *, extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """The CIFAR-10N ``.npz``: the clean label, the label variants and the ``extra`` arrays (e.g. the
     annotator slots), each int64 (N,) in [0, 10) with equal N; pickles refused."""
-    path = Path(human_labels)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(human_labels)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -218,9 +214,7 @@ def cifar10s_labels(*, noisy_csv: os.PathLike | str) -> RawTable:
     image_id = the path's ``train/<class>/<NNNN>.png`` tail, given_label = ``label``, true_label =
     the class folder (cifar2png puts every image in its true class).
     """
-    path = Path(noisy_csv)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(noisy_csv)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from labelbench.data.raw.layout import RawTable, write_raw
+from labelbench.data.raw.layout import RawTable, save_png, write_raw
 
 
 def convert_digits(*, out: os.PathLike | str) -> RawTable:
@@ -25,5 +25,5 @@ def convert_digits(*, out: os.PathLike | str) -> RawTable:
     ).check("sklearn.datasets.load_digits")
     index_of = {image_id: i for i, image_id in enumerate(table.image_ids)}
     table = table.folder_sorted()
-    write_raw(out, table, lambda writer, image_id: writer.save(image_id, Image.fromarray(pixels[index_of[image_id]])))
+    write_raw(out, table, lambda path, image_id: save_png(path, Image.fromarray(pixels[index_of[image_id]])))
     return table

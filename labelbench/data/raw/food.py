@@ -19,7 +19,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from labelbench.data.files import DataError
-from labelbench.data.raw.layout import RawTable, check_image_id, decode_image, open_zip, read_zip_member, write_raw
+from labelbench.data.raw.layout import (
+    RawTable, check_image_id, decode_image, open_zip, read_zip_member, save_png, write_raw,
+)
 
 FOOD101N_URL = "https://iudata.blob.core.windows.net/food101/Food-101N_release.zip"
 VERIFIED = {"train": "meta/verified_train.tsv", "val": "meta/verified_val.tsv"}
@@ -90,16 +92,15 @@ def convert_food101n(*, archive: os.PathLike | str, out: os.PathLike | str) -> R
         table = RawTable(
             image_ids=[e[0] for e in entries], given_labels=np.array([e[2] for e in entries], dtype=np.int64),
             classes=classes, label_errors=np.array([e[3] for e in entries], dtype=bool),
-        ).check(archive)
+        ).check(archive).folder_sorted()
         member_of = {e[0]: e[1] for e in entries}
-        table = table.folder_sorted()
 
-        def put(writer, image_id: str) -> None:
+        def put(path, image_id: str) -> None:
             member = member_of[image_id]
             try:
                 info = zf.getinfo(member)
             except KeyError:
                 raise DataError(archive, f"verified image {member} missing") from None
-            writer.save(image_id, decode_image(read_zip_member(zf, info, archive), f"{archive}::{member}"))
+            save_png(path, decode_image(read_zip_member(zf, info, archive), f"{archive}::{member}"))
         write_raw(out, table, put)
     return table

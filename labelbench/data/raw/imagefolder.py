@@ -93,16 +93,17 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
             raise DataError(path, f"larger than {MAX_IMAGE_BYTES} bytes")
         decode_image(path.read_bytes(), path)
     ids = [image_id for image_id, _ in rows]
-    mask = np.zeros(len(ids), dtype=bool)
+    mask = None  # no known error mask
     if errors is not None:
         listed = [line.strip() for line in read_lines(errors)]
         strangers = sorted(set(listed) - set(ids))
         if strangers:
-            raise DataError(errors, f"{len(strangers)} path(s) that are no image of {images}, e.g. {strangers[:_SHOWN]}")
+            raise DataError(errors, f"{len(strangers)} path(s) that are no image of {images}, "
+                                    f"e.g. {strangers[:_SHOWN]}")
         mask = np.isin(np.array(ids, dtype=object), listed)
     index = {name: k for k, name in enumerate(names)}
     return RawTable(image_ids=ids, given_labels=np.array([index[label] for _, label in rows], dtype=np.int64),
-                    classes=list(names), label_errors=mask if errors is not None else None).check(where).folder_sorted()
+                    classes=list(names), label_errors=mask).check(where).folder_sorted()
 
 
 def convert_imagefolder(*, out: os.PathLike | str, added: os.PathLike | str) -> RawTable:

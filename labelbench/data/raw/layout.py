@@ -25,8 +25,8 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, is_safe_image_id, read_classes, read_labels_csv, sorted_order,
-    write_csv,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, existing_file, is_safe_image_id, read_classes, read_labels_csv,
+    sorted_order, write_csv,
 )
 
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
@@ -115,56 +115,34 @@ def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
 # --- writing ------------------------------------------------------------------------------
 
 
-class ImageWriter:
-    """Writes ``images/<image_id>`` under a raw folder being built."""
-
-    def __init__(self, root: Path):
-        self.images = Path(root) / "images"
-
-    def path(self, image_id: str) -> Path:
-        path = self.images / check_image_id(image_id, self.images)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def save(self, image_id: str, image: Image.Image) -> None:
-        """Encode ``image`` as PNG (modes PNG cannot hold are converted to RGB)."""
-        if image.mode not in _PNG_MODES:
-            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        image.save(self.path(image_id), format="PNG")
-
-    def save_png_bytes(self, image_id: str, data: bytes) -> None:
-        """Store an already-verified PNG file byte for byte (keeps exact-duplicate checks exact)."""
-        self.path(image_id).write_bytes(data)
-
-    def copy(self, image_id: str, source: Path) -> None:
-        shutil.copyfile(source, self.path(image_id))
+def save_png(path: Path, image: Image.Image) -> None:
+    """Encode ``image`` as PNG at ``path`` (modes PNG cannot hold are converted to RGB)."""
+    if image.mode not in _PNG_MODES:
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    image.save(path, format="PNG")
 
 
-def write_metadata(root: Path, table: RawTable) -> None:
-    """Write ``labels.csv`` and ``classes.txt`` of ``table`` into ``root``."""
-    write_csv(root / "labels.csv", table.labels_frame())
-    (root / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
-
-
-def write_raw(out: os.PathLike | str, table: RawTable, put: Callable[[ImageWriter, str], None]) -> None:
-    """The raw folder ``out`` of ``table``, built beside it: ``put(writer, image_id)`` writes each image (in the
-    table's order), then :func:`write_metadata`."""
+def write_raw(out: os.PathLike | str, table: RawTable, put: Callable[[Path, str], None]) -> None:
+    """The raw folder ``out`` of ``table``, built beside it: ``put(path, image_id)`` writes each image to its path
+    ``images/<image_id>`` (in the table's order; its folder exists), then ``labels.csv`` and ``classes.txt``."""
     with atomic_dir(out) as tmp:
-        writer = ImageWriter(tmp)
         for image_id in table.image_ids:
-            put(writer, image_id)
-        write_metadata(tmp, table)
+            path = tmp / "images" / check_image_id(image_id, tmp / "images")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            put(path, image_id)
+        write_csv(tmp / "labels.csv", table.labels_frame())
+        (tmp / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
 
 
 def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.PathLike | str,
                       source_of: dict[str, str] | None = None) -> None:
     """``table`` in the raw layout at ``out``, each image the bytes of ``<images>/<source_of[image_id]>`` (without
     ``source_of``: ``<images>/<image_id>``); DataError naming a missing file."""
-    def put(writer: ImageWriter, image_id: str) -> None:
+    def put(target: Path, image_id: str) -> None:
         path = Path(images) / (image_id if source_of is None else source_of[image_id])
         if not path.is_file():
             raise DataError(path, "image file not found")
-        writer.copy(image_id, path)
+        shutil.copyfile(path, target)
     write_raw(out, table, put)
 
 
@@ -183,10 +161,8 @@ def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Ima
 
 def open_zip(archive: Path) -> zipfile.ZipFile:
     """Open a zip archive; DataError naming it when missing, corrupt or truncated."""
-    if not archive.is_file():
-        raise DataError(archive, "file not found")
     try:
-        return zipfile.ZipFile(archive)
+        return zipfile.ZipFile(existing_file(archive))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
         raise DataError(archive, f"corrupt or truncated zip archive ({exc})") from None
 

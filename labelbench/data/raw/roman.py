@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.data.classes import ROMAN_CLASSES
-from labelbench.data.files import DataError
+from labelbench.data.files import DataError, existing_file
 from labelbench.data.raw.layout import RawTable, decode_image, open_zip, read_zip_member, write_raw
 
 ROMAN_BUNDLE_URL = "https://worksheets.codalab.org/bundles/0x497f5d7096724783aa1eb78b85aa321f"
@@ -39,9 +39,7 @@ def read_review(review: os.PathLike | str) -> list[dict]:
     """Rows of the review sheet as dicts of the header's column names (empty rows skipped)."""
     import openpyxl  # imported here: only this converter needs it
 
-    path = Path(review)
-    if not path.is_file():
-        raise DataError(path, "file not found")
+    path = existing_file(review)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # zipfile/XML errors of a broken workbook
@@ -107,9 +105,9 @@ def convert_roman(*, bundle: os.PathLike | str, review: os.PathLike | str, out: 
         if extra:
             raise DataError(bundle, f"{len(extra)} image(s) have no row in {review}, e.g. {extra[:5]}")
 
-        def put(writer, image_id: str) -> None:
+        def put(path, image_id: str) -> None:
             data = read_zip_member(zf, found[image_id], bundle)
             decode_image(data, f"{bundle}::{found[image_id].filename}", expect="PNG")
-            writer.save_png_bytes(image_id, data)
+            path.write_bytes(data)  # the verified PNG byte for byte
         write_raw(out, table, put)
     return table
