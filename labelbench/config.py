@@ -144,7 +144,7 @@ class Train(Block):
     sched: Literal[SCHEDULES]
     warmup_epochs: Count
     min_lr: Annotated[float, Field(ge=0)]
-    image_size: Positive
+    image_size: Annotated[int, Field(ge=1, le=4096)]  # 4096: one 3 x 4096^2 float32 input is 192 MiB already
     scale: Annotated[list[Fraction], Field(min_length=2, max_length=2), AfterValidator(_range)]
     ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2), AfterValidator(_range)]
     hflip: Annotated[float, Field(ge=0, le=1)]
@@ -152,6 +152,13 @@ class Train(Block):
     seed: Count
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool
+
+    @model_validator(mode="after")
+    def _warmup_within_the_run(self):
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be at most epochs ({self.epochs}): the "
+                             "learning rate would never reach lr")
+        return self
 
 
 class Runtime(Block):
@@ -273,7 +280,8 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
         problems = []
         for error in exc.errors():
             key = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".")  # a root model: the block
-            if error["type"] != "missing" and isinstance(error.get("input"), dict):  # a rule across keys: its message names them
+            # a rule across keys: its message names them
+            if error["type"] != "missing" and isinstance(error.get("input"), dict):
                 problems.append(f"{key}: {error['msg']}" if key else error["msg"])
                 continue
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))

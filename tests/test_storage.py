@@ -309,3 +309,25 @@ def test_cli_outside_a_dvc_repo_fails_with_a_message(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     assert storage.main(["start"]) == 1
     assert "not inside a DVC repository" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"pid": 1, "port": 70000}', "port: Input should be less than or equal to 65535"),
+    ("{not json", "file: Invalid JSON"),
+    ('{"pid": 1, "port": 9000, "endpoint": "e", "data_dir": "d", "access_key_id": "k", "secret_access_key": "s", '
+     '"started_at": 0, "colour": "red"}', "colour: Extra inputs are not permitted"),
+])
+def test_a_bad_server_json_is_one_error_before_anything_is_moved(tmp_path, monkeypatch, capsys, content, problem):
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    state_dir = tmp_path / storage.STATE_DIR
+    truncated = state_dir / "data" / BUCKET / object_key(b"complete and long")
+    truncated.parent.mkdir(parents=True)
+    truncated.write_bytes(b"complete")  # what `start` would quarantine first, were server.json good
+    (state_dir / "server.json").write_text(content)
+    for command in ("start", "status", "stop"):
+        assert storage.main([command]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {state_dir / 'server.json'}: {problem}"), err
+        assert "delete the file" in err
+    assert truncated.read_bytes() == b"complete" and not (state_dir / "quarantine").exists()

@@ -105,6 +105,24 @@ def test_config_is_the_train_block_plus_model_and_k():
                               "max_stored_size", "seed", "device", "mixed_precision", "folds"]
 
 
+
+@pytest.mark.parametrize("changes, message", [
+    ({"epochs": 2, "warmup_epochs": 3}, "params.yaml: train: Value error, warmup_epochs (3) must be at most epochs (2)"),
+    ({"image_size": 100000}, "params.yaml: train.image_size = 100000: Input should be less than or equal to 4096"),
+])
+def test_train_settings_that_cannot_train_are_refused_before_training(tmp_path, changes, message):
+    from labelbench.config import CrossvalParams, ParamsError, load_params
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ParamsError) as refused:
+        load_params(CrossvalParams, tmp_path / "params.yaml")
+    assert str(refused.value).removeprefix(f"{tmp_path}/").startswith(message), str(refused.value)
+    params["train"].update(epochs=1, warmup_epochs=1, image_size=4096)  # the bounds themselves are allowed
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    load_params(CrossvalParams, tmp_path / "params.yaml")
+
 def test_timm_test_models_exist():
     import timm
 

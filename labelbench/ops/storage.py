@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import psutil
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from labelbench.ops.dvc_cli import config, dvc
 
@@ -42,10 +43,33 @@ class StorageError(RuntimeError):
     """The server could not be started or the remote not configured."""
 
 
+class ServerState(BaseModel):
+    """server.json: what `start` wrote for the running server (and reuses on a restart)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pid: int = Field(gt=0)
+    port: int = Field(ge=1, le=65535)
+    endpoint: str
+    data_dir: str
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: str = Field(min_length=1)
+    started_at: float = Field(ge=0)
+
+
 def read_state(state_dir: os.PathLike | str) -> dict:
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        return json.loads((Path(state_dir) / "server.json").read_text())
-    return {}
+    """The validated server.json of ``state_dir`` ({} when there is none); StorageError naming the file and its
+    first problem when it is not what `start` writes, before anything is started, stopped or moved."""
+    path = Path(state_dir) / "server.json"
+    try:
+        return ServerState.model_validate_json(path.read_bytes()).model_dump()
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValidationError) as exc:
+        problem = (f"{'.'.join(map(str, exc.errors()[0]['loc'])) or 'file'}: {exc.errors()[0]['msg']}"
+                   if isinstance(exc, ValidationError) else exc.strerror)
+        raise StorageError(f"{path}: {problem}; it must be the JSON object `start` writes (pid, port 1-65535, "
+                           f"endpoint, data_dir, keys, started_at). Stop a server still running from it by hand, "
+                           f"then delete the file: `start` writes a new one, with new keys") from None
 
 
 def process(state_dir: os.PathLike | str) -> psutil.Process | None:
@@ -161,15 +185,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not inside a DVC repository: {Path.cwd()}", file=sys.stderr)
         return 1
     state_dir = Path(args.state_dir or root / STATE_DIR).resolve()
-    if args.command == "stop":
-        print("S3 server: stopped" if stop(state_dir) else "S3 server: was not running")
-        return 0
-    if args.command == "status":
-        state = read_state(state_dir) if process(state_dir) else None
-        print(f"S3 server: running, pid {state['pid']}, {state['endpoint']}, data in {state['data_dir']}"
-              if state else f"S3 server: not running (state in {state_dir})")
-        return 0 if state else 3
     try:
+        if args.command == "stop":
+            print("S3 server: stopped" if stop(state_dir) else "S3 server: was not running")
+            return 0
+        if args.command == "status":
+            state = read_state(state_dir) if process(state_dir) else None
+            print(f"S3 server: running, pid {state['pid']}, {state['endpoint']}, data in {state['data_dir']}"
+                  if state else f"S3 server: not running (state in {state_dir})")
+            return 0 if state else 3
         state = start(state_dir, check_all=args.check_all)
         configure(root, state_dir)
     except StorageError as exc:
