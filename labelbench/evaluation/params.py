@@ -9,7 +9,7 @@ from typing import Annotated, Literal, NamedTuple
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
 from labelbench.config import (
-    Block, Crossval, Count, DatasetName, FoldList, Names, Part, Positive, TrainedDataset, _unique, check_name,
+    Block, Crossval, Count, Names, Part, Positive, _unique, check_name, part_of,
 )
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
@@ -97,13 +97,10 @@ class Issues(Block):
     grid: Positive
 
 
-class Trained(Part):
-    """The datasets trained here and their models (data/trained)."""
-
-    whole = Crossval
-
-    datasets: dict[DatasetName, TrainedDataset]
-    models: Names
+#: The datasets trained here and their models (data/trained); with the fold ids, whose folders hold the training
+#: records.
+Trained = part_of(Crossval, "datasets", "models")
+TrainedFolds = part_of(Crossval, "datasets", "models", "folds")
 
 
 class Source(NamedTuple):
@@ -162,12 +159,6 @@ class EvaluateParams(Datasets):
     def _adjustable(self):
         resolve_method(self.score, adjust_pred_probs=self.adjust_pred_probs)
         return self
-
-
-class TrainedFolds(Trained):
-    """The datasets trained here, their models and the fold ids (whose folders hold the training records)."""
-
-    folds: FoldList
 
 
 class BenchmarkParams(Datasets):
