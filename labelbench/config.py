@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from labelbench.data.files import DataError, parse_yaml
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
@@ -250,9 +251,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+        raw = parse_yaml(path.read_text(encoding="utf-8"), path)
+    except DataError as exc:
+        raise ParamsError(str(exc)) from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))

@@ -262,17 +262,19 @@ def test_a_failure_after_dvc_add_rolls_it_back(repo, tmp_path, monkeypatch):
 
 def test_registration_keeps_every_other_line(tmp_path):
     from labelbench.data.add_dataset import registered_params
+    from labelbench.data.files import parse_yaml
     from conftest import REPO_ROOT
 
     path = tmp_path / "params.yaml"
     text = (REPO_ROOT / "params.yaml").read_text()
     path.write_text(text)
     new = registered_params(path, "mine", models=["yes", "1e3"], label_errors=False)
-    assert yaml.safe_load(new)["added"] == {"mine": {"models": ["yes", "1e3"], "label_errors": False}}  # quoted
+    # names, as DVC reads them (YAML 1.2: `1e3` unquoted would be a number)
+    assert parse_yaml(new, path)["added"] == {"mine": {"models": ["yes", "1e3"], "label_errors": False}}
     assert without_added(new) == without_added(text) and len(without_added(text)) > 50
     assert "# label_errors true: a known error mask" in new
     again = registered_params(_written(tmp_path, new), "second", models=["m"], label_errors=True)
-    assert list(yaml.safe_load(again)["added"]) == ["mine", "second"]
+    assert list(parse_yaml(again, path)["added"]) == ["mine", "second"]
 
 
 def _written(tmp_path: Path, text: str) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run
 from labelbench.config import TOP_LEVEL_KEYS, declared_keys
 
 
@@ -157,6 +157,31 @@ def test_a_stage_reading_part_of_a_block_has_the_whole_block_checked(tmp_path):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         with pytest.raises(ParamsError, match=re.escape(f"{block}.{key} = {value!r}")):
             load_params(schema, tmp_path / "params.yaml")
+
+
+def test_params_are_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.2, as DVC reads params.yaml (the oracle: DVC's public ``dvc.api.params_show``): ``lr: 1e-2`` is
+    0.01, not a string to refuse; ``no`` is a string, so a boolean key refuses it; a repeated key is an error."""
+    from dvc.api import params_show
+    from labelbench.config import CrossvalParams, ParamsError, load_params
+    from labelbench.evaluation.params import EvaluateParams
+
+    text = (REPO_ROOT / "params.yaml").read_text()
+    assert "\n  lr: 0.01\n" in text and "\nadjust_pred_probs: false\n" in text
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    (tmp_path / "params.yaml").write_text(text.replace("\n  lr: 0.01\n", "\n  lr: 1e-2\n"))
+    assert load_params(CrossvalParams, tmp_path / "params.yaml").train.lr == params_show(repo=str(tmp_path))[
+        "train"]["lr"] == 0.01
+    (tmp_path / "params.yaml").write_text(text.replace("\nadjust_pred_probs: false\n", "\nadjust_pred_probs: no\n"))
+    assert params_show(repo=str(tmp_path))["adjust_pred_probs"] == "no"
+    with pytest.raises(ParamsError, match=re.escape("adjust_pred_probs = 'no': Input should be a valid boolean")):
+        load_params(EvaluateParams, tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(text + "score: entropy\n")
+    line = text.count("\n") + 1
+    with pytest.raises(ParamsError, match=re.escape(f'params.yaml: line {line}: found duplicate key "score" with value '
+                                                    '"entropy" (original value: "self_confidence"); each key may')):
+        load_params(CrossvalParams, tmp_path / "params.yaml")
 
 
 @pytest.mark.parametrize("name", ["../x", "a b", "-x", "x/y", ""])

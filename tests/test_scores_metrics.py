@@ -9,7 +9,7 @@ from labelbench.evaluation.ensembles import (
     ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, score_models, weighted_pred_probs,
 )
 from labelbench.evaluation.metrics import Ranking, filter_metrics, ranking_metrics
-from reference import _reference_weights, reference_lift_at_k, reference_metrics
+from reference import _reference_weights, reference_metrics
 from labelbench.evaluation.scores import (
     ALL_VARIANTS,
     CLEANLAB_VARIANTS,

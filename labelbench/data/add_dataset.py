@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import collections
 import copy
+import io
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id
+from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id, parse_yaml
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.ops.dvc_cli import dvc
@@ -212,12 +212,14 @@ def registered_params(path: Path, name: str, *, models: list[str], label_errors:
 
 
 def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, schemas, flow: bool | None) -> str:
-    """``path``'s text with ``<keys>.<name>: entry`` appended to that block mapping (as PyYAML dumps it, with
-    ``default_flow_style=flow``, after the mapping's last indented line; ``: {}`` becomes ``:``), every other line
-    kept byte for byte; the result must parse to the old params plus that entry and satisfy every one of
+    """``path``'s text with ``<keys>.<name>: entry`` appended to that block mapping (as DVC's ruamel.yaml dumps it,
+    with ``default_flow_style=flow``, after the mapping's last indented line; ``: {}`` becomes ``:``), every other
+    line kept byte for byte; the result must parse to the old params plus that entry and satisfy every one of
     ``schemas``."""
+    from ruamel.yaml import YAML
+
     text, where = path.read_text(encoding="utf-8"), ".".join(keys)
-    old, lines, head = yaml.safe_load(text), text.splitlines(keepends=True), -1
+    old, lines, head = parse_yaml(text, path), text.splitlines(keepends=True), -1
     for depth, key in enumerate(keys):  # the top-level key once, each other one the first under it
         value = r"\s*(\{\}\s*)?(#.*)?$" if depth == len(keys) - 1 else ""
         found = [i for i in range(head + 1, len(lines)) if re.match(rf"{'  ' * depth}{key}\s*:{value}", lines[i])]
@@ -231,13 +233,16 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
             break
         if lines[i].startswith(indent):
             end = i
-    block = yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=flow, width=1000)
+    dumper, block = YAML(), io.StringIO()
+    dumper.default_flow_style, dumper.width = flow, 1000
+    dumper.dump({name: entry}, block)
+    block = block.getvalue()
     new = "".join(lines[:end + 1] + [indent + line + "\n" for line in block.splitlines()] + lines[end + 1:])
     expected = parent = copy.deepcopy(old)
     for key in keys[:-1]:
         parent = parent[key]
     parent[keys[-1]] = {**(parent[keys[-1]] or {}), name: entry}
-    if yaml.safe_load(new) != expected:
+    if parse_yaml(new, path) != expected:
         raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
     with tempfile.TemporaryDirectory() as tmp:  # a schema's ParamsError names ``path``
         candidate = Path(tmp) / "params.yaml"

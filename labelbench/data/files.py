@@ -18,10 +18,12 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class DataError(ValueError):
@@ -144,9 +146,43 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
         yield temps[Path(path)]
 
 
+def parse_yaml(text: str, source: os.PathLike | str):
+    """YAML ``text`` read as DVC reads params.yaml and dvc.lock (ruamel's YAML 1.2 safe loader: ``1e-3`` is a
+    number, ``yes`` a string), so a stage sees the values that ``dvc params diff`` shows; DataError naming
+    ``source`` when it is not YAML or a mapping repeats a key (DVC refuses such a file too)."""
+    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml.constructor import DuplicateKeyError
+
+    try:
+        return YAML(typ="safe").load(text)
+    except DuplicateKeyError as exc:
+        raise DataError(source, f"line {exc.problem_mark.line + 1}: {exc.problem}; each key may appear once in a "
+                                "mapping") from None
+    except YAMLError as exc:
+        raise DataError(source, f"not valid YAML ({exc})") from None
+
+
+@contextlib.contextmanager
+def open_image(file, *, source: os.PathLike | str | None = None):
+    """``PIL.Image.open(file)`` (a path or a binary file object); DataError naming ``source`` (default ``file``)
+    when it is missing or not a readable image, also while it is read in the block."""
+    from PIL import Image
+
+    source = file if source is None else source
+    try:
+        with Image.open(file) as image:
+            yield image
+    except FileNotFoundError:
+        raise DataError(source, "image file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(source, f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
 def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
     """A CSV file as a DataFrame of strings (no NA guessing) with at least ``columns``; DataError when missing,
     empty, unreadable or without one of them."""
+    import pandas as pd  # here, not at the top: the YAML and image readers above serve processes without pandas
+
     path = existing_file(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
@@ -278,6 +314,8 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
     if bad.any():
         raise DataError(path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
                               f"(first at row {_row(bad)})")
+    import pandas as pd
+
     return pd.to_numeric(text.mask(empty, None), errors="raise").astype("Int64")
 
 

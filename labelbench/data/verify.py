@@ -30,9 +30,7 @@ import json
 import os
 from pathlib import Path
 
-import yaml
-
-from labelbench.data.files import DataError
+from labelbench.data.files import DataError, parse_yaml
 
 _records: dict[tuple[str, int, int], list[dict]] = {}  # dvc.lock -> outs, keyed by path, mtime, size
 _verified: dict[tuple[str, str], tuple] = {}  # (output, recorded md5) -> stat signature when it matched
@@ -72,9 +70,10 @@ def find_root(path: Path) -> Path | None:
 
 def _load_yaml(path: Path):
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise DataError(path, f"not readable YAML ({exc})") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not readable ({exc})") from None
+    return parse_yaml(text, path)
 
 
 def lock_outputs(root: Path) -> list[dict]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labelbench.data.io import DataError, Dataset, atomic_path, read_class_names, read_csv_strings
+from labelbench.data.io import DataError, Dataset, atomic_path, open_image, read_class_names, read_csv_strings
 from labelbench.data.classes import CIFAR10_CLASSES, ROMAN_CLASSES
 from labelbench.evaluation.ensembles import score_models
 from labelbench.evaluation.scoring import error_rank
@@ -90,20 +90,12 @@ def read_issues(path: str | Path) -> pd.DataFrame:
 def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, title: str) -> None:
     """PNG grid of the first ``count`` rows of ``issues`` (from :func:`rank_issues`): each image
     ``<images>/<image_id>`` titled ``#rank given → suggested`` (red where it is a known error)."""
-    from PIL import Image, UnidentifiedImageError
-
     plt = pyplot()
     rows = issues.head(count)
     pictures = []
     for image_id in rows["image_id"]:
-        file = images / image_id
-        try:
-            with Image.open(file) as image:
-                pictures.append(np.asarray(image.convert("RGB")))
-        except FileNotFoundError:
-            raise DataError(file, "image file not found") from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise DataError(file, f"not a readable image ({exc})") from None
+        with open_image(images / image_id) as image:
+            pictures.append(np.asarray(image.convert("RGB")))
     columns = min(6, len(pictures))
     lines = -(-len(pictures) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(2.0 * columns, 2.25 * lines + 0.5), squeeze=False)

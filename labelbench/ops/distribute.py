@@ -28,12 +28,12 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
 from labelbench.ops.dvc_cli import dvc, environment
 from labelbench.ops.remote_check import RemoteError, check_remote, describe, remote_options
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
+from labelbench.data.files import DataError, atomic_path, parse_yaml
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
@@ -60,7 +60,7 @@ def check_workspace(root: Path) -> str:
     changed = [line[3:] for line in _git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
                if line[3:] != "dvc.lock"]
     if "params.yaml" in changed:
-        theirs = yaml.safe_load(_git(root, "show", "HEAD:params.yaml")) or {}
+        theirs = parse_yaml(_git(root, "show", "HEAD:params.yaml"), "HEAD:params.yaml") or {}
         if read_yaml(root / "params.yaml") | {"distribute": None} == theirs | {"distribute": None}:
             changed.remove("params.yaml")
     if changed:
@@ -95,7 +95,7 @@ def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
 
 def read_lock(root: Path) -> dict:
     path = root / "dvc.lock"
-    return ((yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}).get("stages") or {}
+    return ((parse_yaml(path.read_text(), path) or {}) if path.is_file() else {}).get("stages") or {}
 
 
 def _lock(root: Path):
@@ -110,8 +110,6 @@ def _lock(root: Path):
 def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
     """Writes the tasks' dvc.lock entries into ``root``'s dvc.lock (atomically), replacing those of the same stages,
     stages in pipeline order (so two drivers that merged the same entries write the same file)."""
-    from labelbench.data.files import atomic_path  # not at the top: it imports pandas, which a task never needs
-
     ruamel, data = _lock(root)
     data = data or {"schema": "2.0"}
     stages = {**(data.get("stages") or {}), **entries}
@@ -464,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return distribute(root, address=args.address, remote=args.remote, jobs=args.jobs, console=console)
-    except (DistributeError, RemoteError, ParamsError) as exc:
+    except (DistributeError, RemoteError, ParamsError, DataError) as exc:  # DataError: an unreadable dvc.lock
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

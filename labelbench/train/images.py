@@ -15,7 +15,6 @@ so that reruns are byte-identical.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import os
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labelbench.data.files import _SHOWN, DataError
+from labelbench.data.files import _SHOWN, DataError, open_image
 
 #: keep the uint8 training images on the GPU when under this share of its free memory
 RESIDENT_FRACTION = 0.25
@@ -42,20 +41,10 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def _open(path: Path) -> Iterator[Image.Image]:
-    """``PIL.Image.open``; DataError naming ``path`` when it is not a readable image (also while it is read)."""
-    try:
-        with Image.open(path) as image:
-            yield image
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(path, f"not a readable image ({type(exc).__name__}: {exc})") from None
-
-
 def decode(path: Path, side: int) -> torch.Tensor:
     """One image as uint8 (3, side, side), RGB (grayscale replicated), resized with PIL's
     antialiased bilinear filter only when it is not already ``side`` x ``side``."""
-    with _open(path) as image:
+    with open_image(path) as image:
         rgb = image.convert("RGB")
     if rgb.size != (side, side):
         rgb = rgb.resize((side, side), Image.Resampling.BILINEAR)
@@ -103,7 +92,7 @@ def open_images(
         raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
 
     def largest_side(path: Path) -> int:
-        with _open(path) as image:  # reads the header only
+        with open_image(path) as image:  # reads the header only
             return max(image.size)
 
     with ThreadPoolExecutor(min(8, usable_cores())) as pool:

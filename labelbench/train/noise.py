@@ -36,7 +36,7 @@ from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_tr
 
 from PIL import Image
 
-from labelbench.data.files import DataError, sorted_order
+from labelbench.data.files import open_image, sorted_order
 
 #: The weak model's input: every image as RGB at this side (Pillow's integer BOX resampling).
 WEAK_MODEL_SIDE = 16
@@ -111,11 +111,8 @@ def weak_model_pixels(images: os.PathLike | str, image_ids: Sequence[str]) -> np
     rows = []
     for image_id in image_ids:
         path = Path(images) / image_id
-        try:
-            with Image.open(path) as image:
-                small = image.convert("RGB").resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # as every image reader here
-            raise DataError(path, f"not a readable image ({exc})") from None
+        with open_image(path) as image:
+            small = image.convert("RGB").resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
         rows.append(np.asarray(small, dtype=np.int64).reshape(-1))
     return np.stack(rows)
 
@@ -154,7 +151,8 @@ def instance_noise(
     true_labels = np.asarray(true_labels, dtype=np.int64)
     absent = np.flatnonzero(np.bincount(true_labels, minlength=num_classes) == 0)
     if absent.size:
-        raise ValueError(f"every class 0..{num_classes - 1} must occur in the labels; class(es) {absent.tolist()} do not")
+        raise ValueError(f"every class 0..{num_classes - 1} must occur in the labels; class(es) {absent.tolist()} "
+                         "do not")
     rows = np.arange(len(true_labels))
     distances = class_mean_distances(np.asarray(pixels, dtype=np.int64), true_labels, num_classes)
     d_true = distances[rows, true_labels]

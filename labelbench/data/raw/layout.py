@@ -25,8 +25,8 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, existing_file, is_safe_image_id, read_classes, read_labels_csv,
-    sorted_order, write_csv,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, existing_file, is_safe_image_id, open_image, read_classes,
+    read_labels_csv, sorted_order, write_csv,
 )
 
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
@@ -149,11 +149,8 @@ def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.Pat
 def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Image:
     """Decode image bytes fully with Pillow (of format ``expect``, e.g. ``"PNG"``, when given);
     DataError naming ``source`` when unreadable."""
-    try:
-        image = Image.open(io.BytesIO(data))
+    with open_image(io.BytesIO(data), source=source) as image:
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(source, f"not a readable image ({exc})") from None
     if expect is not None and image.format != expect:
         raise DataError(source, f"expected a {expect} image, got {image.format}")
     return image
