@@ -107,6 +107,7 @@ REFUSALS = [  # (fault on the generated folder, extra CLI arguments, message, fi
     (lambda images: images.parent / "nowhere.txt", ["--errors"], "nowhere.txt", "nowhere.txt"),
     (lambda images: "0.4", ["--sparsity"], "--sparsity applies to --noise uniform only", None),
     (lambda images: "1.5", ["--noise-amount"], "crossval.datasets.fresh.noise_amount = 1.5", None),
+    (lambda images: "nan", ["--noise-amount"], "noise_amount = nan: Input should be a finite number", None),
 ]
 
 

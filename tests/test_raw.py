@@ -7,7 +7,6 @@ import csv
 import io
 import os
 import pickle
-import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -58,93 +57,23 @@ def no_leftovers(parent: Path, keep: set[str]) -> None:
 # --- fake CIFAR-10 tarball -------------------------------------------------------------------
 
 
-def py2_pickle(obj) -> bytes:
-    """A protocol-2 pickle as Python 2's cPickle wrote the CIFAR batches (str = byte strings,
-    numpy arrays through numpy.core.multiarray._reconstruct)."""
-    out = [b"\x80\x02"]
-
-    def string(v: bytes):
-        out.append(b"U" + bytes([len(v)]) + v if len(v) < 256 else b"T" + struct.pack("<i", len(v)) + v)
-
-    def integer(v: int):
-        out.append(b"J" + struct.pack("<i", v))
-
-    def glob(module: str, name: str):
-        out.append(b"c" + module.encode() + b"\n" + name.encode() + b"\n")
-
-    def write(o):
-        if isinstance(o, dict):
-            out.append(b"}(")
-            for k, v in o.items():
-                write(k)
-                write(v)
-            out.append(b"u")
-        elif isinstance(o, list):
-            out.append(b"](")
-            for v in o:
-                write(v)
-            out.append(b"e")
-        elif isinstance(o, str):
-            string(o.encode("latin1"))
-        elif isinstance(o, int):
-            integer(o)
-        elif isinstance(o, np.ndarray):
-            glob("numpy.core.multiarray", "_reconstruct")
-            glob("numpy", "ndarray")
-            integer(0)
-            out.append(b"\x85")
-            string(b"b")
-            out.append(b"\x87R(")
-            integer(1)
-            out.append(b"(")
-            for d in o.shape:
-                integer(d)
-            out.append(b"t")
-            glob("numpy", "dtype")
-            string(o.dtype.str[1:].encode())
-            integer(0)
-            integer(1)
-            out.append(b"\x87R(")
-            integer(3)
-            string(b"|")
-            out.append(b"NNN")
-            integer(-1)
-            integer(-1)
-            integer(0)
-            out.append(b"tb\x89")
-            string(o.tobytes())
-            out.append(b"tb")
-        else:
-            raise TypeError(type(o))
-
-    write(obj)
-    out.append(b".")
-    return b"".join(out)
-
-
-def py3_pickle(obj) -> bytes:
-    """A Python 3 pickle with bytes keys (b'data', b'labels'), as the CIFAR page describes."""
-    def keys(o):
-        return {k.encode(): keys(v) for k, v in o.items()} if isinstance(o, dict) else o
-    return pickle.dumps(keys(obj), protocol=4)
-
-
-def make_cifar_tar(path: Path, per_batch: int = 4, *, seed: int = 0, dumps=py2_pickle, replace=None) -> tuple:
-    """Write a small ``cifar-10-python.tar.gz``; return (data rows (N, 3072), labels (N,))."""
+def make_cifar_tar(path: Path, per_batch: int = 4, *, seed: int = 0, replace=None) -> tuple:
+    """Write a small ``cifar-10-binary.tar.gz`` (records: a label byte, then the R, G, B planes); return (data rows
+    (N, 3072), labels (N,))."""
     rng = np.random.default_rng(seed)
     members, rows, labels = {}, [], []
     for b in range(1, 6):
         data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        lab = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        lab = rng.integers(0, 10, size=per_batch).astype(np.uint8)
         rows.append(data)
-        labels += lab
-        members[f"data_batch_{b}"] = dumps({"batch_label": f"training batch {b} of 5", "labels": lab, "data": data})
-    members["test_batch"] = dumps({"labels": [0], "data": np.zeros((1, 3072), np.uint8)})
-    members["batches.meta"] = dumps({"label_names": list(CIFAR10_CLASSES), "num_vis": 3072})
+        labels += lab.tolist()
+        members[f"data_batch_{b}.bin"] = np.column_stack([lab, data]).tobytes()
+    members["test_batch.bin"] = bytes(3073)
+    members["batches.meta.txt"] = ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()  # blank lines at the end, as sent
     members.update(replace or {})
     with tarfile.open(path, "w:gz") as tar:
         for name, blob in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     return np.concatenate(rows), np.array(labels)
@@ -154,14 +83,13 @@ def make_cifar_tar(path: Path, per_batch: int = 4, *, seed: int = 0, dumps=py2_p
 def cifar_raw(tmp_path_factory):
     """A converted fake CIFAR-10 (20 images) shared by the CIFAR-10N/10S tests."""
     root = tmp_path_factory.mktemp("cifar")
-    rows, labels = make_cifar_tar(root / "cifar-10-python.tar.gz", per_batch=4, seed=1)
-    convert_cifar10(archive=root / "cifar-10-python.tar.gz", out=root / "raw")
+    rows, labels = make_cifar_tar(root / "cifar-10-binary.tar.gz", per_batch=4, seed=1)
+    convert_cifar10(archive=root / "cifar-10-binary.tar.gz", out=root / "raw")
     return root / "raw", rows, labels
 
 
-@pytest.mark.parametrize("dumps", [py2_pickle, py3_pickle], ids=["py2-pickle", "py3-bytes-keys"])
-def test_cifar10_layout_order_and_pixels(tmp_path, dumps):
-    rows, labels = make_cifar_tar(tmp_path / "c.tar.gz", per_batch=3, dumps=dumps)
+def test_cifar10_layout_order_and_pixels(tmp_path):
+    rows, labels = make_cifar_tar(tmp_path / "c.tar.gz", per_batch=3)
     table = convert_cifar10(archive=tmp_path / "c.tar.gz", out=tmp_path / "out")
     assert len(table) == 15
     csv_rows = read_rows(tmp_path / "out")
@@ -198,13 +126,13 @@ class _Evil:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_pickle_with_forbidden_global_is_refused(tmp_path):
+def test_a_pickle_in_place_of_a_batch_is_refused_and_never_run(tmp_path):
     marker = tmp_path / "pwned"
     evil = pickle.dumps({"data": _Evil(marker), "labels": [0]}, protocol=2)
-    make_cifar_tar(tmp_path / "c.tar.gz", per_batch=1, replace={"data_batch_3": evil})
+    make_cifar_tar(tmp_path / "c.tar.gz", per_batch=1, replace={"data_batch_3.bin": evil})
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "previous.txt").write_text("kept")
-    with pytest.raises(DataError, match=r"data_batch_3.*forbidden global (posix|os)\.system"):
+    with pytest.raises(DataError, match=rf"data_batch_3\.bin: {len(evil)} bytes is no whole number of 3073-byte"):
         convert_cifar10(archive=tmp_path / "c.tar.gz", out=tmp_path / "out")
     assert not marker.exists()
     assert (tmp_path / "out" / "previous.txt").read_text() == "kept"  # old output untouched
@@ -222,10 +150,15 @@ def test_corrupt_tar_is_a_data_error_and_writes_nothing(tmp_path, damage):
     no_leftovers(tmp_path, {"c.tar.gz"})
 
 
-def test_label_count_not_image_count_names_the_batch(tmp_path):
-    bad = py2_pickle({"labels": [1, 2, 3], "data": np.zeros((2, 3072), np.uint8)})
-    make_cifar_tar(tmp_path / "c.tar.gz", per_batch=2, replace={"data_batch_2": bad})
-    with pytest.raises(DataError, match=r"c\.tar\.gz::cifar-10-batches-py/data_batch_2: has 2 images but 3 labels"):
+@pytest.mark.parametrize("member, blob, message", [
+    ("data_batch_2.bin", bytes(3073 * 2 - 1), r"data_batch_2\.bin: 6145 bytes is no whole number of 3073-byte records"),
+    ("data_batch_2.bin", b"", r"data_batch_2\.bin: 0 bytes is no whole number"),
+    ("batches.meta.txt", "airplane\nautomobile\n".encode(), r"batches\.meta\.txt: 2 class name\(s\) for labels up to "),
+    ("batches.meta.txt", b"\xff\xfe", r"batches\.meta\.txt: not UTF-8 text"),
+])
+def test_a_bad_batch_or_class_list_names_the_member(tmp_path, member, blob, message):
+    make_cifar_tar(tmp_path / "c.tar.gz", per_batch=2, seed=3, replace={member: blob})
+    with pytest.raises(DataError, match=r"c\.tar\.gz::cifar-10-batches-bin/" + message):
         convert_cifar10(archive=tmp_path / "c.tar.gz", out=tmp_path / "out")
     no_leftovers(tmp_path, {"c.tar.gz"})
 
@@ -560,3 +493,14 @@ def test_one_image_id_rule_for_every_reader_and_writer(tmp_path):
     path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\na/../2.png,1,,\n")
     with pytest.raises(DataError, match=r"relative path of plain names inside images/, got \['a/../2.png'\]"):
         read_labels_csv(path)
+
+
+def test_a_labels_row_with_an_extra_field_is_one_line_naming_it(tmp_path):
+    from labelbench.data.files import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_text("image_id,given_label,true_label,label_error\na.png,0,0,0\nb.png,1,1,0,9\n")
+    with pytest.raises(DataError) as refused:
+        read_labels_csv(path)
+    assert str(refused.value) == (f"{path}: not a readable CSV file (Error tokenizing data. C error: Expected 4 fields "
+                                  "in line 3, saw 5)")

@@ -92,3 +92,31 @@ def test_several_outputs_are_all_new_or_all_as_they_were(tmp_path, monkeypatch):
     assert {path: path.read_bytes() for path in (first, second)} == before
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "benchmark.csv", "sub", "sub/summary.json"]
+
+
+@pytest.mark.parametrize("old", [False, True])
+def test_a_stage_terminated_mid_write_leaves_no_temporary_files_and_the_old_output(tmp_path, old):
+    """SIGTERM (`kill`, a scheduler's preemption) inside the block writing an output: exit code 143, the folder
+    holds the old output (or nothing) and no hidden temporary copy."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    if old:
+        out.mkdir()
+        (out / "kept").write_text("old")
+    script = ("import os, signal, sys\n"
+              "from labelbench.data.files import atomic_dir, stage_main\n"
+              "@stage_main\n"
+              "def main(argv):\n"
+              "    with atomic_dir(sys.argv[1]) as tmp:\n"
+              "        (tmp / 'part').write_text('new')\n"
+              "        os.kill(os.getpid(), signal.SIGTERM)\n"
+              "        (tmp / 'never').write_text('new')\n"
+              "    return 0\n"
+              "sys.exit(main(None))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert done.returncode == 143, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if old else [])
+    if old:
+        assert sorted(p.name for p in out.iterdir()) == ["kept"] and (out / "kept").read_text() == "old"

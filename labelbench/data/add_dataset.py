@@ -242,16 +242,16 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
     for key in keys[:-1]:
         parent = parent[key]
     parent[keys[-1]] = {**(parent[keys[-1]] or {}), name: entry}
-    if parse_yaml(new, path) != expected:
-        raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
     with tempfile.TemporaryDirectory() as tmp:  # a schema's ParamsError names ``path``
         candidate = Path(tmp) / "params.yaml"
         candidate.write_text(new, encoding="utf-8")
-        for schema in schemas:
+        for schema in schemas:  # first: a bad value (NaN too, which equals nothing) is named as such
             try:
                 load_params(schema, candidate)
             except ParamsError as exc:
                 raise ParamsError(str(exc).replace(str(candidate), str(path) + " (after registering)")) from None
+    if parse_yaml(new, path) != expected:
+        raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
     return new
 
 

@@ -15,8 +15,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -46,17 +48,28 @@ def existing_file(path: os.PathLike | str) -> Path:
 def stage_main(main):
     """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
     ParamsError or another ValueError, OSError) turned into one ``error:`` line and exit code 1, not a traceback.
-    Outputs are written atomically, so what failed to be written keeps its previous content."""
+    Outputs are written atomically, so what failed to be written keeps its previous content. SIGTERM (``kill``, a
+    scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are removed and
+    the previous ones kept, where the default action would leave the temporary files behind."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
+        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
         try:
             return main(argv)
         except (OSError, ValueError) as exc:  # DataError and ParamsError are ValueErrors
             print(f"error: {exc}", file=sys.stderr)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         return 1
 
     return run
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 # --- atomic writing -------------------------------------------------------------------------
@@ -189,7 +202,7 @@ def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
     except pd.errors.EmptyDataError:
         raise DataError(path, "is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV file ({exc})") from None
+        raise DataError(path, f"not a readable CSV file ({str(exc).strip()})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; has {list(frame.columns)}")

@@ -4,7 +4,7 @@ common raw layout (:mod:`labelbench.data.raw.layout`): ``images/<image_id>`` PNG
 ===================  ==========================================  ===============================
 dataset              sources (file names under the sources dir)  labels.csv row order
 ===================  ==========================================  ===============================
-cifar-10             cifar-10-python.tar.gz (fetched, md5)       index i (torchvision order)
+cifar-10             cifar-10-binary.tar.gz (fetched, md5)       index i (torchvision order)
 cifar-10n-agg/worst  raw cifar-10 folder + cifar-10n_human_      index i
                      labels.npz
 cifar-10s            raw cifar-10 folder + cifar-10s_noisy_      ImageFolder (class, number)

@@ -2,10 +2,10 @@
 
 Sources:
 
-* ``cifar-10-python.tar.gz``: ``cifar-10-batches-py/data_batch_1..5`` and ``batches.meta``,
-  Python-2 pickles of dicts (``data`` uint8 (10000, 3072): the R, G, then B planes of 32x32
-  images; ``labels``; meta ``label_names``), read by :class:`RestrictedUnpickler`, which builds
-  nothing but plain containers and numpy arrays.
+* ``cifar-10-binary.tar.gz``: ``cifar-10-batches-bin/data_batch_1..5.bin``, fixed-length records (a label
+  byte, then the R, G and B planes of a 32x32 image: 3073 bytes), and ``batches.meta.txt``, the class names one
+  per line. The binary batches hold the images and labels of the Python version's pickled batches in the same
+  order, so nothing is unpickled.
 * CIFAR-10N, an ``.npz`` of int arrays (50000,) ``clean_label``, ``aggre_label``, ``worse_label``,
   ...; entry i labels training image i (torchvision order: data_batch_1 rows first).
 * CIFAR-10S, a CSV ``image,label``: ``image`` a path ending in ``train/<class name>/<NNNN>.png``
@@ -15,9 +15,7 @@ Sources:
 from __future__ import annotations
 
 import csv
-import io
 import os
-import pickle
 import re
 import tarfile
 import zlib
@@ -32,10 +30,11 @@ from labelbench.data.classes import CIFAR10_CLASSES
 from labelbench.data.files import DataError, existing_file
 from labelbench.data.raw.layout import RawTable, read_raw, save_png, write_imagefolder, write_raw
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-TRAIN_BATCHES = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)]
-META = "cifar-10-batches-py/batches.meta"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+TRAIN_BATCHES = [f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)]
+META = "cifar-10-batches-bin/batches.meta.txt"
+RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes
 CIFAR10N_VARIANTS = {"agg": "aggre_label", "worst": "worse_label"}
 _PREFIX_10S = re.compile(r"(?:^|.*/)(train/([A-Za-z0-9_]+)/(\d{4,})\.png)$")
 
@@ -44,76 +43,35 @@ def cifar10n_image_id(index: int) -> str:
     return f"train/image_id_{index}.png"
 
 
-# --- restricted unpickling ------------------------------------------------------------------
-
-try:
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
-
-_ALLOWED = {
-    ("builtins", "dict"): dict, ("builtins", "list"): list, ("builtins", "str"): str,
-    ("builtins", "bytes"): bytes, ("builtins", "int"): int, ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype, ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals of :data:`_ALLOWED`; any other raises :class:`pickle.UnpicklingError`."""
-
-    def find_class(self, module: str, name: str):
-        key = ("builtins" if module == "__builtin__" else module, name)  # Python-2 pickles say __builtin__
-        if key not in _ALLOWED:
-            raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
-        return _ALLOWED[key]
-
-
-def restricted_loads(data: bytes, source) -> dict:
-    """Unpickle a dict with :class:`RestrictedUnpickler` (bytes keys decoded); DataError naming ``source``."""
-    try:
-        obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except Exception as exc:  # a forbidden global is an UnpicklingError; malformed pickles raise many types
-        raise DataError(source, f"not a readable or allowed pickle ({type(exc).__name__}: {exc})") from None
-    if not isinstance(obj, dict):
-        raise DataError(source, f"expected a pickled dict, got {type(obj).__name__}")
-    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
-
-
 # --- CIFAR-10 -----------------------------------------------------------------------------
 
 
 def load_cifar10_train(archive: os.PathLike | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The training set of ``cifar-10-python.tar.gz``, read without extracting it: ``images`` uint8
+    """The training set of ``cifar-10-binary.tar.gz``, read without extracting it: ``images`` uint8
     (50000, 32, 32, 3) RGB, ``labels`` int64 (50000,) and the class names, in torchvision order.
     Corrupt or unexpected content raises DataError naming the archive (and member)."""
     archive = existing_file(archive)
-    images, labels = [], []
+    records = []
     try:
         with tarfile.open(archive, mode="r:gz") as tar:
-            meta = restricted_loads(_member(tar, archive, META), f"{archive}::{META}")
-            names = meta.get("label_names")
-            if not isinstance(names, list) or not names:
-                raise DataError(f"{archive}::{META}", "no label_names list")
-            classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+            try:
+                classes = [line.strip() for line in _member(tar, archive, META).decode("utf-8").splitlines()]
+            except UnicodeDecodeError:
+                raise DataError(f"{archive}::{META}", "not UTF-8 text (the class names, one per line)") from None
             for member in TRAIN_BATCHES:
-                where = f"{archive}::{member}"
-                batch = restricted_loads(_member(tar, archive, member), where)
-                data, lab = batch.get("data"), np.asarray(batch.get("labels"))
-                if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
-                    raise DataError(where, f"'data' must be a uint8 (n, 3072) array, got {type(data).__name__}")
-                if lab.ndim != 1 or not np.issubdtype(lab.dtype, np.integer):
-                    raise DataError(where, "'labels' must be a list of ints")
-                if len(lab) != data.shape[0]:
-                    raise DataError(where, f"has {data.shape[0]} images but {len(lab)} labels")
-                images.append(data)
-                labels.append(lab.astype(np.int64))
+                data = _member(tar, archive, member)
+                if not data or len(data) % RECORD:
+                    raise DataError(f"{archive}::{member}", f"{len(data)} bytes is no whole number of {RECORD}-byte "
+                                                            "records (a label byte, then 3072 pixel bytes)")
+                records.append(np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(archive, f"corrupt or truncated tar.gz archive ({type(exc).__name__}: {exc})") from None
-    labels = np.concatenate(labels)
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise DataError(archive, f"labels outside [0, {len(classes)})")
-    return np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, classes
+    classes = [name for name in classes if name]  # the file ends in blank lines
+    records = np.concatenate(records)
+    labels = records[:, 0].astype(np.int64)
+    if len(classes) < 2 or labels.max() >= len(classes):
+        raise DataError(f"{archive}::{META}", f"{len(classes)} class name(s) for labels up to {labels.max()}")
+    return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, classes
 
 
 def _member(tar: tarfile.TarFile, archive: Path, name: str) -> bytes:
@@ -124,7 +82,7 @@ def _member(tar: tarfile.TarFile, archive: Path, name: str) -> bytes:
 
 
 def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> RawTable:
-    """``cifar-10-python.tar.gz`` -> raw layout: image i (torchvision order) becomes
+    """``cifar-10-binary.tar.gz`` -> raw layout: image i (torchvision order) becomes
     ``images/train/image_id_<i>.png``, given = true = its label, label_error 0; rows in index order."""
     images, labels, classes = load_cifar10_train(archive)
     table = RawTable(

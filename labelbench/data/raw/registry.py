@@ -39,7 +39,7 @@ class Recipe:
     needs_added: bool = False  # reads the dataset's folder data/added/<name> (add-dataset --images)
 
 
-CIFAR10_TAR = Source("cifar-10-python.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
+CIFAR10_TAR = Source("cifar-10-binary.tar.gz", CIFAR10_URL, md5=CIFAR10_MD5)
 CIFAR10N_NPZ = Source("cifar-10n_human_labels.npz", note="CIFAR-10N human labels (clean_label, aggre_label, ...)")
 CIFAR10S_CSV = Source("cifar-10s_noisy_labels_noise_amount_0.2_sparsity_0.4.csv",
                       note="CIFAR-10S noisy labels (columns image,label) from the confident-learning authors")
