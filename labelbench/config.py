@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from labelbench.data.files import DataError, parse_yaml
+from labelbench.data.files import DataError, load_yaml
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
@@ -251,7 +251,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
     try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"), path)
+        raw = load_yaml(path)
     except DataError as exc:
         raise ParamsError(str(exc)) from None
     if not isinstance(raw, dict):

@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from labelbench.config import load_params
 from labelbench.data.io import DataError, atomic_outputs
 from labelbench.data.verify import verify
@@ -20,21 +18,9 @@ from labelbench.evaluation.benchmark import BENCHMARK_COLUMNS, FILTER_COLUMNS
 from labelbench.evaluation.metrics import metric_names
 from labelbench.evaluation.params import ReportParams
 from labelbench.evaluation.report import (
-    dot_plot, family_section, method_scores, pr_curves, top_ranked, write_markdown,
+    dot_plot, family_section, method_scores, pr_curves, read_table, top_ranked, write_markdown,
 )
-from labelbench.data.files import stage_main
-
-
-def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A table written by the benchmark stage, with its columns checked."""
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable CSV ({exc})") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing or frame.empty:
-        raise DataError(path, f"missing columns {missing} (rerun the benchmark stage)" if missing else "has no rows")
-    return frame
+from labelbench.data.files import read_text, stage_main
 
 
 def read_summary(path: Path) -> dict:
@@ -44,13 +30,6 @@ def read_summary(path: Path) -> dict:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(path, f"not a summary written by the benchmark stage ({exc!r})") from None
     return summary
-
-
-def read_section(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable markdown section ({exc})") from None
 
 
 @stage_main
@@ -71,7 +50,7 @@ def main(argv=None) -> int:
     filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
     summary = read_summary(args.metrics / "summary.json")
     sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
-    sections += [read_section(path) for path in args.section]
+    sections += [read_text(path) for path in args.section]
     report = params.report
     scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
     top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)

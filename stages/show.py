@@ -5,18 +5,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labelbench.config import ParamsError, load_params
+from labelbench.config import load_params
+from labelbench.data.files import stage_main
 from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.report import headline
 from labelbench.evaluation.scores import resolve_method
 
 
-def main() -> int:
-    try:
-        params = load_params(EvaluateParams)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+@stage_main
+def main(argv=None) -> int:
+    params = load_params(EvaluateParams)
     adjust = " + adjust_pred_probs" if params.adjust_pred_probs else ""
     title = f"Label error detection with {params.score}{adjust} (ensemble: {params.ensemble})"
     method = resolve_method(params.score, adjust_pred_probs=params.adjust_pred_probs)

@@ -41,7 +41,7 @@ def test_copies_every_listed_file_and_the_list(source, tmp_path):
     (lambda root: shutil.rmtree(root), "folder not found"),
     (lambda root: (root / "SHA256SUMS").unlink(), "SHA256SUMS: differs from"),
     (lambda root: (root.parent / "published.SHA256SUMS").write_bytes(b"\xff\xfe"),
-     "published.SHA256SUMS: not a readable sha256sum list"),
+     "published.SHA256SUMS: not UTF-8 text"),
 ])
 def test_anything_else_is_refused_and_nothing_is_written(source, tmp_path, damage, named):
     out = tmp_path / "data" / "published"

@@ -361,3 +361,19 @@ def test_merged_lock_entries_give_the_same_file_in_any_order(tmp_path):
     parents = {"raw": set(), "folds": {"raw"}, "crossval@a-0": {"raw", "folds"}, "crossval@a-1": {"raw", "folds"},
                "assemble": {"crossval@a-0", "crossval@a-1"}}
     assert ancestors(parents, ["crossval@a-0", "crossval@a-1"]) == ["raw", "folds"]
+
+
+def test_a_dvc_lock_or_params_yaml_that_is_not_utf8_is_one_error_naming_it(tmp_path):
+    """The driver's readers of dvc.lock (plain and round-trip) and of params.yaml, and verify's reader."""
+    from labelbench.config import ParamsError, read_yaml
+    from labelbench.data.files import DataError
+    from labelbench.data.verify import lock_outputs
+    from labelbench.ops.distribute import lock_without, read_lock
+
+    (tmp_path / "dvc.lock").write_bytes(b"schema: '2.0'\nstages: {}\n# caf\xe9\n")  # Latin-1, not UTF-8
+    for read in (read_lock, lambda root: lock_without(root, []), lock_outputs):
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'dvc.lock'}: not UTF-8 text")):
+            read(tmp_path)
+    (tmp_path / "params.yaml").write_bytes(b"score: caf\xe9\n")
+    with pytest.raises(ParamsError, match=re.escape(f"{tmp_path / 'params.yaml'}: not UTF-8 text")):
+        read_yaml(tmp_path / "params.yaml")

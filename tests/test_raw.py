@@ -72,8 +72,12 @@ def make_cifar_tar(path: Path, per_batch: int = 4, *, seed: int = 0, replace=Non
     members["batches.meta.txt"] = ("\n".join(CIFAR10_CLASSES) + "\n\n").encode()  # blank lines at the end, as sent
     members.update(replace or {})
     with tarfile.open(path, "w:gz") as tar:
-        for name, blob in members.items():
+        for name, blob in members.items():  # a blob of None: a folder of that name
             info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            if blob is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+                continue
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     return np.concatenate(rows), np.array(labels)
@@ -155,6 +159,7 @@ def test_corrupt_tar_is_a_data_error_and_writes_nothing(tmp_path, damage):
     ("data_batch_2.bin", b"", r"data_batch_2\.bin: 0 bytes is no whole number"),
     ("batches.meta.txt", "airplane\nautomobile\n".encode(), r"batches\.meta\.txt: 2 class name\(s\) for labels up to "),
     ("batches.meta.txt", b"\xff\xfe", r"batches\.meta\.txt: not UTF-8 text"),
+    ("data_batch_4.bin", None, r"data_batch_4\.bin: not a regular file"),
 ])
 def test_a_bad_batch_or_class_list_names_the_member(tmp_path, member, blob, message):
     make_cifar_tar(tmp_path / "c.tar.gz", per_batch=2, seed=3, replace={member: blob})

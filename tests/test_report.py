@@ -145,3 +145,25 @@ def test_headline_intervals_come_from_the_benchmark_rows_of_the_selected_score(t
     assert f"{row['auroc_lo']:.6f}–{row['auroc_hi']:.6f}" in _headline_rows(tmp_path, "self_confidence", False)
     # another variant's rows: their AUROC is not this table's, so no interval is shown rather than a wrong one
     assert "–" not in _headline_rows(tmp_path, "entropy", False).split("resnet18", 1)[1].splitlines()[0]
+
+
+def test_the_headline_names_a_missing_or_stale_metrics_file(workdir, capsys):
+    """`stages/show.py` (make reproduce's last step) before `dvc repro` wrote metrics/models/<dataset>.json, or
+    after params changed: one error line naming the file, not a traceback."""
+    show = load_stage("show")
+    models = workdir / "metrics" / "models"
+    models.mkdir()
+    assert show.main([]) == 1
+    assert "error: metrics/models/roman-numeral.json: not found; `dvc repro` writes it" in capsys.readouterr().err
+    (models / "roman-numeral.json").write_text(json.dumps({"models": {"resnet18": {"auroc": 0.9, "auprc": 0.5}}}))
+    assert show.main([]) == 1
+    assert ("error: metrics/models/roman-numeral.json: not the evaluate stage's metrics for these params (KeyError: "
+            "'lift_at_100'); `dvc repro` rewrites it") in capsys.readouterr().err
+    (models / "roman-numeral.json").write_bytes(b"\xff")
+    assert show.main([]) == 1
+    assert "error: metrics/models/roman-numeral.json: not UTF-8 text" in capsys.readouterr().err
+    metrics = ("auroc", "auprc", "lift_at_100", "lift_at_num_errors", "cv_accuracy")  # valid: the intervals' table next
+    (models / "roman-numeral.json").write_text(json.dumps({"models": {"resnet18": dict.fromkeys(metrics, 0.5)}}))
+    (workdir / "metrics" / "benchmark.csv").write_text("dataset,model\n\"roman")
+    assert show.main([]) == 1
+    assert "error: metrics/benchmark.csv: not a readable CSV" in capsys.readouterr().err

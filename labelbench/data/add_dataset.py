@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id, parse_yaml
+from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id, parse_yaml, read_text
 from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.ops.dvc_cli import dvc
@@ -218,7 +218,7 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
     ``schemas``."""
     from ruamel.yaml import YAML
 
-    text, where = path.read_text(encoding="utf-8"), ".".join(keys)
+    text, where = read_text(path), ".".join(keys)
     old, lines, head = parse_yaml(text, path), text.splitlines(keepends=True), -1
     for depth, key in enumerate(keys):  # the top-level key once, each other one the first under it
         value = r"\s*(\{\}\s*)?(#.*)?$" if depth == len(keys) - 1 else ""

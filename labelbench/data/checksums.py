@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from labelbench.data.files import DataError, atomic_dir
+from labelbench.data.files import DataError, atomic_dir, read_text
 
 
 def checksums_path(root: os.PathLike | str) -> Path | None:
@@ -22,12 +22,8 @@ def checksums_path(root: os.PathLike | str) -> Path | None:
 
 def read_checksums(path: Path) -> dict[str, str]:
     """A ``sha256sum`` file as relative path -> digest."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not a readable sha256sum list ({exc})") from None
     sums = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         digest, _, name = line.partition("  ")
         if len(digest) != 64 or not name:
             raise DataError(path, f"line {number} is not '<sha256>  <path>'")

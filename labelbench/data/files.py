@@ -159,6 +159,22 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
         yield temps[Path(path)]
 
 
+def read_text(path: os.PathLike | str) -> str:
+    """The UTF-8 text of the file ``path``; DataError naming it when it is missing, unreadable or not UTF-8."""
+    path = existing_file(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise DataError(path, f"not readable ({exc.strerror or exc})") from None
+
+
+def load_yaml(path: os.PathLike | str):
+    """The YAML file ``path`` (:func:`read_text`) read by :func:`parse_yaml`."""
+    return parse_yaml(read_text(path), path)
+
+
 def parse_yaml(text: str, source: os.PathLike | str):
     """YAML ``text`` read as DVC reads params.yaml and dvc.lock (ruamel's YAML 1.2 safe loader: ``1e-3`` is a
     number, ``yes`` a string), so a stage sees the values that ``dvc params diff`` shows; DataError naming
@@ -335,11 +351,7 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
 def read_lines(path: os.PathLike | str) -> list[str]:
     """The lines of a UTF-8 text file of one name per line; DataError when missing, not UTF-8, empty or with a
     blank line."""
-    path = existing_file(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    lines = read_text(path).splitlines()
     if not lines:
         raise DataError(path, "is empty")
     if any(not line.strip() for line in lines):

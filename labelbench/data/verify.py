@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from labelbench.data.files import DataError, parse_yaml
+from labelbench.data.files import DataError, load_yaml
 
 _records: dict[tuple[str, int, int], list[dict]] = {}  # dvc.lock -> outs, keyed by path, mtime, size
 _verified: dict[tuple[str, str], tuple] = {}  # (output, recorded md5) -> stat signature when it matched
@@ -68,14 +68,6 @@ def find_root(path: Path) -> Path | None:
     return None
 
 
-def _load_yaml(path: Path):
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not readable ({exc})") from None
-    return parse_yaml(text, path)
-
-
 def lock_outputs(root: Path) -> list[dict]:
     """Every ``outs`` entry of ``<root>/dvc.lock`` as {path (absolute), md5, hash, stage, record}."""
     lock = root / "dvc.lock"
@@ -85,7 +77,7 @@ def lock_outputs(root: Path) -> list[dict]:
         return []
     key = (str(lock), stat.st_mtime_ns, stat.st_size)
     if key not in _records:
-        data = _load_yaml(lock) or {}
+        data = load_yaml(lock) or {}
         stages = (data.get("stages") if isinstance(data, dict) else data) or {}
         if not isinstance(stages, dict):
             raise DataError(lock, "not in DVC's dvc.lock format (`stages` is not a mapping); restore it with "
@@ -112,7 +104,7 @@ def dvcfile_output(root: Path, path: Path) -> dict | None:
             return None
         dvcfile = candidate.with_name(candidate.name + ".dvc")
         if dvcfile.is_file():
-            for out in (_load_yaml(dvcfile) or {}).get("outs") or []:
+            for out in (load_yaml(dvcfile) or {}).get("outs") or []:
                 if Path(os.path.normpath(dvcfile.parent / out["path"])) == candidate:
                     return {"path": candidate, "md5": out.get("md5"), "hash": out.get("hash"), "stage": None,
                             "record": dvcfile.relative_to(root).as_posix(), "dvcfile": dvcfile}

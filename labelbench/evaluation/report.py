@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.benchmark import ENSEMBLE_PREFIX, in_variant_order, variant_label, variant_labels
+from labelbench.evaluation.benchmark import (
+    BENCHMARK_COLUMNS, ENSEMBLE_PREFIX, in_variant_order, variant_label, variant_labels,
+)
 from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.ensembles import score_models, short_model
-from labelbench.data.io import load_dataset, write_text
+from labelbench.data.io import DataError, load_dataset, read_text, write_text
 from labelbench.evaluation.issues import pyplot, save_png, top_ranked  # noqa: F401 - the report's ranked lists
 from labelbench.evaluation.metrics import Ranking, metric_names
 from labelbench.evaluation.scores import ALL_VARIANTS
@@ -290,7 +292,7 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     intervals = {}
     benchmark_csv = metrics_dir / "benchmark.csv"
     if benchmark_csv.is_file():
-        rows = pd.read_csv(benchmark_csv)
+        rows = read_table(benchmark_csv, BENCHMARK_COLUMNS + ["auroc"])
         if {"auroc_lo", "auroc_hi"} <= set(rows.columns):
             rows = rows[(rows["method"] == method) & (rows["adjust_pred_probs"] == adjust_pred_probs)]
             intervals = {(d, m): (a, lo, hi) for d, m, a, lo, hi in
@@ -298,7 +300,8 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     table = Table(title=title, title_justify="left")
     for column in ["dataset", "model", "AUROC", "AUROC interval"] + [metric_title(m) for m in others]:
         table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
-    per_dataset = {name: json.loads((metrics_dir / "models" / f"{name}.json").read_text())["models"] for name in datasets}
+    per_dataset = {name: model_metrics(metrics_dir / "models" / f"{name}.json", ["auroc", *others])
+                   for name in datasets}
     # one number of decimals for the whole column, enough to tell apart the values within each dataset
     digits = max([decimals([v["auroc"] for v in models.values()]) for models in per_dataset.values()], default=4)
     for name, models in per_dataset.items():
@@ -312,6 +315,37 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
                           f"{lo:.{digits}f}–{hi:.{digits}f}" if fresh else "", *(f"{values[m]:.4f}" for m in others),
                           end_section=i == len(models) - 1)
     return table
+
+
+def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A table written by the benchmark stage, with its ``columns`` checked; DataError naming it otherwise."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not a readable CSV ({exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing or frame.empty:
+        raise DataError(path, f"missing columns {missing} (rerun the benchmark stage)" if missing else "has no rows")
+    return frame
+
+
+def model_metrics(path: Path, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """model -> {metric: value} of ``metrics`` from an evaluate stage's ``metrics/models/<dataset>.json``; DataError
+    naming it when it is missing or lacks one of them (not written yet, or for other params: `dvc repro`)."""
+    if not path.is_file():
+        raise DataError(path, "not found; `dvc repro` writes it (stage evaluate)")
+    try:
+        models = json.loads(read_text(path))["models"]
+        for model, values in models.items():
+            for metric in metrics:
+                if not isinstance(values[metric], (int, float)):
+                    raise TypeError(f"{model}: {metric} is {values[metric]!r}")
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"not the evaluate stage's metrics for these params ({type(exc).__name__}: {exc}); "
+                              "`dvc repro` rewrites it") from None
+    if not models:
+        raise DataError(path, "holds no model; `dvc repro` rewrites it")
+    return models
 
 
 def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str = "auroc") -> str:

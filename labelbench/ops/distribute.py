@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from labelbench.ops.dvc_cli import dvc, environment
 from labelbench.ops.remote_check import RemoteError, check_remote, describe, remote_options
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
-from labelbench.data.files import DataError, atomic_path, parse_yaml
+from labelbench.data.files import DataError, atomic_path, load_yaml, parse_yaml, read_text
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
@@ -95,7 +95,7 @@ def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
 
 def read_lock(root: Path) -> dict:
     path = root / "dvc.lock"
-    return ((parse_yaml(path.read_text(), path) or {}) if path.is_file() else {}).get("stages") or {}
+    return ((load_yaml(path) or {}) if path.is_file() else {}).get("stages") or {}
 
 
 def _lock(root: Path):
@@ -104,7 +104,7 @@ def _lock(root: Path):
 
     ruamel, path = YAML(), root / "dvc.lock"
     ruamel.default_flow_style = False
-    return ruamel, ruamel.load(path.read_text()) if path.is_file() else None
+    return ruamel, ruamel.load(read_text(path)) if path.is_file() else None
 
 
 def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:

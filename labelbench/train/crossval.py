@@ -48,7 +48,7 @@ import torch.nn.functional as F
 import yaml
 
 from labelbench.config import Runtime, Train
-from labelbench.data.files import _SHOWN, DataError, atomic_dir, existing_file, read_classes, read_csv_strings
+from labelbench.data.files import _SHOWN, DataError, atomic_dir, read_classes, read_csv_strings, read_text
 from labelbench.data.files import read_labels_csv, write_npy, write_text
 from labelbench.data.verify import verify
 from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
@@ -419,7 +419,7 @@ def load_fold_model(fold_dir: os.PathLike | str, *, device: str = "cpu") -> torc
     """Rebuild a trained fold's model from ``config.yaml`` + ``model.safetensors`` (no pickles)."""
     from safetensors.torch import load_model
 
-    echo = yaml.safe_load(existing_file(Path(fold_dir) / "config.yaml").read_text(encoding="utf-8"))
+    echo = yaml.safe_load(read_text(Path(fold_dir) / "config.yaml"))
     model = create_model(echo["model"], num_classes=int(echo["num_classes"]), pretrained=False)
     load_model(model, str(Path(fold_dir) / "model.safetensors"), device=device)
     return model

@@ -76,9 +76,12 @@ def load_cifar10_train(archive: os.PathLike | str) -> tuple[np.ndarray, np.ndarr
 
 def _member(tar: tarfile.TarFile, archive: Path, name: str) -> bytes:
     try:
-        return tar.extractfile(name).read()
+        file = tar.extractfile(name)  # None for a folder or a link to nothing
     except KeyError:
         raise DataError(archive, f"member {name} missing") from None
+    if file is None:
+        raise DataError(f"{archive}::{name}", "not a regular file")
+    return file.read()
 
 
 def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> RawTable:
