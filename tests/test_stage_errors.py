@@ -120,3 +120,33 @@ def test_a_stage_terminated_mid_write_leaves_no_temporary_files_and_the_old_outp
     assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if old else [])
     if old:
         assert sorted(p.name for p in out.iterdir()) == ["kept"] and (out / "kept").read_text() == "old"
+
+
+def test_what_a_killed_writer_left_is_removed_by_the_next_write_of_that_output(tmp_path):
+    """SIGKILL (the out-of-memory killer) runs no handler: the hidden temporary copy stays, named after the host and
+    the dead pid. The next write of the same output removes it, and leaves alone the copies of a process that still
+    runs and of other outputs."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    script = ("import os, signal, sys\n"
+              "from labelbench.data.files import atomic_dir\n"
+              "with atomic_dir(sys.argv[1]) as tmp:\n"
+              "    (tmp / 'part').write_text('half')\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(f".out.{socket.gethostname()}-") and left.name.endswith(".tmp")
+    assert (left / "part").read_text() == "half"
+    running = tmp_path / f".out.{socket.gethostname()}-{os.getpid()}.x1.tmp"  # this process's: it runs
+    other = tmp_path / f".other.{socket.gethostname()}-999999999.x2.tmp"  # another output's
+    running.mkdir()
+    other.mkdir()
+    with atomic_dir(out) as tmp:
+        (tmp / "done").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", running.name, other.name])
+    assert (out / "done").read_text() == "new"

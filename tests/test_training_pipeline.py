@@ -86,8 +86,9 @@ def test_second_repro_is_a_noop_and_training_is_deterministic(repo):
 
 
 def test_what_a_killed_stage_leaves_is_no_part_of_any_dependency(repo):
-    """A stage killed by SIGKILL cannot remove its temporary output (atomic_outputs: `.<name>.<random>.tmp`), which
-    lies in a folder that assemble and benchmark depend on: .dvcignore and .gitignore leave it out."""
+    """A stage killed by SIGKILL cannot remove its temporary output (atomic_outputs: `.<name>.<host>-<pid>.<random>.tmp`,
+    removed by the next write of that output), which lies in a folder that assemble and benchmark depend on:
+    .dvcignore and .gitignore leave it out."""
     leftover = repo / "data/crossval/digits/test_resnet/.fold_1.k1ll3d.tmp"
     leftover.mkdir()
     (leftover / "heldout_pred_probs.npy").write_bytes(b"half-written")

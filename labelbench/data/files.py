@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import glob
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -89,7 +91,9 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
     (with the usual permissions), the old ones kept aside until every move is done; if the block or any move
     fails, the moved ones are put back, so the outputs are all new or all as they were, and nothing temporary is
     left. An OSError of writing an output (its folder, its temporary path, a move) is a DataError naming the
-    output, not the temporary name; other errors (a read in the block) pass through."""
+    output, not the temporary name; other errors (a read in the block) pass through. A writer killed outright
+    (SIGKILL, the out-of-memory killer: nothing runs) leaves its temporary copies, named after its host and pid;
+    the next write of the same output removes them once that process is gone."""
     outputs = [(Path(p), False) for p in files] + [(Path(p), True) for p in dirs]
     temps: dict[Path, Path] = {}
     moved: list[tuple[Path, Path | None]] = []  # (output, its old copy aside) once the new one is in place
@@ -97,10 +101,12 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
     try:
         for current, is_dir in outputs:
             current.parent.mkdir(parents=True, exist_ok=True)
+            _remove_killed_writers_copies(current)
+            prefix = f".{current.name}.{socket.gethostname()}-{os.getpid()}."
             if is_dir:
-                temps[current] = Path(tempfile.mkdtemp(prefix=f".{current.name}.", suffix=".tmp", dir=current.parent))
+                temps[current] = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=current.parent))
             else:
-                fd, tmp = tempfile.mkstemp(prefix=f".{current.name}.", suffix=".tmp", dir=current.parent)
+                fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=current.parent)
                 os.close(fd)
                 temps[current] = Path(tmp)
         current = None
@@ -109,7 +115,7 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
             os.chmod(temps[current], (0o777 if is_dir else 0o666) & ~_umask())  # mkdtemp/mkstemp: 0700/0600
             old = None
             if current.exists() or current.is_symlink():
-                old = temps[current].with_suffix(".old")  # .<name>.<random>.old
+                old = temps[current].with_suffix(".old")  # .<name>.<host>-<pid>.<random>.old
                 os.replace(current, old)
             try:
                 os.replace(temps[current], current)
@@ -134,6 +140,26 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
     finally:
         for path in [*temps.values(), *(old for _, old in moved if old is not None)]:
             _remove(path)
+
+
+def _remove_killed_writers_copies(output: Path) -> None:
+    """Remove the temporary copies of ``output`` (``.<name>.<host>-<pid>.<random>.tmp`` or ``.old``) that a process
+    of this host left and that no longer runs."""
+    prefix = f".{output.name}.{socket.gethostname()}-"
+    for stale in output.parent.glob(glob.escape(prefix) + "*"):
+        pid = stale.name[len(prefix):].partition(".")[0]
+        if stale.suffix in (".tmp", ".old") and pid.isdigit() and not _running(int(pid)):
+            _remove(stale)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only whether it exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
