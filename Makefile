@@ -48,11 +48,16 @@ reproduce: pull
 	dvc repro
 	@$(BIN)/python stages/show.py
 
+# Two pytest workers (pytest-xdist), a test file per worker at a time: module fixtures (a Ray cluster, an S3
+# server, a pulled clone) are set up once per file, as without xdist. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 benchmark: pull
 	$(BIN)/python benchmarks/bench_benchmark_stage.py

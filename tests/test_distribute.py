@@ -215,27 +215,29 @@ def _cwd(proc) -> str | None:
 
 def test_an_interrupted_driver_resumes_with_only_the_missing_folds(tmp_path, s3, cluster):
     c, _, _ = cluster
-    repo = clone(tmp_path / "resume", s3, folds=5, prefix="c")
+    repo = clone(tmp_path / "resume", s3, folds=3, prefix="c")
     driver = start_driver(repo, c.address)
     seen = []
     for line in driver.stdout:
         seen.append(line)
-        if len(DONE.findall("".join(seen))) == 2:
+        if DONE.search("".join(seen)):  # the first fold is in storage; the others are queued or training
             driver.send_signal(signal.SIGINT)
             break
     seen.append(driver.communicate(timeout=120)[0])
     first = "".join(seen)
     assert driver.returncode == 130 and "interrupted:" in first, first
     before = {name for name, _, _ in DONE.findall(first)}
-    assert len(before) >= 2
+    assert len(before) >= 1
 
     result = drive(repo, c.address)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text
-    already = int(re.search(r"(\d+) of 5 folds already in 'storage'", text).group(1))
-    trained = {name for name, how, _ in DONE.findall(text) if how == "trained"}
-    assert already >= len(before) and len(trained) == 5 - already, text
-    assert not trained & before and len(trained | before) <= 5, text
+    already = int(re.search(r"(\d+) of 3 folds already in 'storage'", text).group(1))
+    # submitted again: only the folds not in storage (> 0: the resume was tested). A fold whose task was cancelled
+    # after it had pushed its run-cache entry is restored from it, not trained again.
+    rerun = {name for name, _, _ in DONE.findall(text)}
+    assert already >= len(before) and len(rerun) == 3 - already > 0, text
+    assert not rerun & before and len(rerun | before) <= 3, text
     assert "no fold retrained" in text, text
 
 
