@@ -39,7 +39,7 @@ FAST = """
 import pathlib, sys
 from labelbench.evaluation.benchmark import run_benchmark, write_outputs
 datasets, ensembles, lift_k, workers, out = eval(sys.argv[1])
-table, filters = run_benchmark(datasets, lift_k=lift_k, ensembles=ensembles, filters=True, workers=workers)
+table, filters = run_benchmark(datasets, lift_k=lift_k, ensembles=ensembles, workers=workers)
 write_outputs(table, filters, pathlib.Path(out), lift_k=lift_k)
 """
 

@@ -266,12 +266,9 @@ def _subset(raw, schema: type[BaseModel]):
     """The part of ``raw`` that ``schema`` reads (other keys of a shared block belong to other stages)."""
     if not isinstance(raw, dict):
         return raw
-    out = {}
-    for name, field in schema.model_fields.items():
-        if name in raw:
-            kind = field.annotation
-            out[name] = _subset(raw[name], kind) if isinstance(kind, type) and issubclass(kind, Part) else raw[name]
-    return out
+    kinds = {name: field.annotation for name, field in schema.model_fields.items() if name in raw}
+    return {name: _subset(raw[name], kind) if isinstance(kind, type) and issubclass(kind, Part) else raw[name]
+            for name, kind in kinds.items()}
 
 
 def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:

@@ -14,10 +14,7 @@ from labelbench.data.files import DataError, atomic_dir, read_text
 def checksums_path(root: os.PathLike | str) -> Path | None:
     """The ``sha256sum`` list of a data root: ``<root>.SHA256SUMS`` beside it (kept in git, so that it
     pins the files even if the folder is damaged), else ``<root>/SHA256SUMS``; None when neither."""
-    for path in (Path(f"{root}.SHA256SUMS"), Path(root) / "SHA256SUMS"):
-        if path.is_file():
-            return path
-    return None
+    return next((p for p in (Path(f"{root}.SHA256SUMS"), Path(root) / "SHA256SUMS") if p.is_file()), None)
 
 
 def read_checksums(path: Path) -> dict[str, str]:

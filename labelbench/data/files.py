@@ -57,7 +57,7 @@ def stage_main(main):
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         main_thread = threading.current_thread() is threading.main_thread()  # the only one that may set handlers
-        previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
+        previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum)) if main_thread else None
         try:
             return main(argv)
         except (OSError, ValueError) as exc:  # DataError and ParamsError are ValueErrors
@@ -70,17 +70,7 @@ def stage_main(main):
     return run
 
 
-def _terminated(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 # --- atomic writing -------------------------------------------------------------------------
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 @contextlib.contextmanager
@@ -111,8 +101,9 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
                 temps[current] = Path(tmp)
         current = None
         yield dict(temps)
+        os.umask(umask := os.umask(0))  # reads the umask, setting it back at once
         for current, is_dir in outputs:
-            os.chmod(temps[current], (0o777 if is_dir else 0o666) & ~_umask())  # mkdtemp/mkstemp: 0700/0600
+            os.chmod(temps[current], (0o777 if is_dir else 0o666) & ~umask)  # mkdtemp/mkstemp: 0700/0600
             old = None
             if current.exists() or current.is_symlink():
                 old = temps[current].with_suffix(".old")  # .<name>.<host>-<pid>.<random>.old
@@ -261,9 +252,8 @@ def write_json(path, obj) -> None:
 
 
 def write_npy(path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def write_csv(path, frame) -> None:

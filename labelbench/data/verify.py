@@ -60,14 +60,6 @@ def listing_md5(entries: list[dict[str, str]]) -> str:
     return hashlib.md5(payload.encode("utf-8")).hexdigest() + ".dir"
 
 
-def find_root(path: Path) -> Path | None:
-    """Nearest folder at or above ``path`` holding ``dvc.yaml``; None when there is none."""
-    for folder in (path, *path.parents):
-        if (folder / "dvc.yaml").is_file():
-            return folder
-    return None
-
-
 def lock_outputs(root: Path) -> list[dict]:
     """Every ``outs`` entry of ``<root>/dvc.lock`` as {path (absolute), md5, hash, stage, record}."""
     lock = root / "dvc.lock"
@@ -114,7 +106,7 @@ def dvcfile_output(root: Path, path: Path) -> dict | None:
 def recorded_output(path: os.PathLike | str) -> tuple[Path, dict] | None:
     """(repository root, the recorded output holding ``path``), or None when no output holds it."""
     path = Path(os.path.abspath(path))  # normalised, symlinks kept (as DVC sees the workspace)
-    root = find_root(path if path.is_dir() else path.parent)
+    root = next((f for f in (path, *path.parents) if (f / "dvc.yaml").is_file()), None)  # nearest holding dvc.yaml
     if root is None:
         return None
     holding = [o for o in lock_outputs(root) if o["path"] == path or o["path"] in path.parents]
@@ -190,16 +182,13 @@ def _error(path: Path, problem: str) -> DataError:
     return DataError(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path, problem)
 
 
-def cache_dir(root: Path) -> Path:
-    """The DVC cache folder: ``cache.dir`` of .dvc/config.local, else of .dvc/config, else .dvc/cache."""
+def cache_object(root: Path, md5: str) -> Path:
+    """Object ``md5`` of the DVC cache: ``cache.dir`` of .dvc/config.local, else of .dvc/config, else .dvc/cache."""
     config = configparser.ConfigParser(interpolation=None)
     config.read([root / ".dvc" / "config", root / ".dvc" / "config.local"], encoding="utf-8")  # local wins
     value = config.get("cache", "dir", fallback=None)
-    return (root / ".dvc" / os.path.expanduser(value)).resolve() if value else root / ".dvc" / "cache"
-
-
-def cache_object(root: Path, md5: str) -> Path:
-    return cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
+    cache = (root / ".dvc" / os.path.expanduser(value)).resolve() if value else root / ".dvc" / "cache"
+    return cache / "files" / "md5" / md5[:2] / md5[2:]
 
 
 def _cached_listing(root: Path, md5: str) -> list[dict] | None:

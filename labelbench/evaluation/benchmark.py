@@ -65,7 +65,6 @@ class Task:
     models: tuple[str, ...]
     lift_k: int
     ensembles: tuple[str, ...] = ()
-    filters: bool = True
     bootstrap: bool = False  # replicates on the dataset's resample weights (_WEIGHTS)
 
 
@@ -101,12 +100,11 @@ def _run_task(task: Task) -> tuple[list[dict], list[dict], list[dict]]:
             rows.append(_metric_row(task.dataset, model, method, adjust, _measure(task, scores, replicates)))
         for method, scores in _DETECTORS.get(task.dataset, {}).get(model, {}).items():  # beside them, judged alike
             rows.append(_metric_row(task.dataset, model, method, False, _measure(task, scores, replicates)))
-        if task.filters:
-            confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
-            for filter_by in FILTER_BY:
-                flagged = _find_label_issues(labels, pred_probs, filter_by, confident_joint)
-                filter_rows.append({"dataset": task.dataset, "model": model, "filter_by": filter_by,
-                                    **filter_metrics(is_error=is_error, flagged=flagged)})
+        confident_joint = compute_confident_joint(labels, pred_probs)  # once for the seven filters
+        for filter_by in FILTER_BY:
+            flagged = _find_label_issues(labels, pred_probs, filter_by, confident_joint)
+            filter_rows.append({"dataset": task.dataset, "model": model, "filter_by": filter_by,
+                                **filter_metrics(is_error=is_error, flagged=flagged)})
         return rows, filter_rows, replicates
     pred_probs_list = [data.pred_probs[m] for m in task.models]
     member_scores = [all_variant_scores(labels=labels, pred_probs=p, variants=CLEANLAB_VARIANTS)
@@ -143,7 +141,6 @@ def run_benchmark(
     *,
     lift_k: int = 100,
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
-    filters: bool = True,
     workers: int | None = None,
     bootstrap: BootstrapSettings | None = None,
     detectors: Callable[[dict[str, Dataset]], dict[str, dict[str, dict[str, np.ndarray]]]] | None = None,
@@ -153,9 +150,7 @@ def run_benchmark(
     (:func:`interval_columns`). ``detectors``: a function of the loaded datasets (name -> Dataset) giving
     dataset -> model -> detector -> scores (N,) of the other detector families, rows beside that model's pred_probs
     variants (method = the detector's name), in the same verdict group."""
-    lift_k, ensembles = int(lift_k), tuple(ensembles)
-    for check in ensembles:
-        check_scheme(check)
+    lift_k, ensembles = int(lift_k), tuple(map(check_scheme, ensembles))  # an unknown scheme: refused before any work
     _LOADED.clear()
     _WEIGHTS.clear()
     _DETECTORS.clear()
@@ -169,7 +164,7 @@ def run_benchmark(
     # ensemble tasks first: they are the longest
     tasks = [Task(name, tuple(models), lift_k, ensembles, bootstrap=bootstrap is not None)
              for name, (_, models) in datasets.items() if ensembles and len(models) > 1]
-    tasks += [Task(name, (model,), lift_k, filters=filters, bootstrap=bootstrap is not None)
+    tasks += [Task(name, (model,), lift_k, bootstrap=bootstrap is not None)
               for name, (_, models) in datasets.items() for model in models]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     try:
@@ -308,15 +303,12 @@ def trained_detector_scores(params, crossval_root: Path, datasets: dict[str, Dat
 
     settings = params.benchmark.detectors
     out = {}
-    for name, (_, models) in params.roots().items():
-        if name not in params.crossval.datasets:
-            continue
-        labels = datasets[name].given_labels
+    for name in params.crossval.datasets:  # params.roots()'s trained datasets, in its order, with their models
         out[name] = {}
-        for model in models:
+        for model in params.crossval.models:
             fold_dirs = [Path(crossval_root) / name / model / f"fold_{k}" for k in params.crossval.folds]
             for fold_dir in fold_dirs:
                 verify(fold_dir)
-            out[name][model] = record_scores(fold_dirs, labels=labels, neighbours=settings.neighbours,
-                                             el2n_epoch=settings.el2n_epoch)
+            out[name][model] = record_scores(fold_dirs, labels=datasets[name].given_labels,
+                                             neighbours=settings.neighbours, el2n_epoch=settings.el2n_epoch)
     return out

@@ -201,11 +201,6 @@ def paired_verdicts(points: np.ndarray, replicates: np.ndarray, *, level: float)
     points = np.asarray(points, dtype=np.float64)
     best = int(np.argmax(points))
     top = points >= points[best]
-    verdicts = []
-    for v in range(points.shape[0]):
-        if top[v]:
-            verdicts.append("best" if top.sum() == 1 else "tied")
-            continue
-        lo, hi = percentile_interval(replicates[v] - replicates[best], level=level)
-        verdicts.append("tied" if lo <= 0 <= hi else "worse")
-    return verdicts
+    intervals = [percentile_interval(r - replicates[best], level=level) for r in replicates]
+    return [("best" if top.sum() == 1 else "tied") if is_top else ("tied" if lo <= 0 <= hi else "worse")
+            for is_top, (lo, hi) in zip(top, intervals)]

@@ -89,19 +89,13 @@ def ensemble_weights(scheme: str, *, labels: np.ndarray, pred_probs_list: Sequen
     if weighting == "accuracy":
         accuracies = np.array([accuracy(labels, p) for p in pred_probs_list])
         return accuracies / sum(accuracies)
-    losses = []  # each model's log loss does not depend on t: computed once (cleanlab: per t, the same values)
-    for pred_probs in pred_probs_list:
-        clipped = np.clip(pred_probs, a_min=CLIPPING_LOWER_BOUND, a_max=None)
-        clipped /= clipped.sum(axis=1)[:, np.newaxis]
-        losses.append(log_loss(labels, clipped))
-    best_loss, best_weights = float("inf"), None
-    for t in LOG_LOSS_SEARCH_T:
-        unnormalised = [np.exp(-t * loss) for loss in losses]
-        weights = np.array(unnormalised) / sum(unnormalised)
-        loss = log_loss(labels, weighted_pred_probs(weights, pred_probs_list))
-        if best_loss > loss:
-            best_loss, best_weights = loss, weights.copy()
-    return best_weights
+    # each model's log loss does not depend on t: computed once (cleanlab: per t, the same values)
+    clipped = (np.clip(p, a_min=CLIPPING_LOWER_BOUND, a_max=None) for p in pred_probs_list)
+    losses = [log_loss(labels, c / c.sum(axis=1)[:, np.newaxis]) for c in clipped]
+    unnormalised = ([np.exp(-t * loss) for loss in losses] for t in LOG_LOSS_SEARCH_T)
+    candidates = [np.array(u) / sum(u) for u in unnormalised]
+    # the first t whose weighted pred_probs have the lowest log loss (strictly lower replaces), as cleanlab's search
+    return min(candidates, key=lambda w: log_loss(labels, weighted_pred_probs(w, pred_probs_list)))
 
 
 def weighted_pred_probs(weights: np.ndarray, pred_probs_list: Sequence[np.ndarray]) -> np.ndarray:

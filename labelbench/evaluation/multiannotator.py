@@ -307,14 +307,11 @@ _DESCRIPTIONS = {
 
 
 def _describe(column: str) -> str:
-    if column in _DESCRIPTIONS:
-        return _DESCRIPTIONS[column]
-    lift = re.fullmatch(r"lift_at_(\d+)", column)
-    if lift:
+    if lift := re.fullmatch(r"lift_at_(\d+)", column):
         return (f"share of wrong consensus labels among the {lift.group(1)} lowest-scored images, divided by "
                 f"the overall share (1 = chance)")
-    return "a metric of the registry (`labelbench.evaluation.metrics`) of the quality score for finding the " \
-           "wrong consensus labels"
+    return _DESCRIPTIONS.get(column, "a metric of the registry (`labelbench.evaluation.metrics`) of the quality score "
+                                     "for finding the wrong consensus labels")
 
 
 def _cell(value) -> str:

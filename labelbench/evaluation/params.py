@@ -97,12 +97,6 @@ class Issues(Block):
     grid: Positive
 
 
-#: The datasets trained here and their models (data/trained); with the fold ids, whose folders hold the training
-#: records.
-Trained = part_of(Crossval, "datasets", "models")
-TrainedFolds = part_of(Crossval, "datasets", "models", "folds")
-
-
 class Source(NamedTuple):
     """Where one dataset's files are: ``root`` of the data contract, its ``models``, whether its
     label errors are known (``label_errors``: benchmarked), and ``extras``, the folder that may
@@ -119,7 +113,7 @@ class Datasets(Part):
     here, every one added (data/added)."""
 
     published: Published
-    crossval: Trained
+    crossval: part_of(Crossval, "datasets", "models")  # the datasets trained here and their models (data/trained)
     added: Added
 
     @model_validator(mode="after")
@@ -162,7 +156,7 @@ class EvaluateParams(Datasets):
 
 
 class BenchmarkParams(Datasets):
-    crossval: TrainedFolds
+    crossval: part_of(Crossval, "datasets", "models", "folds")  # and the fold ids: their folders hold the records
     lift_k: Positive
     benchmark: Benchmark
 
@@ -172,14 +166,8 @@ class ReportParams(Datasets):
     report: Report
 
 
-class Ranking(Part):
-    whole = Report
-    ranking_method: Method
-    ranking_ensemble: Scheme
-
-
 class IssuesParams(Datasets):
-    report: Ranking
+    report: part_of(Report, "ranking_method", "ranking_ensemble")
     issues: Issues
 
 

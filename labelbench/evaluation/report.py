@@ -80,37 +80,19 @@ def _pivot(rows: pd.DataFrame, *, index: str, columns: str, values: str) -> pd.D
     return table.loc[list(dict.fromkeys(rows[index])), list(dict.fromkeys(rows[columns]))]
 
 
-def marked_table(rows: pd.DataFrame, *, index: str, columns: str, metric: str) -> pd.DataFrame:
-    """Cells :func:`marked_cell` of ``metric`` pivoted (``index`` x ``columns`` of ``rows``)."""
-    digits = decimals(rows[metric])
-    frame = rows.assign(_cell=[marked_cell(r, metric=metric, digits=digits) for _, r in rows.iterrows()])
-    return _pivot(frame, index=index, columns=columns, values="_cell")
-
-
 def variant_tables(benchmark: pd.DataFrame, dataset: str, metric: str, *, ensembles: bool = False) -> pd.DataFrame:
     """Rows: method variants; columns: single models (``ensembles``: rows: ensemble schemes; columns: the cleanlab
     variants). Cells: ``metric`` (marked, with its interval, when the benchmark has the bootstrap's columns:
-    :func:`marked_table`)."""
+    :func:`marked_cell`), at one number of decimals for the whole table (:func:`decimals`)."""
     in_group = benchmark["model"].str.startswith(ENSEMBLE_PREFIX) == ensembles
     rows = benchmark[(benchmark["dataset"] == dataset) & in_group]
     rows = rows.assign(variant=variant_labels(rows), short_model=[short_model(m) for m in rows["model"]])
     rows = rows.set_index("variant").loc[in_variant_order(set(rows["variant"]))].reset_index()
+    digits = decimals(rows[metric])
+    rows = rows.assign(_cell=[marked_cell(r, metric=metric, digits=digits) for _, r in rows.iterrows()])
     index, columns = ("short_model", "variant") if ensembles else ("variant", "short_model")
-    table = marked_table(rows, index=index, columns=columns, metric=metric)
+    table = _pivot(rows, index=index, columns=columns, values="_cell")
     return table.rename_axis(index="ensemble scheme" if ensembles else "method", columns=None)
-
-
-def filter_table(filters: pd.DataFrame, dataset: str, metric: str = "f1") -> pd.DataFrame:
-    return _pivot(filters[filters["dataset"] == dataset], index="filter_by", columns="model", values=metric).rename(
-        columns=short_model)
-
-
-def verdict_table(summary: dict) -> pd.DataFrame:
-    """Rows: variants; columns: metrics; cells ``wins / ties / losses`` over the single-model pairs."""
-    return pd.DataFrame({
-        variant: {metric_title(m): f"{c['wins']} / {c['ties']} / {c['losses']}" for m, c in counts.items()}
-        for variant, counts in summary["verdicts"].items()
-    }).T.rename_axis("method")
 
 
 def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, ensemble: str) -> dict:
@@ -119,12 +101,9 @@ def method_scores(datasets: dict[str, tuple[str, list[str]]], *, method: str, en
 
     The ensemble column (present with two or more models) comes last; it ranks the examples.
     """
-    out = {}
-    for name, (root, models) in datasets.items():
-        data = load_dataset(root, name, models=models)
-        out[name] = (data, score_models({m: data.pred_probs[m] for m in models}, labels=data.given_labels,
-                                        method=method, ensemble=ensemble).columns)
-    return out
+    loaded = {name: load_dataset(root, name, models=models) for name, (root, models) in datasets.items()}
+    return {name: (data, score_models(data.pred_probs, labels=data.given_labels, method=method,
+                                      ensemble=ensemble).columns) for name, data in loaded.items()}
 
 
 def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame, summary: dict,
@@ -146,9 +125,12 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
     ]
     summary_frame = pd.DataFrame(summary["methods"]).T.rename(columns=metric_title).rename_axis("method")
     parts += [_markdown_table(summary_frame), ""]
-    if "verdicts" in summary:
+    if "verdicts" in summary:  # rows: variants; columns: metrics; cells: wins / ties / losses over the pairs
+        verdicts = {v: {metric_title(m): f"{c['wins']} / {c['ties']} / {c['losses']}" for m, c in n.items()}
+                    for v, n in summary["verdicts"].items()}
         parts += ["Wins / ties / losses of each variant over the pairs: best alone, tied with the best (the same "
-                  "value, or a paired-bootstrap interval of the difference containing 0), or worse.", "", verdict_table(summary).to_markdown(), ""]
+                  "value, or a paired-bootstrap interval of the difference containing 0), or worse.", "",
+                  pd.DataFrame(verdicts).T.rename_axis("method").to_markdown(), ""]
     for figure in figures:
         parts += [f"![{Path(figure).stem}](../{figure})", ""]
     if bootstrap and figures:
@@ -161,10 +143,11 @@ def write_markdown(path: Path, *, benchmark: pd.DataFrame, filters: pd.DataFrame
             for metric in metric_names(lift_k):
                 parts += [f"### {heading}{metric_title(metric)}", "",
                           variant_tables(benchmark, dataset, metric, ensembles=group).to_markdown(), ""]
-        if (filters["dataset"] == dataset).any():
+        rows = filters[filters["dataset"] == dataset]
+        if not rows.empty:
             for metric, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
-                parts += [f"### cleanlab `find_label_issues` filters: {title}", "",
-                          _markdown_table(filter_table(filters, dataset, metric)), ""]
+                table = _pivot(rows, index="filter_by", columns="model", values=metric).rename(columns=short_model)
+                parts += [f"### cleanlab `find_label_issues` filters: {title}", "", _markdown_table(table), ""]
         parts += _ranked_list(top, dataset)
     for dataset in dict.fromkeys(top["dataset"]):
         if dataset not in set(benchmark["dataset"]):
@@ -241,8 +224,7 @@ def dot_plot(benchmark: pd.DataFrame, path: Path, metric: str = "auroc") -> None
         ax.set_xlabel(f"{title} − best {title} of the dataset × model (symlog; bars: paired-bootstrap interval)")
         ax.set_title(f"{title} of each label quality score relative to the best per dataset × model")
     else:
-        ax.set_xlabel(title)
-        ax.set_title(f"{title} of label quality scores per dataset × model")
+        ax.set(xlabel=title, title=f"{title} of label quality scores per dataset × model")
     fig.legend(fontsize=8, loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, (0.25 + 0.2 * legend_rows) / height, 1, 1))
     save_png(fig, path, dpi=110)
@@ -268,10 +250,7 @@ def pr_curves(scored: dict, path: Path, *, method: str) -> None:
             labels_seen.setdefault(short_model(label), line)
         base = ax.axhline(data.label_errors.mean(), color="grey", ls=":", lw=1)
         ax.set_title(f"{name} ({data.num_errors} errors of {data.label_errors.shape[0]})", fontsize=10)
-        ax.set_xlabel("recall")
-        ax.set_ylabel(f"precision ({method})")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
+        ax.set(xlabel="recall", ylabel=f"precision ({method})", xlim=(0, 1), ylim=(0, 1.02))
     labels_seen["base rate: share of errors (a random ranking)"] = base
     fig.legend(list(labels_seen.values()), list(labels_seen), fontsize=8, loc="lower center",
                ncol=min(4, len(labels_seen)), frameon=False)

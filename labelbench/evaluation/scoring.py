@@ -20,10 +20,7 @@ def error_rank(scores: np.ndarray) -> np.ndarray:
     >>> error_rank(np.array([0.9, 0.1, 0.5]))
     array([3, 1, 2])
     """
-    order = np.argsort(1 - scores, kind="stable")
-    rank = np.empty(scores.shape[0], dtype=np.int64)
-    rank[order[::-1]] = np.arange(1, scores.shape[0] + 1)
-    return rank
+    return np.argsort(np.argsort(1 - scores, kind="stable")[::-1]) + 1  # the inverse of that order, from 1
 
 
 def score_dataset(

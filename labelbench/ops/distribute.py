@@ -71,23 +71,17 @@ def check_workspace(root: Path) -> str:
 
 def pipeline(root: Path) -> tuple[list[str], dict[str, set[str]]]:
     """The stages of ``dvc dag --dot`` in its order (dvc.yaml's) and each one's direct upstream stages."""
-    nodes, parents = [], {}
-    for line in dvc(root, "dag", "--dot").stdout.splitlines():
-        edge = re.fullmatch(r'\s*"([^"]+)"\s*->\s*"([^"]+)";?\s*', line)
-        node = re.fullmatch(r'\s*"([^"]+)";?\s*', line)
-        if edge:
-            parents.setdefault(edge.group(2), set()).add(edge.group(1))
-        elif node:
-            nodes.append(node.group(1))
-    return nodes, {node: parents.get(node, set()) for node in nodes}
+    text = dvc(root, "dag", "--dot").stdout
+    nodes = re.findall(r'^\s*"([^"]+)";?\s*$', text, re.M)
+    edges = re.findall(r'^\s*"([^"]+)"\s*->\s*"([^"]+)";?\s*$', text, re.M)
+    return nodes, {node: {parent for parent, child in edges if child == node} for node in nodes}
 
 
 def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
     """The stages the given ones depend on, directly or not (raw, dedupe, noise, folds), in pipeline order."""
     found, todo = set(), [parent for stage in stages for parent in parents[stage]]
     while todo:
-        stage = todo.pop()
-        if stage not in found:
+        if (stage := todo.pop()) not in found:
             found.add(stage)
             todo.extend(parents[stage])
     return [stage for stage in parents if stage in found and stage not in stages]
@@ -289,9 +283,8 @@ class Leases:
                 lease["expires"] = time.time() + ttl
 
     def release(self, owner: str, keys: list[str] | None = None) -> None:
-        for key in list(self.leases):
-            if self.leases[key]["owner"] == owner and (keys is None or key in keys):
-                del self.leases[key]
+        self.leases = {key: lease for key, lease in self.leases.items()
+                       if lease["owner"] != owner or keys is not None and key not in keys}
 
     def report(self, key: str, **info) -> None:
         if key in self.leases:
@@ -325,11 +318,9 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     todo = [fold for fold in folds if fold not in done]
     console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
     if todo:
-        status = _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console)
-        if status:
+        if status := _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console):
             return status
-        missing = sorted(set(folds) - done_folds(root, folds, remote))
-        if missing:
+        if missing := sorted(set(folds) - done_folds(root, folds, remote)):
             raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
     console.print(f"dvc pull -r {remote} of the folds, then dvc repro --pull: assembling, evaluating")
     dvc(root, "pull", "-q", "-r", remote, *folds)
@@ -352,12 +343,11 @@ def _run_tasks(root, todo, parents, order, settings, commit, remote, options, ad
     keys = {fold: hashlib.sha256(f"{tree}:{fold}".encode()).hexdigest()[:32] for fold in todo}
     bundle = subprocess.run(["git", "bundle", "create", "-q", "-", "HEAD"], cwd=root, check=True,
                             capture_output=True).stdout
-    configpath = options.get("configpath")
-    if configpath and not Path(configpath).is_absolute():  # DVC reads a relative path from the config's folder
-        configpath = str(root / ".dvc" / configpath)
+    # DVC reads a relative configpath from the config's folder (an absolute one: root / ".dvc" / it is itself)
+    configpath = options.get("configpath") and root / ".dvc" / options["configpath"]
     setup = {"bundle": bundle, "commit": commit, "remote": remote, "remote_options": options,
              "dvc_lock": lock_without(root, todo), "inputs": {fold: parents[fold] for fold in todo},
-             "aws_config": Path(configpath).read_text() if configpath and Path(configpath).is_file() else None,
+             "aws_config": configpath.read_text() if configpath and configpath.is_file() else None,
              "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}, "jobs": jobs}
     ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE,
              logging_level="WARNING", log_to_driver=False)

@@ -29,16 +29,13 @@ class RemoteError(RuntimeError):
 def remote_problem(repo_root: str | Path = ".") -> str | None:
     """None when the remote holds the published tree, else a message for the user."""
     repo_root = Path(repo_root).resolve()
-    url = config(repo_root).get(f"remote.{REMOTE}.url")
-    if url is None:
+    if (url := config(repo_root).get(f"remote.{REMOTE}.url")) is None:
         return f"no DVC remote named {REMOTE!r} in .dvc/config"
     if "://" in url and not url.startswith("file://"):
         return None  # a real remote (s3, ssh, ...): let dvc pull speak for itself
     path = Path(url.removeprefix("file://"))
-    if not path.is_absolute():
-        path = (repo_root / ".dvc" / path).resolve()
-    index = path / "files" / "md5" / PUBLISHED_DIR_MD5[:2] / f"{PUBLISHED_DIR_MD5[2:]}.dir"
-    if index.is_file():
+    path = path if path.is_absolute() else (repo_root / ".dvc" / path).resolve()
+    if (index := path / "files" / "md5" / PUBLISHED_DIR_MD5[:2] / f"{PUBLISHED_DIR_MD5[2:]}.dir").is_file():
         return None
     where = "does not exist" if not path.exists() else f"does not hold the published tree ({index.name} missing)"
     return (

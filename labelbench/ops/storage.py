@@ -16,7 +16,6 @@ check: `dvc push --run-cache` uploads all of them every time, and DVC drops unre
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -29,6 +28,7 @@ from pathlib import Path
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from labelbench.data.verify import md5_file
 from labelbench.ops.dvc_cli import config, dvc
 
 BUCKET, REMOTE, PROFILE, HOST = "labelbench", "storage", "labelbench-embedded", "127.0.0.1"
@@ -82,8 +82,7 @@ def process(state_dir: os.PathLike | str) -> psutil.Process | None:
 
 def _whole(path: Path) -> bool:
     if path.parent.parent.name == "md5" and len(path.parent.name) == 2:  # files/md5/ab/cdef...[.dir]
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "md5").hexdigest() == path.parent.name + path.name.removesuffix(".dir")
+        return md5_file(path) == path.parent.name + path.name.removesuffix(".dir")
     return not path.name.startswith(".rclone_multipart_upload_")
 
 
@@ -169,8 +168,7 @@ def configure(repo: os.PathLike | str, state_dir: os.PathLike | str) -> None:
                           ("secret_access_key", state["secret_access_key"]), ("profile", PROFILE),
                           ("configpath", str(Path(state_dir).resolve() / "aws-config"))]:
         if have.get(f"remote.{REMOTE}.{option}") != value:
-            done = dvc(repo, "remote", "modify", "--local", REMOTE, option, value, check=False)
-            if done.returncode:
+            if (done := dvc(repo, "remote", "modify", "--local", REMOTE, option, value, check=False)).returncode:
                 raise StorageError(f"dvc remote modify --local {REMOTE} {option}: {done.stderr.strip()}")
 
 

@@ -138,8 +138,7 @@ def main(argv=None) -> int:
     if args.sort_by not in metrics:
         p.error(f"--sort-by {args.sort_by}: not a metric of the evaluate stage; allowed: {', '.join(metrics)}")
     show = json.loads(dvc(args.repo, "exp", "show", "--json", echo=True).stdout)
-    old = [r["rev"] if r.get("error") else r["name"] for r in revs(show, planned)]
-    if old:
+    if old := [r["rev"] if r.get("error") else r["name"] for r in revs(show, planned)]:
         dvc(args.repo, "exp", "remove", *old, capture=False, echo=True)
     for name, (method, adjust) in planned.items():
         dvc(args.repo, "exp", "run", "--queue", "-S", f"score={method}", "-S",

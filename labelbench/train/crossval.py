@@ -71,8 +71,7 @@ class TrainConfig(Train):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON values in the order of each fold's ``config.yaml`` echo: model, the train block, folds."""
-        block = self.model_dump()
-        return {"model": block.pop("model"), **{k: block[k] for k in Train.model_fields}, "folds": block["folds"]}
+        return {"model": self.model, **self.model_dump(exclude={"model", "folds"}), "folds": self.folds}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -192,12 +191,9 @@ def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, step
     from timm.optim import create_optimizer_v2, get_optimizer_info
     from timm.scheduler import create_scheduler_v2
 
-    kwargs = {}
-    if fused and "fused" in inspect.signature(get_optimizer_info(config.opt).opt_class).parameters:
-        kwargs["fused"] = True
-    optimizer = create_optimizer_v2(
-        model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum, **kwargs
-    )
+    fused = fused and "fused" in inspect.signature(get_optimizer_info(config.opt).opt_class).parameters
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                    momentum=config.momentum, **({"fused": True} if fused else {}))
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         min_lr=config.min_lr, step_on_epochs=False, updates_per_epoch=steps,
@@ -225,7 +221,7 @@ def fit(
     steps = len(epoch_index_batches(train_rows, batch_size=config.batch_size, generator=torch.Generator()))
     optimizer, scheduler = _optimizer_and_schedule(model, config=config, steps=steps, fused=device.type == "cpu")
     history = []
-    train_logits = heldout_logits = None  # (E, n, K) on the device, allocated once K is known
+    train_logits, heldout_logits = None, []  # (E, n, K) on the device once K is known; (m, K) per epoch
     position = torch.from_numpy(np.searchsorted(train_rows, np.arange(len(rows)))).to(device)  # row -> record slot
     model.train()
     updates = 0
@@ -235,9 +231,7 @@ def fit(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         lr = optimizer.param_groups[0]["lr"]
-        index_batches = epoch_index_batches(train_rows, batch_size=config.batch_size, generator=shuffle)
-        if max_steps is not None:
-            index_batches = index_batches[:max_steps]
+        index_batches = epoch_index_batches(train_rows, batch_size=config.batch_size, generator=shuffle)[:max_steps]
         for indices, (xb, yb) in zip(index_batches, batches(rows, labels, index_batches, device=device,
                                                             workers=workers)):
             xb = transform.train(xb)
@@ -258,10 +252,7 @@ def fit(
             seen += yb.shape[0]
         scheduler.step(epoch + 1)
         if heldout is not None and train_logits is not None:
-            epoch_logits, _ = _forward_eval(model, rows, heldout, config=config, device=device, workers=workers)
-            if heldout_logits is None:
-                heldout_logits = torch.empty((config.epochs, len(heldout), epoch_logits.shape[1]), device=device)
-            heldout_logits[epoch] = epoch_logits
+            heldout_logits.append(_forward_eval(model, rows, heldout, config=config, device=device, workers=workers)[0])
             model.train()
         loss_total, correct_total = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
         seconds = time.perf_counter() - start
@@ -272,8 +263,8 @@ def fit(
         history.append(stats)
         if on_epoch is not None:
             on_epoch(epoch, stats)
-    as_numpy = (lambda t: None if t is None else t.cpu().numpy())
-    return history, {"train_logits": as_numpy(train_logits), "heldout_logits": as_numpy(heldout_logits)}
+    return history, {"train_logits": None if train_logits is None else train_logits.cpu().numpy(),
+                     "heldout_logits": torch.stack(heldout_logits).cpu().numpy() if heldout_logits else None}
 
 
 @torch.inference_mode()

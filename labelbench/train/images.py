@@ -33,14 +33,6 @@ from labelbench.data.files import _SHOWN, DataError, open_image
 RESIDENT_FRACTION = 0.25
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no sched_getaffinity (macOS, Windows)
-        return os.cpu_count() or 1
-
-
 def decode(path: Path, side: int) -> torch.Tensor:
     """One image as uint8 (3, side, side), RGB (grayscale replicated), resized with PIL's
     antialiased bilinear filter only when it is not already ``side`` x ``side``."""
@@ -95,7 +87,9 @@ def open_images(
         with open_image(path) as image:  # reads the header only
             return max(image.size)
 
-    with ThreadPoolExecutor(min(8, usable_cores())) as pool:
+    # the cores this process may run on (its affinity mask, where the OS has one), not the host's
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with ThreadPoolExecutor(min(8, cores)) as pool:
         rows = ImageRows(paths, side=min(max_stored_size, max(pool.map(largest_side, paths))))
         if len(paths) * 3 * rows.side**2 <= max_resident_mb * 2**20:
             rows.cache = torch.empty((len(paths), 3, rows.side, rows.side), dtype=torch.uint8)

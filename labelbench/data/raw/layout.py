@@ -188,14 +188,13 @@ def read_raw(root: os.PathLike | str) -> RawTable:
     classes = read_classes(root / "classes.txt")
     frame = read_labels_csv(root / "labels.csv")
     optional = {}
-    for column in ("true_label", "label_error"):
+    for column, dtype in (("true_label", np.int64), ("label_error", bool)):
         values = frame[column]
         if values.notna().any() and values.isna().any():
             raise DataError(root / "labels.csv", f"{column} is empty on {int(values.isna().sum())} row(s) "
                                                  "(empty must mean: empty on every row)")
-        optional[column] = values.to_numpy(np.int64) if values.notna().all() else None
+        optional[column] = values.to_numpy(dtype) if values.notna().all() else None
     return RawTable(
         image_ids=frame["image_id"].tolist(), given_labels=frame["given_label"].to_numpy(np.int64), classes=classes,
-        true_labels=optional["true_label"],
-        label_errors=None if optional["label_error"] is None else optional["label_error"].astype(bool),
+        true_labels=optional["true_label"], label_errors=optional["label_error"],
     ).check(root / "labels.csv")
