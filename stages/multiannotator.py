@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params
 from labelbench.evaluation.multiannotator import load_track, not_evaluated, run_track, write_outputs
 from labelbench.evaluation.params import MultiannotatorParams
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     params = load_params(MultiannotatorParams)
     block = params.multiannotator
     if block.dataset in params.published.datasets:
+        numerics.check()
         track = load_track(args.published, dataset=block.dataset, models=list(params.published.models))
         table, summary, seconds = run_track(
             track, baselines=block.baselines, dawid_skene_max_iter=block.dawid_skene_max_iter,
