@@ -31,8 +31,8 @@ def main(argv=None) -> int:
     params = load_params(MultiannotatorParams)
     block = params.multiannotator
     if block.dataset in params.published.datasets:
-        numerics.check()
         track = load_track(args.published, dataset=block.dataset, models=list(params.published.models))
+        numerics.check()  # after the inputs are checked: a bad file is the error to see first
         table, summary, seconds = run_track(
             track, baselines=block.baselines, dawid_skene_max_iter=block.dawid_skene_max_iter,
             glad_max_iter=block.glad_max_iter, score=block.score, ensemble=block.ensemble,
