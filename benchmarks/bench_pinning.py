@@ -50,7 +50,7 @@ def main() -> int:
     runs = interleaved({"pinned": lambda rest: [sys.executable, "stages/crossval.py", *rest],
                         "not pinned": lambda rest: [sys.executable, "-c", UNPINNED, *rest]},
                        fold=args.fold, repeat=args.repeat, env=env)
-    report(runs, fold=args.fold, ratio=("pinned", "not pinned"))
+    report(runs, what=f"digits fold {args.fold}", ratio=("pinned", "not pinned"))
     return 0
 
 

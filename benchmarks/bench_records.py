@@ -66,7 +66,7 @@ def main() -> int:
                        fold=args.fold, repeat=args.repeat,
                        keep=lambda folders: sizes.update(records=size(folders["with records"][0] / "records"),
                                                          fold=size(folders["with records"][0])))
-    median = report(runs, fold=args.fold, ratio=("with records", "without"))
+    median = report(runs, what=f"digits fold {args.fold}", ratio=("with records", "without"))
     print(f"extra time per fold: +{100 * (median - 1):.1f}% (median)")
     print(f"disk: records/ {sizes['records'] / 1e6:.2f} MB of the fold's {sizes['fold'] / 1e6:.2f} MB")
     epochs, train, held, classes, n = args.cifar_epochs, 40_000, 10_000, 10, 50_000

@@ -52,13 +52,13 @@ def interleaved(variants: dict[str, Callable[[list[str]], list[str]]], *, fold: 
     return runs
 
 
-def report(runs: dict[str, list[float]], *, fold: int, ratio: tuple[str, str]) -> float:
+def report(runs: dict[str, list[float]], *, what: str, ratio: tuple[str, str]) -> float:
     """Print best and median per variant and the ratio ``ratio[0] / ratio[1]``; returns the median ratio."""
     load = os.getloadavg()[0]
     for name, times in runs.items():
         print(f"{name:>12}: best {min(times):.1f} s, median {statistics.median(times):.1f} s over {len(times)}")
     a, b = ratio
     median = statistics.median(runs[a]) / statistics.median(runs[b])
-    print(f"{a} / {b}: best {min(runs[a]) / min(runs[b]):.3f}x, median {median:.3f}x (digits fold {fold}, process "
+    print(f"{a} / {b}: best {min(runs[a]) / min(runs[b]):.3f}x, median {median:.3f}x ({what}, process "
           f"start to outputs written; load average {load:.1f} after)")
     return median

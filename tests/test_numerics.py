@@ -15,7 +15,7 @@ from labelbench.evaluation.numerics import PINS
 # GLAD on 12,000 synthetic images of 3 annotators: long enough vectors that OpenBLAS splits its dot products
 # over threads (it does from 10,000 elements on), so both the thread count and the kernels reach the bytes.
 GLAD_FIT = """
-import hashlib, sys
+import hashlib
 {first}
 import numpy as np, pandas as pd
 from labelbench.evaluation.multiannotator import glad

@@ -42,4 +42,3 @@ def check() -> None:
             f"labelbench.evaluation.numerics. Import it first, or start the process with {wanted}; otherwise the "
             f"outputs would differ from one host to another."
         )
-
