@@ -4,6 +4,8 @@ its filters, with one confident joint per pair, equal cleanlab's find_label_issu
 The exactness tests need the published pred_probs: without them they fail, they do not skip."""
 
 
+import signal
+import sys
 import warnings
 
 import numpy as np
@@ -273,3 +275,18 @@ def test_summary_counts_wins_ties_losses(bootstrapped):
         for metric in METRICS:
             assert sum(counts[metric].values()) == summary["num_pairs"], (variant, metric)
     assert summary["verdicts"]["entropy"]["auroc"]["losses"] == summary["num_pairs"]
+
+
+def _sigterm_is_default(_) -> bool:
+    return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_benchmark_workers_take_sigterms_default_action_whatever_the_stage_installed():
+    """Leaving the pool's block stops the workers by SIGTERM; the stage's handler (sys.exit, inherited through the
+    fork) must not be theirs, or one can stop holding a queue lock that another then waits on forever."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))  # as files.stage_main does
+    try:
+        with bench.worker_pool(2) as pool:
+            assert pool.map(_sigterm_is_default, range(4), chunksize=1) == [True] * 4
+    finally:
+        signal.signal(signal.SIGTERM, previous)

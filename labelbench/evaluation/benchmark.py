@@ -22,7 +22,9 @@ filters, the datasets are loaded once, and (dataset, model) tasks run on a proce
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,15 @@ _LOADED: dict[str, Dataset] = {}
 _WEIGHTS: dict[str, np.ndarray] = {}
 #: Scores of the other detector families (labelbench.evaluation.detectors): dataset -> model -> detector -> (N,).
 _DETECTORS: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+
+
+def worker_pool(workers: int) -> multiprocessing.pool.Pool:
+    """Forked workers (they inherit the loaded datasets) that take SIGTERM's default action. Leaving the pool's
+    block stops them by SIGTERM; with the stage's handler (``files.stage_main``: ``sys.exit``) inherited through
+    the fork, one could stop holding the task queue's lock and leave another waiting on it, and the stage hung
+    (seen once in CI, in `dvc repro` of the benchmark stage)."""
+    return multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
+                                                    initargs=(signal.SIGTERM, signal.SIG_DFL))
 
 
 def _measure(task: Task, scores: np.ndarray, replicates: list) -> dict[str, float]:
@@ -169,7 +180,7 @@ def run_benchmark(
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     try:
         if workers > 1:
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
+            with worker_pool(workers) as pool:
                 results = pool.map(_run_task, tasks, chunksize=1)
         else:
             results = [_run_task(t) for t in tasks]
