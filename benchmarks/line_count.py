@@ -41,15 +41,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", action="store_true", help="one row per file too")
     args = parser.parse_args()
-    total = Counter(dict.fromkeys(KINDS, 0))
-    for path in sorted(PACKAGE.rglob("*.py")):
-        counts = kinds_of(path.read_text(encoding="utf-8"))
-        total.update(counts)
-        if args.files:
+    per_file = {path: kinds_of(path.read_text(encoding="utf-8")) for path in sorted(PACKAGE.rglob("*.py"))}
+    if args.files:
+        for path, counts in per_file.items():
             print(f"{sum(counts.values()):6d} {path.relative_to(PACKAGE.parent)}  "
                   + ", ".join(f"{kind} {counts[kind]}" for kind in KINDS))
-    print(f"labelbench/: {sum(total.values()):,} lines: " + ", ".join(f"{kind} {total[kind]:,}" for kind in KINDS))
+    print(summary(sum(per_file.values(), Counter())))
     return 0
+
+
+def summary(total: Counter) -> str:
+    """One line: the total and its split, as README quotes it."""
+    return f"labelbench/: {sum(total.values()):,} lines: " + ", ".join(f"{kind} {total[kind]:,}" for kind in KINDS)
 
 
 if __name__ == "__main__":
