@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params, load_runtime
 from labelbench.evaluation.benchmark import run_benchmark, trained_detector_scores, write_outputs
 from labelbench.evaluation.bootstrap import BootstrapSettings
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     params = load_params(BenchmarkParams)
     workers = load_runtime().benchmark_workers
     bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
+    numerics.check()
     table, filters = run_benchmark(
         params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles, workers=workers,
         bootstrap=bootstrap, detectors=lambda loaded: trained_detector_scores(params, args.crossval, loaded))

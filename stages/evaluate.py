@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params
 from labelbench.data.io import atomic_outputs, load_dataset, write_csv, write_json
 from labelbench.evaluation.evaluate import curve_tables, evaluate_table, headline
@@ -31,6 +32,7 @@ def main(argv=None) -> int:
     params = load_params(EvaluateParams)
     datasets = {name: load_dataset(root, name, models=models) for name, (root, models) in params.roots().items()}
     check_lift_k(params.lift_k, {name: len(data.given_labels) for name, data in datasets.items()})
+    numerics.check()  # after the inputs are checked: a bad file is the error to see first
     scored, results, curves = {}, {}, {}
     for name, data in datasets.items():
         table, info = score_dataset(data, models=list(data.pred_probs), method=params.score,

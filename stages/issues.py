@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params
 from labelbench.data.io import atomic_dir, load_dataset, write_csv
 from labelbench.evaluation.issues import class_names, issue_grid, rank_issues
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     for name, source in params.sources().items():
         data = load_dataset(source.root, name, models=source.models, label_errors=source.label_errors)
         classes = class_names(name, num_classes=data.num_classes, extras=source.extras)
+        numerics.check()  # after the inputs are checked: a bad file is the error to see first
         issues = rank_issues(data, method=ranking.ranking_method, ensemble=ranking.ranking_ensemble,
                              classes=classes, rows=params.issues.rows)
         images = Path(source.extras, "images") if source.extras is not None else None

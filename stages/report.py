@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params
 from labelbench.data.io import DataError, atomic_outputs
 from labelbench.data.verify import verify
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
     sections += [read_text(path) for path in args.section]
     report = params.report
+    numerics.check()  # after the inputs are checked: a bad file is the error to see first
     scored = method_scores(params.roots(), method=report.ranking_method, ensemble=report.ranking_ensemble)
     top = top_ranked(args.issues, list(params.sources()), top_n=report.top_n)
     figures = [args.figures / "auroc_dot_plot.png", args.figures / "pr_curves.png"]

@@ -10,6 +10,9 @@ import pytest
 import yaml
 
 import labelbench.train.host  # noqa: F401  before any test imports torch: pins its CPU kernels (same bytes on any host)
+from labelbench.evaluation import numerics  # before any test imports numpy: the evaluation stages' numerics
+
+numerics.check()  # in-process results are then the stages' (tests compare them with the committed outputs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

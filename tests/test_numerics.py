@@ -1,5 +1,6 @@
-"""numpy's and OpenBLAS's numerics pinned before numpy loads (labelbench/evaluation/numerics.py): GLAD gives the
-same bytes however the host would otherwise run it (threads, OpenBLAS kernels, numpy's instruction sets)."""
+"""numpy's and OpenBLAS's numerics pinned before numpy loads (labelbench/evaluation/numerics.py): GLAD and cleanlab's
+filters give the same bytes however the host would otherwise run them (threads, OpenBLAS kernels, numpy's instruction
+sets)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import PUBLISHED, REPO_ROOT
 from labelbench.evaluation.numerics import PINS
 
 # GLAD on 12,000 synthetic images of 3 annotators: long enough vectors that OpenBLAS splits its dot products
@@ -26,6 +27,14 @@ annotations = pd.DataFrame({{"a": noisy(0.2), "b": noisy(0.4), "c": noisy(0.6)}}
 result = glad(annotations, max_iter=2)
 print(hashlib.md5(result.annotator_quality.tobytes() + result.quality.tobytes()).hexdigest())
 """
+# The benchmark stage's filters on roman-numeral: how many examples each flags (AVX2 vs baseline loops: 349 vs 350).
+FILTERS = """
+{first}
+from labelbench.data.io import load_dataset
+from labelbench.evaluation.benchmark import FILTER_BY, _find_label_issues
+data = load_dataset("{published}", "roman-numeral", models=["resnet50d", "swin_base_patch4_window7_224"])
+print([int(_find_label_issues(data.given_labels, probs, f).sum()) for probs in data.pred_probs.values() for f in FILTER_BY])
+"""
 # How other hosts would run it: other thread counts, OpenBLAS's kernels for other processors, numpy's SIMD on.
 HOSTS = [{"OPENBLAS_NUM_THREADS": "2", "OPENBLAS_CORETYPE": "Haswell"},
          {"OPENBLAS_NUM_THREADS": "1", "OPENBLAS_CORETYPE": "Sandybridge"},
@@ -38,21 +47,30 @@ def python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def glad_bytes(env: dict[str, str], *, pinned: bool) -> str:
+def result(script: str, env: dict[str, str], *, pinned: bool) -> str:
     first = "from labelbench.evaluation import numerics; numerics.check()" if pinned else ""
-    done = python(GLAD_FIT.format(first=first), env)
+    done = python(script.format(first=first, published=PUBLISHED), env)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_glad_gives_the_same_bytes_however_the_host_would_run_it():
-    hashes = {glad_bytes(env, pinned=True) for env in HOSTS}
+    hashes = {result(GLAD_FIT, env, pinned=True) for env in HOSTS}
     assert len(hashes) == 1, hashes
 
 
 def test_without_the_pins_these_hosts_give_other_bytes():
     """The planted difference is real: unpinned, the same fit differs between the hosts above."""
-    assert len({glad_bytes(env, pinned=False) for env in HOSTS[:2]}) == 2
+    assert len({result(GLAD_FIT, env, pinned=False) for env in HOSTS[:2]}) == 2
+
+
+def test_filters_flag_the_same_examples_however_the_host_would_run_them():
+    assert len({result(FILTERS, env, pinned=True) for env in HOSTS}) == 1
+
+
+def test_without_the_pins_filters_flag_other_examples_without_avx2():
+    """numpy's AVX2 loops (here; AVX-512's agree) and its baseline ones (a processor without AVX2) flag others."""
+    assert result(FILTERS, HOSTS[0], pinned=False) != result(FILTERS, HOSTS[2], pinned=False)
 
 
 @pytest.mark.parametrize("env", HOSTS)
@@ -69,8 +87,9 @@ def test_check_refuses_numpy_loaded_first():
     assert "numpy was loaded before labelbench.evaluation.numerics" in done.stderr
 
 
-def test_the_multiannotator_stage_imports_the_pins_before_anything_else():
-    source = (REPO_ROOT / "stages" / "multiannotator.py").read_text()
+@pytest.mark.parametrize("stage", ["evaluate", "benchmark", "issues", "multiannotator", "report"])
+def test_every_evaluation_stage_imports_the_pins_before_anything_else(stage):
+    source = (REPO_ROOT / "stages" / f"{stage}.py").read_text()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
     first_project = next(line for line in imports if "labelbench" in line)
     assert first_project.startswith("from labelbench.evaluation import numerics"), first_project

@@ -5,11 +5,14 @@ OpenBLAS: it picks its kernels by processor (Haswell, SkylakeX, ...) and splits 
 threads as the host has cores, and numpy dispatches its ufuncs (float64 exp and log among them) by
 instruction set. Each path rounds differently, and GLAD's iterations carry the difference on: on an AMD
 EPYC (AVX2, 2 cores) its annotator alphas differed from the maintainers' Intel Xeon (AVX-512) by ~1e-9,
-and with one thread or other kernels its AUROC moved in the fourth decimal. Importing this module before
-numpy fixes all three: one thread, OpenBLAS's SSE3 kernels (which every x86-64 has) and numpy's baseline
+and with one thread or other kernels its AUROC moved in the fourth decimal. The benchmark stage's cleanlab
+filters flagged other examples with numpy's baseline loops than with its AVX2 and AVX-512 ones (a processor
+without AVX2: ``benchmarks/host_environments.py``). Every evaluation stage imports this module before numpy,
+which fixes all three: one thread, OpenBLAS's SSE3 kernels (which every x86-64 has) and numpy's baseline
 loops. :func:`check` refuses a process where they did not take effect.
 """
 
+import functools
 import os
 import sys
 
@@ -24,6 +27,7 @@ if "numpy" not in sys.modules:
     os.environ.update(PINS)
 
 
+@functools.cache  # once passed, it holds for the process (a failure is not cached)
 def check() -> None:
     """Raise RuntimeError unless numpy and every loaded OpenBLAS run with :data:`PINS`."""
     import scipy.linalg  # noqa: F401  loads SciPy's own OpenBLAS, so that it is checked too
