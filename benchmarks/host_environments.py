@@ -1,6 +1,6 @@
 """Cross-host check of the evaluation stages without a second machine: each stage's own command rerun under
 environments that make numpy, OpenBLAS and glibc's libm take the paths another x86-64 host would take, and its
-outputs compared byte for byte with this workspace's (which `dvc status` says are the committed ones).
+outputs compared byte for byte with this workspace's, which are first checked against the hashes in ``dvc.lock``.
 
     python benchmarks/host_environments.py [--stages evaluate benchmark issues multiannotator report]
                                            [--emulate Nehalem-v1 ...]
@@ -18,8 +18,8 @@ What each environment changes (every one is read when the process starts, before
 ``qemu-user``), which presents another processor to every library, also those with no switch of their own (the
 zlib-ng inside Pillow that compresses the PNGs picks its deflate routines by processor). Emulation is slow: about
 40x here, so give it the short stages (``--stages issues report``). AVX-512 paths cannot be taken on a host without
-AVX-512 (nor emulated by QEMU 7.2): an AVX-512 host runs this script to cover them. Needs
-the outputs of ``make reproduce`` (or ``dvc pull``) in the workspace and ``git status`` clean. Each environment
+AVX-512 (nor emulated by QEMU 7.2): an AVX-512 host runs this script to cover them. Needs the committed code
+(``git status`` clean) and the outputs ``dvc.lock`` records in the workspace (``make reproduce``). Each environment
 runs in its own copy of the workspace (without ``.git``, ``.venv`` and the DVC cache, about 100 MB); nothing
 here is written to. Prints, per environment and stage, the exit status, the seconds and which outputs differ.
 """
@@ -82,17 +82,28 @@ def main() -> int:
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--emulate", nargs="+", default=[], metavar="CPU", help="qemu -cpu models, e.g. Nehalem-v1")
     args = parser.parse_args()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout
     if dirty:
-        sys.exit(f"the workspace differs from the commit (git status):\n{dirty}run make reproduce first")
+        sys.exit(f"error: tracked files differ from the commit (git status):\n{dirty}commit or stash them: the stages "
+                 "must run the committed code")
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    from labelbench.data.files import DataError
+    from labelbench.data.verify import verify
+
+    try:  # what each run is compared with: the bytes dvc.lock records, not a stale or damaged workspace
+        for stage in args.stages:
+            for path in outputs(stages[stage]):
+                verify(REPO / path)
+    except DataError as exc:
+        sys.exit(f"error: {exc}")
     env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "NPY_", "GLIBC_"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "NPY_", "GLIBC_", "NUMBA_"))}
     python = str(Path(sys.prefix) / "bin" / "python")  # the venv's, unresolved, so that QEMU runs it as the venv
     same = True
-    environments = {**ENVIRONMENTS, **{f"QEMU {cpu}": {"qemu": cpu} for cpu in args.emulate}}
-    for name, changes in environments.items():
-        emulate = changes.pop("qemu", None)
+    environments = {name: (None, changes) for name, changes in ENVIRONMENTS.items()}
+    environments.update({f"QEMU {cpu}": (cpu, {}) for cpu in args.emulate})
+    for name, (emulate, changes) in environments.items():
         with tempfile.TemporaryDirectory() as tmp:
             copy = workspace_copy(Path(tmp))
             print(f"{name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or 'nothing set'}", flush=True)

@@ -33,7 +33,8 @@ FILTERS = """
 from labelbench.data.io import load_dataset
 from labelbench.evaluation.benchmark import FILTER_BY, _find_label_issues
 data = load_dataset("{published}", "roman-numeral", models=["resnet50d", "swin_base_patch4_window7_224"])
-print([int(_find_label_issues(data.given_labels, probs, f).sum()) for probs in data.pred_probs.values() for f in FILTER_BY])
+print([int(_find_label_issues(data.given_labels, probs, f).sum())
+       for probs in data.pred_probs.values() for f in FILTER_BY])
 """
 # How other hosts would run it: other thread counts, OpenBLAS's kernels for other processors, numpy's SIMD on.
 HOSTS = [{"OPENBLAS_NUM_THREADS": "2", "OPENBLAS_CORETYPE": "Haswell"},
