@@ -5,6 +5,11 @@ how it splits into code, docstrings, comments and blank lines, per file and in a
 
 A line is a docstring line when it lies inside the docstring of a module, class or function (``ast``); a comment
 line when it holds only a comment; code otherwise (a code line with a trailing comment is code).
+
+A second line gives the floor of the package as written: its code lines plus the blank lines that PEP 8 asks for
+around definitions (two before each top-level function or class, one before each method, none before a module's
+or a class's first statement once docstrings are left out): its length with every docstring, comment and other
+blank line removed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,22 @@ def kinds_of(source: str) -> Counter:
     return counts
 
 
+def pep8_blank_lines(source: str) -> int:
+    """The blank lines PEP 8 asks for around the definitions of one module's ``source`` (see the module docstring)."""
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+    def statements(body: list) -> list:  # without the docstring, which the floor removes
+        return body[1:] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body
+
+    count = 0
+    for index, node in enumerate(statements(ast.parse(source).body)):
+        if isinstance(node, definitions):
+            count += 2 if index else 0
+            if isinstance(node, ast.ClassDef):
+                count += sum(isinstance(item, definitions[:2]) for item in statements(node.body)[1:])
+    return count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", action="store_true", help="one row per file too")
@@ -46,7 +67,11 @@ def main() -> int:
         for path, counts in per_file.items():
             print(f"{sum(counts.values()):6d} {path.relative_to(PACKAGE.parent)}  "
                   + ", ".join(f"{kind} {counts[kind]}" for kind in KINDS))
-    print(summary(sum(per_file.values(), Counter())))
+    total = sum(per_file.values(), Counter())
+    print(summary(total))
+    pep8 = sum(pep8_blank_lines(path.read_text(encoding="utf-8")) for path in per_file)
+    print(f"code and PEP 8's blank lines around definitions only: {total['code'] + pep8:,} lines "
+          f"(code {total['code']:,}, blank {pep8:,})")
     return 0
 
 
