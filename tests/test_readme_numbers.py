@@ -1,11 +1,14 @@
 """README's numbers are the committed outputs' (they come from commands anyone can rerun, and go stale when an
 output changes on purpose): the headline table against ``metrics/benchmark.csv`` and the HEAD column of the
-``dvc metrics diff`` example against ``metrics/headline.json``, both in git."""
+``dvc metrics diff`` example against ``metrics/headline.json``, both in git, and the number of tests against
+what pytest collects."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pandas as pd
 
@@ -60,3 +63,13 @@ def test_metrics_diff_example_head_column_is_the_committed_headline():
     assert len(quoted) >= 5, "README no longer shows the `dvc metrics diff` example in the form this test reads"
     for metric, dataset, head in quoted:
         assert head == f"{headline[metric][dataset]:.5f}", (metric, dataset)
+
+
+def test_readme_quotes_the_number_of_tests():
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    count = re.fullmatch(r"(\d+) tests collected in [\d.]+s", collected).group(1)
+    quoted = re.search(r"runs in one process\): ([\d,]+) tests \(`pytest --collect-only -q`",
+                       " ".join(README.split()))
+    assert quoted, "README no longer quotes the number of tests in the form this test reads"
+    assert quoted.group(1).replace(",", "") == count
