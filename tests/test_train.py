@@ -173,6 +173,8 @@ def test_train_fold_records_what_other_detector_families_need(fold0, data):
     probs = np.load(out / "heldout_pred_probs.npy")
     last = np.exp(heldout_logits[-1] - heldout_logits[-1].max(1, keepdims=True))
     np.testing.assert_allclose(last / last.sum(1, keepdims=True), probs, atol=1e-6)
+    # the pred_probs are the last epoch's held-out logits, bit for bit (float32 softmax, as trained)
+    assert probs.tobytes() == torch.softmax(torch.from_numpy(heldout_logits[-1]), dim=1).double().numpy().tobytes()
     embeddings = np.load(records / "embeddings.npy", allow_pickle=False)
     assert embeddings.dtype == np.float16 and embeddings.shape[0] == len(folds) and embeddings.shape[1] > 1
     assert np.isfinite(embeddings).all()

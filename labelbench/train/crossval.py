@@ -294,9 +294,13 @@ def predict(
     workers: int = 0,
 ) -> np.ndarray:
     """Softmax probabilities float64 (n, K) of the rows ``which`` (n,) int64 of ``rows``, in that order."""
-    logits, _ = _forward_eval(model, rows, which, config=config, device=device, workers=workers)
-    # softmax in float32, as trained (and as the authors' pred_probs): float64's exp is the C library's, whose
-    # last bits depend on the host's instruction set (FMA or not)
+    return softmax(_forward_eval(model, rows, which, config=config, device=device, workers=workers)[0])
+
+
+def softmax(logits: torch.Tensor) -> np.ndarray:
+    """Probabilities float64 (n, K) of ``logits`` float32 (n, K), computed where the logits are."""
+    # in float32, as trained (and as the authors' pred_probs): float64's exp is the C library's, whose last bits
+    # depend on the host's instruction set (FMA or not)
     return torch.softmax(logits, dim=1).cpu().double().numpy()
 
 
@@ -376,7 +380,8 @@ def train_fold(
 
             history, records = fit(model, rows, labels, train_rows, config=config, device=device, on_epoch=on_epoch,
                                    max_steps=max_steps, workers=runtime.workers, heldout=held)
-            probs = predict(model, rows, held, config=config, device=device, workers=runtime.workers)
+            # the held-out rows' logits after the last epoch are the final model's predictions: no second pass
+            probs = softmax(torch.from_numpy(records["heldout_logits"][-1]).to(device))
             _, features = _forward_eval(model, rows, np.arange(len(given)), config=config, device=device,
                                         workers=runtime.workers)
             heldout_accuracy = float((probs.argmax(1) == given[held]).mean())
