@@ -23,6 +23,7 @@ Needs the digits inputs (``dvc pull raw@digits noise@digits folds@digits``). Out
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -87,8 +88,10 @@ def main() -> int:
                                                          fold=size(folders["with records"][0])))
     median = report(runs, what=f"digits fold {args.fold}", ratio=("with records", "without"))
     print(f"extra time per fold: +{100 * (median - 1):.1f}% (median)")
-    saved = report(runs, what=f"digits fold {args.fold}", ratio=("with records", "second pass"))
-    print(f"the predictions from the last held-out pass instead of a second one: {100 * (saved - 1):+.1f}% (median)")
+    saved = statistics.median(runs["with records"]) / statistics.median(runs["second pass"])
+    best = min(runs["with records"]) / min(runs["second pass"])
+    print(f"the predictions from the last held-out pass instead of a second one: {100 * (saved - 1):+.1f}% (median; "
+          f"best {best:.3f}x)")
     print(f"disk: records/ {sizes['records'] / 1e6:.2f} MB of the fold's {sizes['fold'] / 1e6:.2f} MB")
     epochs, train, held, classes, n = args.cifar_epochs, 40_000, 10_000, 10, 50_000
     logits = 4 * epochs * (train + held) * classes
