@@ -26,14 +26,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     params = load_params(IssuesParams)
     ranking = params.report
-    ranked = {}
+    loaded = {}
     for name, source in params.sources().items():
         data = load_dataset(source.root, name, models=source.models, label_errors=source.label_errors)
-        classes = class_names(name, num_classes=data.num_classes, extras=source.extras)
-        numerics.check()  # after the inputs are checked: a bad file is the error to see first
+        loaded[name] = (data, class_names(name, num_classes=data.num_classes, extras=source.extras), source.extras)
+    numerics.check()  # after every input is checked: a bad file is the error to see first
+    ranked = {}
+    for name, (data, classes, extras) in loaded.items():
         issues = rank_issues(data, method=ranking.ranking_method, ensemble=ranking.ranking_ensemble,
                              classes=classes, rows=params.issues.rows)
-        images = Path(source.extras, "images") if source.extras is not None else None
+        images = Path(extras, "images") if extras is not None else None
         ranked[name] = (issues, images if images is not None and images.is_dir() else None)
     with atomic_dir(args.out) as out:
         for name, (issues, images) in ranked.items():
