@@ -24,14 +24,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "labelbench"
 KINDS = ("code", "docstring", "comment", "blank")
 
 
+def is_docstring(statement: ast.stmt) -> bool:
+    """Whether ``statement``, the first of a body, is its docstring."""
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(
+        statement.value.value, str)
+
+
 def kinds_of(source: str) -> Counter:
     """Count of each kind of line in one module's ``source``."""
     docstring_lines = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-                    first.value.value, str):
+            if is_docstring(first := node.body[0]):
                 docstring_lines.update(range(first.lineno, first.end_lineno + 1))
     counts = Counter(dict.fromkeys(KINDS, 0))
     for number, line in enumerate(source.splitlines(), start=1):
@@ -47,7 +51,7 @@ def pep8_blank_lines(source: str) -> int:
     definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
     def statements(body: list) -> list:  # without the docstring, which the floor removes
-        return body[1:] if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) else body
+        return body[1:] if body and is_docstring(body[0]) else body
 
     count = 0
     for index, node in enumerate(statements(ast.parse(source).body)):
@@ -62,14 +66,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", action="store_true", help="one row per file too")
     args = parser.parse_args()
-    per_file = {path: kinds_of(path.read_text(encoding="utf-8")) for path in sorted(PACKAGE.rglob("*.py"))}
+    sources = {path: path.read_text(encoding="utf-8") for path in sorted(PACKAGE.rglob("*.py"))}
+    per_file = {path: kinds_of(source) for path, source in sources.items()}
     if args.files:
         for path, counts in per_file.items():
             print(f"{sum(counts.values()):6d} {path.relative_to(PACKAGE.parent)}  "
                   + ", ".join(f"{kind} {counts[kind]}" for kind in KINDS))
     total = sum(per_file.values(), Counter())
     print(summary(total))
-    pep8 = sum(pep8_blank_lines(path.read_text(encoding="utf-8")) for path in per_file)
+    pep8 = sum(pep8_blank_lines(source) for source in sources.values())
     print(f"code and PEP 8's blank lines around definitions only: {total['code'] + pep8:,} lines "
           f"(code {total['code']:,}, blank {pep8:,})")
     return 0
