@@ -27,7 +27,7 @@ from labelbench.data.files import read_text, stage_main
 def read_summary(path: Path) -> dict:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-        summary["num_pairs"], summary["methods"].items()  # noqa: B018 - shape check
+        summary["num_pairs"], summary["methods"].items(), float(summary["bootstrap"]["level"])  # noqa: B018 - shape
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(path, f"not a summary written by the benchmark stage ({exc!r})") from None
     return summary
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
     filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
     summary = read_summary(args.metrics / "summary.json")
-    sections = [family_section(benchmark, trained=list(params.crossval.datasets))]
+    sections = [family_section(benchmark, trained=list(params.crossval.datasets), level=summary["bootstrap"]["level"])]
     sections += [read_text(path) for path in args.section]
     report = params.report
     numerics.check()  # after the inputs are checked: a bad file is the error to see first

@@ -169,11 +169,12 @@ def test_record_scores_combine_the_folds_records(tmp_path):
 
 def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_them(published):
     """run_benchmark with a detector's scores for one model: a row beside that model's variants, in the same verdict
-    group (a perfect detector is the best alone), and the paper's summary over the pred_probs variants unchanged."""
+    group (a perfect detector is the best alone), while the paper's summary, the wins / ties / losses and the
+    variant tables' marks, over the pred_probs variants, stay as without it."""
     from labelbench.data.io import load_dataset
     from labelbench.evaluation.benchmark import run_benchmark, summarize
     from labelbench.evaluation.bootstrap import BootstrapSettings
-    from labelbench.evaluation.report import family_section
+    from labelbench.evaluation.report import family_section, variant_tables
 
     data = load_dataset(published, "roman-numeral", models=["resnet18"])
     perfect = 1.0 - data.label_errors.astype(float)
@@ -186,8 +187,15 @@ def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_th
     assert row["model"] == "resnet18" and row["auroc"] == 1.0 and row["auroc_vs_best"] == "best"
     assert set(table[table["method"] != "aum"]["auroc_vs_best"]) <= {"tied", "worse"}
     assert len(table) == len(plain) + 1
-    assert summarize(table, lift_k=100)["methods"] == summarize(plain, lift_k=100)["methods"]
+    assert summarize(table, lift_k=100) == summarize(plain, lift_k=100)  # the means and the wins / ties / losses
+    # within the pred_probs family the verdicts are those of the variants alone, as the variant tables show them
+    variants = table[table["method"] != "aum"].reset_index(drop=True)
+    for metric in ("auroc", "auprc", "lift_at_100"):
+        assert variants[f"{metric}_vs_best_in_family"].tolist() == plain[f"{metric}_vs_best"].tolist()
+        assert (variant_tables(table, "roman-numeral", metric) == variant_tables(plain, "roman-numeral", metric)).all(None)
+    assert table.loc[table["method"] == "aum", "auroc_vs_best_in_family"].tolist() == ["best"]  # alone in its family
     section = family_section(table, trained=["roman-numeral"])
     assert "### roman-numeral / resnet18" in section and "| training_dynamics | aum" in section
     assert "Training dynamics wins: aum leads the best of the next family, pred_probs" in section
     assert "No dataset is trained here" in family_section(table, trained=[])
+    assert "AUROC [90% bootstrap percentile interval]" in family_section(table, trained=["roman-numeral"], level=0.9)

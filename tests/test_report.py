@@ -12,10 +12,13 @@ def committed_summary() -> dict:
     """summary.json as the benchmark stage derives it from the git-tracked metrics/benchmark.csv (summary.json
     itself is a cached output: a fresh clone has it only after `dvc pull` or `dvc repro`)."""
     import pandas as pd
+    import yaml
 
     from labelbench.evaluation.benchmark import summarize
 
-    return summarize(pd.read_csv(REPO_ROOT / "metrics" / "benchmark.csv", float_precision="round_trip"), lift_k=100)
+    table = pd.read_csv(REPO_ROOT / "metrics" / "benchmark.csv", float_precision="round_trip")
+    bootstrap = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["benchmark"]["bootstrap"]
+    return {**summarize(table, lift_k=100), "bootstrap": bootstrap}
 
 
 @pytest.fixture
@@ -65,6 +68,7 @@ def _bootstrapped_rows():
         "auroc": [0.99961, 0.99964, 0.9, 0.8, 0.7, 0.6],
         "auroc_lo": [0.9990, 0.9991, 0.88, 0.78, 0.68, 0.58], "auroc_hi": [0.9999, 0.9999, 0.92, 0.82, 0.72, 0.62],
         "auroc_vs_best": ["tied", "best", "worse", "best", "worse", "worse"],
+        "auroc_vs_best_in_family": ["tied", "best", "worse", "best", "worse", "worse"],  # one family here
         "auroc_diff_lo": [-2e-4, 0, -0.1, 0, -0.12, -0.22], "auroc_diff_hi": [1e-4, 0, -0.09, 0, -0.08, -0.18],
     })
 

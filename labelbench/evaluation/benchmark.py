@@ -43,6 +43,7 @@ from labelbench.evaluation.bootstrap import (
     BootstrapSettings, compiled_pass, interval_names, paired_verdicts, percentile_interval, resample_weights,
     weighted_metrics,
 )
+from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.metrics import Ranking, check_lift_k, filter_metrics, metric_names, metrics_of
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
@@ -201,16 +202,19 @@ def run_benchmark(
 def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int, level: float) -> pd.DataFrame:
     """For each metric with a bootstrap counterpart: ``<metric>_lo``, ``<metric>_hi`` (percentile
     interval of row i's replicates ``replicates[i][metric]`` (B,)), then per (dataset, model) group
-    (a single model's 7 variants, or one ensemble scheme's 5) ``<metric>_vs_best``
-    (:func:`labelbench.evaluation.bootstrap.paired_verdicts`) and ``<metric>_diff_lo``,
-    ``<metric>_diff_hi``: the interval of the paired difference to the group's best (0, 0 for it)."""
+    (a single model's 7 variants and, on a dataset trained here, its other detectors; or one ensemble scheme's 5)
+    ``<metric>_vs_best`` (:func:`labelbench.evaluation.bootstrap.paired_verdicts`) and ``<metric>_diff_lo``,
+    ``<metric>_diff_hi``: the interval of the paired difference to the group's best (0, 0 for it); and
+    ``<metric>_vs_best_in_family``: the verdict within the row's detector family of that group (for the pred_probs
+    rows: against the best of the 7 variants alone, what the report's variant tables and the summary count)."""
     names = interval_names(lift_k)
     out = {}
     for metric in names:
         bounds = [percentile_interval(r[metric], level=level) for r in replicates]
         out[f"{metric}_lo"], out[f"{metric}_hi"] = np.reshape(bounds, (-1, 2)).T
+    families = table["method"].map(family_of)
     for metric in names:
-        verdicts = pd.Series("", index=table.index, dtype=object)
+        verdicts, in_family = (pd.Series("", index=table.index, dtype=object) for _ in range(2))
         low, high = pd.Series(np.nan, index=table.index), pd.Series(np.nan, index=table.index)
         for _, group in table.groupby(["dataset", "model"], sort=False):
             stacked = np.stack([replicates[i][metric] for i in group.index])
@@ -219,8 +223,12 @@ def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int
             best = int(np.argmax(points))
             bounds = [percentile_interval(r - stacked[best], level=level) for r in stacked]
             low[group.index], high[group.index] = zip(*bounds)
+            for _, rows in group.groupby(families[group.index], sort=False):
+                in_family[rows.index] = paired_verdicts(rows[metric].to_numpy(), stacked[group.index.get_indexer(
+                    rows.index)], level=level)
         out[f"{metric}_vs_best"] = verdicts
         out[f"{metric}_diff_lo"], out[f"{metric}_diff_hi"] = low, high
+        out[f"{metric}_vs_best_in_family"] = in_family
     return pd.DataFrame(out, index=table.index)
 
 
@@ -256,13 +264,13 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
     """Per method variant: mean over single-model (dataset, model) pairs of each metric, min-max
     normalised across the variants within the pair (a pair where all variants tie counts 0.5).
     With verdict columns, also ``verdicts``: per variant and metric the number of pairs where it
-    is the best alone (wins), tied with the best or sharing its value (ties) or worse (losses): a pair has at most
-    one win, and wins + ties + losses = pairs for each variant.
+    is the best of the pair's variants alone (wins), tied with the best or sharing its value (ties) or worse
+    (losses): a pair has at most one win, and wins + ties + losses = pairs for each variant.
 
     Ensembles are left out: they cover the five cleanlab variants only, so normalising them
     against the seven single-model variants would not compare like with like; so are the other detector families,
-    which exist on the datasets trained here only (their verdicts against each pair's best are in the table).
-    """
+    which exist on the datasets trained here only (their verdicts against each pair's best over every family are
+    the table's ``<metric>_vs_best``)."""
     single = table[~table["model"].str.startswith(ENSEMBLE_PREFIX)
                    & table["method"].isin({m for m, _ in ALL_VARIANTS})].copy()  # the other families: trained only
     single["variant"] = variant_labels(single)
@@ -276,11 +284,11 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
         "num_pairs": int(single.groupby(["dataset", "model"]).ngroups),
         "methods": {v: {m: float(means.loc[v, m]) for m in metrics} for v in order},
     }
-    judged = [m for m in metrics if f"{m}_vs_best" in single.columns]
-    if judged:
+    judged = [m for m in metrics if f"{m}_vs_best_in_family" in single.columns]
+    if judged:  # against the best of the pair's pred_probs variants: a detector of another family is no variant
         words = {"wins": "best", "ties": "tied", "losses": "worse"}
         summary["verdicts"] = {
-            v: {m: {count: int(((single["variant"] == v) & (single[f"{m}_vs_best"] == word)).sum())
+            v: {m: {count: int(((single["variant"] == v) & (single[f"{m}_vs_best_in_family"] == word)).sum())
                     for count, word in words.items()} for m in judged}
             for v in order
         }

@@ -60,18 +60,19 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 MARKS = {"best": "**{}**", "tied": "{} †", "worse": "{}"}
 LEGEND = ("**bold**: best of its group alone (a single model's 7 variants, or an ensemble scheme's 5); "
           "†: tied with the best (the same value, or the {level:.0%} paired-bootstrap interval of the difference "
-          "to the best contains 0); [lo, hi]: {level:.0%} percentile interval over {resamples} resamples "
-          "of the examples (`benchmark.bootstrap`).")
+          "to the best contains 0); [lo, hi]: {level:.0%} bootstrap percentile interval of the value over "
+          "{resamples} resamples of the examples (`benchmark.bootstrap`).")
 
 
-def marked_cell(row: pd.Series, *, metric: str, digits: int) -> str:
-    """``value [lo, hi]`` of ``metric`` in ``row``, marked by ``<metric>_vs_best`` (:data:`MARKS`); the
-    plain value when the row has no such column."""
+def marked_cell(row: pd.Series, *, metric: str, digits: int, verdict: str = "_vs_best_in_family") -> str:
+    """``value [lo, hi]`` of ``metric`` in ``row``, marked by its ``<metric><verdict>`` column (:data:`MARKS`;
+    by default the verdict among the row's own family, e.g. a model's 7 pred_probs variants); the plain value
+    when the row has no such column."""
     text = f"{row[metric]:.{digits}f}"
-    if f"{metric}_vs_best" not in row:
+    if f"{metric}{verdict}" not in row:
         return text
     lo, hi = row[f"{metric}_lo"], row[f"{metric}_hi"]
-    return MARKS.get(row[f"{metric}_vs_best"], "{}").format(text) + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return MARKS.get(row[f"{metric}{verdict}"], "{}").format(text) + f" [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _pivot(rows: pd.DataFrame, *, index: str, columns: str, values: str) -> pd.DataFrame:
@@ -327,15 +328,17 @@ def model_metrics(path: Path, metrics: list[str]) -> dict[str, dict[str, float]]
     return models
 
 
-def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str = "auroc") -> str:
+def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str = "auroc", level: float = 0.95) -> str:
     """"Which family?": per dataset trained here, the best detector of each family per model, with its interval and
     verdict against the best of that dataset × model (all families judged together), and a sentence saying which
-    family won and by how much, or that they tie. Published datasets have only pred_probs: said so."""
+    family won and by how much, or that they tie. Published datasets have only pred_probs: said so. ``level``:
+    the bootstrap's (``benchmark.bootstrap.level``), as the table's intervals were computed."""
     title = metric_title(metric)
     lines = ["## Which family?", "",
              "Per dataset trained here, the best detector of each family for each model (single models: ensembles "
-             f"cover pred_probs only): {title} [95% paired-bootstrap interval], verdict against the best detector "
-             "of that dataset × model over every family (**bold** best alone, † tied). Training dynamics read each "
+             f"cover pred_probs only): {title} [{level:.0%} bootstrap percentile interval], verdict against the best "
+             f"detector of that dataset × model over every family (**bold** best alone, † tied: the {level:.0%} "
+             "paired-bootstrap interval of the difference to the best contains 0). Training dynamics read each "
              "fold's training logits per epoch (in-sample, averaged over the folds that trained on an example), "
              "representation neighbours each held-out example's features against its fold's training rows. The "
              "published datasets have only the authors' pred_probs (no training records), so only that family is "
@@ -350,7 +353,8 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
             best = group.loc[group.groupby("family", sort=False)[metric].idxmax()].sort_values(metric, ascending=False)
             digits = decimals(best[metric])
             table = pd.DataFrame({"family": best["family"], "best detector": best["variant"],
-                                  title: [marked_cell(r, metric=metric, digits=digits) for _, r in best.iterrows()]})
+                                  title: [marked_cell(r, metric=metric, digits=digits, verdict="_vs_best")
+                                          for _, r in best.iterrows()]})
             lines += [f"### {dataset} / {short_model(model)}", "", table.to_markdown(index=False), ""]
             first, second = best.iloc[0], best.iloc[1] if len(best) > 1 else None
             if second is None:
