@@ -45,13 +45,18 @@ def main(argv=None) -> int:
                      help="with --pred-probs: the images named by --image-ids; alone: the images to train on, one "
                           "subfolder per class (torchvision's ImageFolder)")
     add.add_argument("--classes", type=Path, help="K lines: class names, in label order")
-    add.add_argument("--noise", choices=["instance", "uniform"], default="instance",
+    add.add_argument("--noise", choices=["instance", "uniform"],
                      help="--images alone: the label noise injected when --noise-amount > 0 (default instance)")
-    add.add_argument("--noise-amount", type=float, default=0.0,
-                     help="--images alone: share of labels to flip, the known errors when there is no --errors")
+    add.add_argument("--noise-amount", type=float, help="--images alone: share of labels to flip, the known errors "
+                                                        "when there is no --errors (default 0)")
     add.add_argument("--sparsity", type=float, help="--noise uniform: cleanlab's frac_zero_noise_rates (0)")
-    add.add_argument("--noise-seed", type=int, default=0, help="--images alone: seed of the injected noise")
+    add.add_argument("--noise-seed", type=int, help="--images alone: seed of the injected noise (default 0)")
     args = parser.parse_args(argv)
+    noise_flags = [flag for flag, value in (("--noise", args.noise), ("--noise-amount", args.noise_amount),
+                                            ("--sparsity", args.sparsity), ("--noise-seed", args.noise_seed))
+                   if value is not None]  # the defaults below: None tells a flag given from one left out
+    args.noise, args.noise_amount = args.noise or "instance", args.noise_amount or 0.0
+    args.noise_seed = args.noise_seed or 0
     from labelbench.data.add_dataset import add_dataset, add_image_dataset
 
     trained = args.pred_probs is None
@@ -66,8 +71,10 @@ def main(argv=None) -> int:
                                      errors=args.errors, noise=args.noise, noise_amount=args.noise_amount,
                                      sparsity=args.sparsity, noise_seed=args.noise_seed)
         else:
-            if args.labels is None:
-                parser.error("add-dataset --pred-probs needs --labels given_labels.npy")
+            if args.labels is None or noise_flags:
+                parser.error("add-dataset --pred-probs needs --labels given_labels.npy" if args.labels is None else
+                             f"add-dataset --pred-probs takes no {' or '.join(noise_flags)}: noise is injected into "
+                             "images trained here (--images alone); your pred_probs come with their labels")
             info = add_dataset(name=args.name, pred_probs=args.pred_probs, labels=args.labels, errors=args.errors,
                                true_labels=args.true_labels, image_ids=args.image_ids, images=args.images,
                                classes=args.classes)

@@ -52,8 +52,9 @@ class Part(Block):
     per_key: ClassVar[tuple[str, ...]] = ()
 
 
-#: Names of datasets and models: a folder, a file stem and a DVC metrics key each.
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+#: Names of datasets and models: a folder, a file stem and a DVC metrics key each (at most 64 characters: the
+#: temporary names beside them, ``.<name>.<host>-<pid>.<random>.tmp``, must stay within a file name's 255 bytes).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 
 
 def check_name(name: str) -> str:
@@ -63,7 +64,7 @@ def check_name(name: str) -> str:
     'cifar-10s'
     """
     if not re.fullmatch(NAME_PATTERN, name):
-        raise ValueError(f"name {name!r} must match {NAME_PATTERN} (letters, digits, '_' and '-')")
+        raise ValueError(f"name {name!r} must match {NAME_PATTERN} (letters, digits, '_' and '-'; at most 64)")
     return name
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params
 from labelbench.evaluation.multiannotator import load_track, not_evaluated, run_track, write_outputs
+from labelbench.evaluation.metrics import check_lift_k
 from labelbench.evaluation.params import MultiannotatorParams
 from labelbench.data.files import stage_main
 
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     block = params.multiannotator
     if block.dataset in params.published.datasets:
         track = load_track(args.published, dataset=block.dataset, models=list(params.published.models))
+        check_lift_k(params.lift_k, {block.dataset: len(track.clean)})
         numerics.check()  # after the inputs are checked: a bad file is the error to see first
         table, summary, seconds = run_track(
             track, baselines=block.baselines, dawid_skene_max_iter=block.dawid_skene_max_iter,

@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
         raise DataError(args.inp, str(exc)) from None
+    errors = int((out["given_label"] != out["true_label"].fillna(out["given_label"])).sum())
+    if errors in (0, len(out)):  # before any fold trains: evaluation would refuse the mask (check_both_kinds)
+        raise ParamsError(f"crossval.datasets.{args.dataset}: noise_amount {noise.noise_amount} leaves {errors} of "
+                          f"{len(out)} labels wrong; the benchmark needs both errors and correct labels (set "
+                          "noise_amount > 0 for a source without label errors of its own)")
     with atomic_outputs(files=[args.out / "labels.csv", args.out / "noise.json"]) as tmp:
         write_csv(tmp[args.out / "labels.csv"], out)
         write_json(tmp[args.out / "noise.json"], record)

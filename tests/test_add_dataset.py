@@ -191,11 +191,14 @@ REFUSALS = [
     (_rewrite("labels", lambda y: np.where(np.arange(y.size) == 0, 4, y)), [], r"labels outside [0, 4)",
      "labels.npy", None),
     (_rewrite("labels", lambda y: y.astype(float)), [], "labels must be integers", "labels.npy", None),
+    (_rewrite("labels", lambda y: y.astype("m8[D]")), [], "labels must be integers", "labels.npy", None),  # numpy:
+    # a timedelta64 is an np.integer
+    (None, ["errors"], "at most 64", None, "a" * 65),
     (_rewrite("labels", lambda y: np.where(y == 3, 2, y)), [], "classes [3] of the 4 in the pred_probs never occur",
      "labels.npy", None),
     (_rewrite("errors", lambda e: e.astype(np.int64)), ["errors"], "expected dtype bool, got int64", "mask.npy", None),
     (_rewrite("errors", lambda e: e[:10]), ["errors"], "has 10 rows but labels.npy has 300", "mask.npy", None),
-    (_rewrite("errors", lambda e: np.zeros_like(e)), ["errors"], "marks 0 of 300 examples as errors", "mask.npy", None),
+    (_rewrite("errors", lambda e: np.zeros_like(e)), ["errors"], "marks 0 of 300 examples as label errors", "mask.npy", None),
     (_rewrite("errors", lambda e: ~e), ["errors", "true_labels"], "disagrees with given_labels != true_labels",
      "mask.npy", None),
     (_rewrite("true_labels", lambda t: t + 4), ["true_labels"], "labels outside [0, 4)", "truth.npy", None),
@@ -204,6 +207,8 @@ REFUSALS = [
     (None, ["images"], "--images needs --image-ids", "pictures", None),
     (lambda f: (f["images"] / Path(f["image_ids"].read_text().split()[7])).unlink(), ["image_ids", "images"],
      "no image file for 1 id(s)", "pictures", None),
+    (lambda f: (f["images"] / Path(f["image_ids"].read_text().split()[7])).write_text("text"), ["image_ids", "images"],
+     "not a readable image", "pictures", None),
     (_write("classes", "x\ny\nz\n"), ["classes"], "names 3 classes but the pred_probs have 4", "names.txt", None),
     (_write("classes", "x\nx\ny\nz\n"), ["classes"], "repeats a class name", "names.txt", None),
 ]
@@ -303,6 +308,33 @@ def test_bad_added_params_are_refused_naming_the_key(tmp_path, added, message):
     with pytest.raises(ParamsError) as info:
         load_params(IssuesParams, tmp_path / "params.yaml")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("flag", [["--noise-amount", "0.3"], ["--noise", "uniform"], ["--sparsity", "0.2"],
+                                  ["--noise-seed", "1"]])
+def test_noise_options_with_pred_probs_are_refused_not_dropped(tmp_path, capsys, flag):
+    from labelbench.__main__ import main
+
+    files = make_dataset(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(cli_args("fresh", files) + flag)
+    assert done.value.code == 2
+    assert f"add-dataset --pred-probs takes no {flag[0]}: noise is injected into images" in capsys.readouterr().err
+
+
+def test_a_failed_dvc_add_says_why(repo, tmp_path, monkeypatch, capsys):
+    """DVC's own reason (here: the folder is in .dvcignore) is shown, and everything is undone."""
+    from labelbench.__main__ import main
+
+    files = make_dataset(tmp_path)
+    (repo / ".dvcignore").write_text("data/added/fresh\n")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PYTHONPATH", str(repo))
+    state = tree_hash(repo)
+    assert main(cli_args("fresh", files, "errors")) == 1
+    err = capsys.readouterr().err
+    assert "`dvc add` failed: " in err and ".dvcignore" in err, err
+    assert tree_hash(repo) == state
 
 
 def test_help_is_plain_text(capsys):

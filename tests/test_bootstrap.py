@@ -191,6 +191,7 @@ def test_coverage_of_a_known_auroc():
 
 @pytest.mark.parametrize("key, value, message", [
     ("resamples", 0, "benchmark.bootstrap.resamples = 0"),
+    ("resamples", 10**9, "benchmark.bootstrap.resamples = 1000000000: Input should be less than or equal to 100000"),
     ("level", 1.5, "benchmark.bootstrap.level = 1.5"),
     ("seed", -1, "benchmark.bootstrap.seed = -1"),
     ("ensembles", ["avg_scores", "avg_scores"], "benchmark.ensembles = ['avg_scores', 'avg_scores']: Value error, "

@@ -134,6 +134,7 @@ def test_sort_key_is_imagefolder_order():
         ("image_id,given_label,true_label,label_error\nx.png,99999999999999999999999,,\n",
          r"given_label must be integers in \[0, 10\*\*18\); found \['99999999999999999999999'\]"),
         ("image_id,given_label,true_label,label_error\nx.png,1.5,,\n", "given_label must be integers"),
+        ("image_id,given_label,true_label,label_error\nx.png,\u0663,,\n", r"given_label must be integers.*'\u0663'"),
         ("image_id,given_label,true_label,label_error\nx.png,,,\n", "given_label is empty"),
         ("image_id,given_label,true_label,label_error\nx.png,0,cat,\n", "true_label must be integers"),
         ("image_id,given_label,true_label,label_error\nx.png,0,,2\n", "label_error must be 0, 1 or empty"),
@@ -149,6 +150,12 @@ def test_labels_csv_validation(tmp_path, text, match):
     with pytest.raises(DataError, match=match) as info:
         read_labels_csv(path)
     assert info.value.path == str(path)
+
+
+def test_labels_csv_saved_by_excel_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("\ufeffimage_id,given_label,true_label,label_error\na.png,2,2,0\n", encoding="utf-8")
+    assert read_labels_csv(path).columns[0] == "image_id"
 
 
 def test_labels_csv_types(tmp_path):

@@ -167,6 +167,23 @@ def test_record_scores_combine_the_folds_records(tmp_path):
         reference_labels=labels[3:], k=2))
 
 
+def test_more_neighbours_than_a_folds_training_rows_is_refused_naming_the_key(tmp_path):
+    from types import SimpleNamespace
+
+    from labelbench.config import ParamsError
+    from labelbench.data.files import write_npy
+    from labelbench.evaluation.benchmark import trained_detector_scores
+
+    for k, held in enumerate([np.array([0, 1, 2]), np.array([3, 4, 5])]):
+        (tmp_path / "toy" / "net" / f"fold_{k}" / "records").mkdir(parents=True)
+        write_npy(tmp_path / "toy" / "net" / f"fold_{k}" / "records" / "train_indices.npy", np.setdiff1d(np.arange(6), held))
+    params = SimpleNamespace(benchmark=SimpleNamespace(detectors=SimpleNamespace(neighbours=4, el2n_epoch=0)),
+                             crossval=SimpleNamespace(datasets=["toy"], models=["net"], folds=[0, 1]))
+    with pytest.raises(ParamsError, match=r"params.yaml: benchmark.detectors.neighbours = 4: more than the 3 training "
+                                          r"rows of .*fold_0"):
+        trained_detector_scores(params, tmp_path, {})
+
+
 def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_them(published):
     """run_benchmark with a detector's scores for one model: a row beside that model's variants, in the same verdict
     group (a perfect detector is the best alone), while the paper's summary, the wins / ties / losses and the

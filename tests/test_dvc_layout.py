@@ -184,7 +184,7 @@ def test_params_are_read_as_dvc_reads_them(tmp_path):
         load_params(CrossvalParams, tmp_path / "params.yaml")
 
 
-@pytest.mark.parametrize("name", ["../x", "a b", "-x", "x/y", ""])
+@pytest.mark.parametrize("name", ["../x", "a b", "-x", "x/y", "", "a" * 65])
 def test_a_trained_dataset_name_that_is_no_plain_name_is_refused(tmp_path, name):
     """``crossval.datasets`` keys become folders (data/raw/<name>, data/trained/<name>): the rule of added names."""
     from labelbench.config import FoldsParams, NoiseParams, ParamsError, load_params
@@ -195,7 +195,7 @@ def test_a_trained_dataset_name_that_is_no_plain_name_is_refused(tmp_path, name)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for schema in (NoiseParams, FoldsParams, IssuesParams):  # own key, the whole block, the evaluation half
         with pytest.raises(ParamsError, match=re.escape(f"[key] = {name!r}: Value error, name {name!r} must match "
-                                                        "[A-Za-z0-9][A-Za-z0-9_-]* (letters, digits, '_' and '-')")):
+                                                        "[A-Za-z0-9][A-Za-z0-9_-]{0,63} (letters, digits, '_' and '-'; at most 64)")):
             load_params(schema, tmp_path / "params.yaml")
 
 

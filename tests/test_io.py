@@ -169,8 +169,16 @@ def test_npz_archive_refused(tmp_path):
 
 def test_error_mask_must_match_true_labels(tmp_path):
     folder = make_dataset(tmp_path)
-    np.save(folder / "label_errors.npy", np.zeros(N, bool))
+    np.save(folder / "label_errors.npy", np.arange(N) % 4 == 3)  # errors and correct labels, but not those
     expect_error(tmp_path, "disagrees with given_labels != true_labels", "label_errors.npy")
+
+
+@pytest.mark.parametrize("errors", [0, N])
+def test_error_mask_needs_errors_and_correct_labels(tmp_path, errors):
+    """AUROC and AUPRC need both: refused on load, naming the file (not a ranking metric's error later)."""
+    folder = make_dataset(tmp_path, true_labels=False)
+    np.save(folder / "label_errors.npy", np.arange(N) < errors)
+    expect_error(tmp_path, f"marks {errors} of {N} examples as label errors; a benchmark needs both", "label_errors.npy")
 
 
 def test_error_mask_dtype(tmp_path):

@@ -350,6 +350,15 @@ def test_stage_without_the_dataset_among_the_evaluated_ones_writes_empty_outputs
     assert "Not evaluated" in (stage_dir / "reports" / "multiannotator.md").read_text()
 
 
+def test_stage_refuses_a_lift_k_above_the_dataset_size_naming_the_key(stage_dir, capsys):
+    params = yaml.safe_load((stage_dir / "params.yaml").read_text())
+    params["lift_k"] = 10**6
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert load_stage("multiannotator").main(["--published", "published", "--out", "metrics"]) == 1
+    assert "error: params.yaml: lift_k = 1000000: must be in [1, " in capsys.readouterr().err
+    assert not (stage_dir / "metrics").exists()
+
+
 def test_stage_refuses_bad_inputs_and_keeps_old_outputs(stage_dir, capsys):
     (stage_dir / "metrics").mkdir()
     (stage_dir / "metrics" / "multiannotator.csv").write_text("old\n")

@@ -194,6 +194,19 @@ def test_stage_zero_amount_passes_through(tmp_path, monkeypatch):
     assert record["realised_noise_rate"] == 0 and record["noise_matrix"] is None
 
 
+def test_stage_refuses_labels_left_without_errors_before_any_training(tmp_path, capsys, monkeypatch):
+    """noise_amount 0 on a source without label errors of its own: nothing to benchmark, refused at the first stage
+    that knows it (evaluation would refuse the error mask, after every fold had trained)."""
+    path = tmp_path / "labels.csv"
+    path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,0,0\na/2.png,0,,\nb/1.png,1,1,0\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert run_stage(tmp_path, "clean", {"noise_amount": 0, "sparsity": 0, "noise_seed": 0}, ["a", "b"], path, out) == 1
+    assert ("error: crossval.datasets.clean: noise_amount 0.0 leaves 0 of 3 labels wrong; the benchmark needs both "
+            "errors and correct labels") in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_stage_rejects_bad_input(tmp_path, capsys, monkeypatch):
     path = tmp_path / "labels.csv"
     path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\nb/1.png,3,,\n")

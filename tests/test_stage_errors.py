@@ -31,6 +31,21 @@ def test_a_stage_that_cannot_write_its_output_says_so_in_one_line(tmp_path, caps
     assert "Traceback" not in "".join(err)
 
 
+def test_running_out_of_memory_is_one_line_not_a_traceback(capsys):
+    """numpy's allocation error (a params value too large for this machine) as one `error:` line, exit code 1."""
+    import numpy as np
+
+    from labelbench.data.files import stage_main
+
+    @stage_main
+    def main(argv=None):
+        np.empty(2**50, dtype=np.uint8)  # 1 PiB: more than any address space here
+
+    assert main([]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: Unable to allocate"), err
+
+
 def test_a_failed_rename_keeps_the_old_file_and_names_the_output(tmp_path, monkeypatch):
     target = tmp_path / "out" / "table.json"
     write_json(target, {"a": 1})

@@ -106,6 +106,15 @@ def test_a_dvc_lock_not_in_dvcs_format_is_one_error(toy, monkeypatch, stages):
         verify("data/folds/toy.csv")
 
 
+@pytest.mark.parametrize("content", [{"outs": [{"pathx": "extra"}]}, {"outs": "extra"}, ["extra"], None])
+def test_a_dvc_file_not_in_dvcs_format_is_one_error(toy, monkeypatch, content):
+    monkeypatch.chdir(toy)
+    (toy / "data" / "added" / "extra.dvc").write_text(yaml.safe_dump(content))
+    with pytest.raises(DataError, match=r"data/added/extra.dvc: not in DVC's .dvc format .*`git checkout -- "
+                                        r"data/added/extra.dvc`"):
+        verify("data/added/extra/given_labels.npy")
+
+
 def test_a_damaged_file_of_a_folder_output_is_named_with_its_restore_command(toy, monkeypatch):
     monkeypatch.chdir(toy)
     _flip(toy / "data" / "trained" / "toy" / "label_errors.npy")

@@ -31,8 +31,9 @@ import numpy as np
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
 from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id, parse_yaml, read_text
-from labelbench.data.io import DataError, check_files, load_dataset, read_class_names, write_text
+from labelbench.data.io import DataError, check_both_kinds, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
+from labelbench.data.raw.layout import check_image_file
 from labelbench.ops.dvc_cli import dvc
 from labelbench.evaluation.params import (
     BenchmarkParams, Datasets, EvaluateParams, IssuesParams, ReportParams, check_added_name, check_name,
@@ -80,7 +81,7 @@ def _track_and_register(repo: Path, name: str, params_text: str, *, write) -> No
     old_gitignore = gitignore.read_bytes() if gitignore.is_file() else None
     write()
     try:
-        result = dvc(repo, "add", "-q", (ADDED_ROOT / name).as_posix(), check=False)
+        result = dvc(repo, "add", (ADDED_ROOT / name).as_posix(), check=False)  # not -q: it would hide DVC's reason
         if result.returncode != 0:
             raise DataError(folder, f"`dvc add` failed: {(result.stderr or result.stdout).strip()}")
         write_text(repo / "params.yaml", params_text)
@@ -141,7 +142,8 @@ def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, cl
     if len(table) < params.lift_k:
         raise DataError(images, f"has {len(table)} images; the benchmark's lift_k = {params.lift_k} needs at least "
                                 "that many")
-    _both_kinds(table.label_errors, errors, "images as mislabeled")
+    if table.label_errors is not None:
+        check_both_kinds(table.label_errors, errors, "images as mislabeled")
     _track_and_register(repo, name, params_text, write=lambda: write_imagefolder(table, images=images, out=folder))
     return {"examples": len(table), "classes": len(table.classes),
             "errors": None if table.label_errors is None else int(table.label_errors.sum())}
@@ -175,8 +177,7 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
     if absent:
         raise DataError(labels, f"classes {absent[:_SHOWN]} of the {num_classes} in the pred_probs never occur as "
                                 "a given label; every class must (the ensembles weigh models by log loss)")
-    mask = arrays["label_errors"]
-    _both_kinds(mask, errors, "examples as errors")
+    mask = arrays["label_errors"]  # both kinds, when known (check_files)
     if mask is not None and given.shape[0] < lift_k:
         raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at least "
                                 "that many (or add it without --errors)")
@@ -195,14 +196,9 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
         missing = [i for i in ids if not (images / i).is_file()]
         if missing:
             raise DataError(images, f"no image file for {len(missing)} id(s) of {image_ids}, e.g. {missing[:_SHOWN]}")
+        for image_id in ids:  # the issues stage draws them: a file that is no image is refused here, not there
+            check_image_file(images / image_id)
     return arrays, [f.stem for f in files]
-
-
-def _both_kinds(mask: np.ndarray | None, errors: Path, marked: str) -> None:
-    """DataError naming ``errors`` unless the error mask ``mask`` (None: not known) holds errors and correct labels."""
-    if mask is not None and (mask.all() or not mask.any()):
-        raise DataError(errors, f"marks {int(mask.sum())} of {len(mask)} {marked}; a benchmark needs both errors and "
-                                "correct labels")
 
 
 def registered_params(path: Path, name: str, *, models: list[str], label_errors: bool) -> str:

@@ -49,8 +49,9 @@ def existing_file(path: os.PathLike | str) -> Path:
 
 def stage_main(main):
     """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
-    ParamsError or another ValueError, OSError) turned into one ``error:`` line and exit code 1, not a traceback.
-    Outputs are written atomically, so what failed to be written keeps its previous content. SIGTERM (``kill``, a
+    ParamsError or another ValueError, OSError, MemoryError) turned into one ``error:`` line and exit code 1, not a
+    traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by DVC,
+    whose `dvc repro` removes a stage's outputs before running it, `dvc checkout` brings them back). SIGTERM (``kill``, a
     scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are removed and
     the previous ones kept, where the default action would leave the temporary files behind."""
 
@@ -60,8 +61,8 @@ def stage_main(main):
         previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum)) if main_thread else None
         try:
             return main(argv)
-        except (OSError, ValueError) as exc:  # DataError and ParamsError are ValueErrors
-            print(f"error: {exc}", file=sys.stderr)
+        except (OSError, ValueError, MemoryError) as exc:  # DataError and ParamsError are ValueErrors
+            print(f"error: {exc or type(exc).__name__}", file=sys.stderr)
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
@@ -231,7 +232,7 @@ def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
 
     path = existing_file(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")  # Excel's BOM
     except pd.errors.EmptyDataError:
         raise DataError(path, "is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -355,7 +356,7 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
     empty = text == ""
     if empty.any() and not allow_empty:
         raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
-    bad = ~empty & ~text.str.fullmatch(r"\+?0*\d{1,18}")  # at most 18 digits: an int64, as labels are read
+    bad = ~empty & ~text.str.fullmatch(r"\+?0*[0-9]{1,18}")  # [0-9]: \d is any Unicode digit  # at most 18 digits: an int64, as labels are read
     if bad.any():
         raise DataError(path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
                               f"(first at row {_row(bad)})")

@@ -83,7 +83,7 @@ def check_labels(labels: np.ndarray, path, *, num_classes: int | None = None) ->
         raise DataError(path, f"expected a 1-D label array, got shape {labels.shape}")
     if labels.size == 0:
         raise DataError(path, "is empty")
-    if not np.issubdtype(labels.dtype, np.integer):
+    if labels.dtype.kind not in "iu":  # not np.integer: numpy counts timedelta64 as one
         raise DataError(path, f"labels must be integers, got dtype {labels.dtype}")
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (num_classes is not None and high >= num_classes):
@@ -108,7 +108,7 @@ def check_pred_probs(pred_probs: np.ndarray, path) -> np.ndarray:
     if deviation.max() > ROW_SUM_TOLERANCE:
         row = int(deviation.argmax())
         raise DataError(path, f"{int((deviation > ROW_SUM_TOLERANCE).sum())} rows do not sum to 1 within "
-                              f"{ROW_SUM_TOLERANCE} (row {row} sums to {pred_probs[row].sum()!r})")
+                              f"{ROW_SUM_TOLERANCE} (row {row} sums to {float(pred_probs[row].sum())!r})")
     return pred_probs.astype(np.float64, copy=False)
 
 
@@ -191,6 +191,7 @@ def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors
         if errors.dtype != np.bool_:
             raise DataError(label_errors, f"expected dtype bool, got {errors.dtype}")
         _check_length(errors, n, label_errors, given_labels)
+        check_both_kinds(errors, label_errors)
 
     ids = None
     if image_ids is not None:
@@ -218,6 +219,14 @@ def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors
             raise DataError(label_errors, "disagrees with given_labels != true_labels")
     return dict(given_labels=given.astype(np.int64, copy=False), label_errors=errors, image_ids=ids,
                 true_labels=true, pred_probs=probs)
+
+
+def check_both_kinds(mask: np.ndarray, path, marked: str = "examples as label errors") -> None:
+    """DataError naming ``path`` unless the error mask ``mask`` (N,) bool holds both errors and correct labels (the
+    ranking metrics need both)."""
+    if mask.all() or not mask.any():
+        raise DataError(path, f"marks {int(mask.sum())} of {len(mask)} {marked}; a benchmark needs both errors and "
+                              "correct labels")
 
 
 def read_class_names(path: os.PathLike | str, *, num_classes: int) -> list[str]:

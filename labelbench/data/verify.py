@@ -76,17 +76,23 @@ def lock_outputs(root: Path) -> list[dict]:
                                   "`git checkout -- dvc.lock`")
         outs = []
         for stage, entry in stages.items():
-            entry_outs = (entry.get("outs") or []) if isinstance(entry, dict) else None
-            if not isinstance(entry_outs, list) or not all(
-                    isinstance(out, dict) and isinstance(out.get("path"), str) for out in entry_outs):
-                raise DataError(lock, f"not in DVC's dvc.lock format (stage {stage!r}: each `outs` entry needs a "
-                                      "`path`); restore it with `git checkout -- dvc.lock`")
-            for out in entry_outs:
+            for out in _outs(entry, lock, root, f"stage {stage!r}: "):
                 outs.append({"path": root / out["path"], "md5": out.get("md5"), "hash": out.get("hash"),
                              "stage": stage, "record": f"dvc.lock (outs of stage '{stage}')"})
         _records.clear()
         _records[key] = outs
     return _records[key]
+
+
+def _outs(entry, record: Path, root: Path, where: str = "") -> list[dict]:
+    """The ``outs`` entries of a dvc.lock stage or a .dvc file ``entry``, each a mapping with a ``path``; DataError
+    naming ``record`` (in repository ``root``) otherwise."""
+    outs = (entry.get("outs") or []) if isinstance(entry, dict) else None
+    if not isinstance(outs, list) or not all(isinstance(out, dict) and isinstance(out.get("path"), str) for out in outs):
+        kind = "dvc.lock" if record.name == "dvc.lock" else ".dvc"
+        raise DataError(record, f"not in DVC's {kind} format ({where}each `outs` entry needs a `path`); restore it "
+                                f"with `git checkout -- {record.relative_to(root).as_posix()}`")
+    return outs
 
 
 def dvcfile_output(root: Path, path: Path) -> dict | None:
@@ -96,7 +102,7 @@ def dvcfile_output(root: Path, path: Path) -> dict | None:
             return None
         dvcfile = candidate.with_name(candidate.name + ".dvc")
         if dvcfile.is_file():
-            for out in (load_yaml(dvcfile) or {}).get("outs") or []:
+            for out in _outs(load_yaml(dvcfile), dvcfile, root):
                 if Path(os.path.normpath(dvcfile.parent / out["path"])) == candidate:
                     return {"path": candidate, "md5": out.get("md5"), "hash": out.get("hash"), "stage": None,
                             "record": dvcfile.relative_to(root).as_posix(), "dvcfile": dvcfile}

@@ -317,6 +317,8 @@ def trained_detector_scores(params, crossval_root: Path, datasets: dict[str, Dat
     records of its folds ``crossval.folds`` under ``crossval_root/<dataset>/<model>/fold_<k>`` (each folder checked
     against the bytes DVC recorded for it) and the given labels of ``datasets`` (name -> Dataset, as
     :func:`run_benchmark` loaded them)."""
+    from labelbench.config import ParamsError
+    from labelbench.data.io import load_npy
     from labelbench.data.verify import verify
     from labelbench.evaluation.detectors import record_scores
 
@@ -328,6 +330,10 @@ def trained_detector_scores(params, crossval_root: Path, datasets: dict[str, Dat
             fold_dirs = [Path(crossval_root) / name / model / f"fold_{k}" for k in params.crossval.folds]
             for fold_dir in fold_dirs:
                 verify(fold_dir)
+                rows = load_npy(fold_dir / "records" / "train_indices.npy").shape[0]
+                if settings.neighbours > rows:  # before any detector runs: the key named, not the k of a function
+                    raise ParamsError(f"params.yaml: benchmark.detectors.neighbours = {settings.neighbours}: more than "
+                                      f"the {rows} training rows of {fold_dir} among which the neighbours are found")
             out[name][model] = record_scores(fold_dirs, labels=datasets[name].given_labels,
                                              neighbours=settings.neighbours, el2n_epoch=settings.el2n_epoch)
     return out

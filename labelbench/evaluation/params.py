@@ -46,7 +46,7 @@ class Evaluate(Block):
 class Bootstrap(Block):
     """Paired bootstrap over examples (labelbench.evaluation.bootstrap): B resamples, seed, level."""
 
-    resamples: Positive
+    resamples: Annotated[int, Field(ge=1, le=100_000)]  # B x N uint8 counts per dataset: 5 GB at CIFAR's N
     seed: Count
     level: Annotated[float, Field(gt=0, lt=1)]
 

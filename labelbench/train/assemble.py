@@ -25,7 +25,7 @@ def _fold_arrays(fold_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     idx_path = fold_dir / "heldout_indices.npy"
     probs_path = fold_dir / "heldout_pred_probs.npy"
     indices = load_npy(idx_path)
-    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":  # not np.integer, which holds timedelta64
         raise DataError(idx_path, f"expected a 1-D integer array, got {indices.dtype} {indices.shape}")
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         raise DataError(

@@ -95,7 +95,7 @@ def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_
         raise DataError(path, f"{differ.size} row(s) differ from {reference}: row {i + 1} is {ids[i]!r}, "
                               f"expected {image_ids[i]!r} (rows must be in labels.csv order)")
     text = raw["fold"].str.strip()
-    bad = ~text.str.fullmatch(r"\d+")
+    bad = ~text.str.fullmatch(r"[0-9]+")
     if bad.any():
         raise DataError(path, f"fold must be an integer >= 0; found {list(text[bad].unique()[:_SHOWN])}")
     return text.astype(np.int64).to_numpy()

@@ -36,7 +36,7 @@ TRAIN_BATCHES = [f"cifar-10-batches-bin/data_batch_{i}.bin" for i in range(1, 6)
 META = "cifar-10-batches-bin/batches.meta.txt"
 RECORD = 1 + 3 * 32 * 32  # a label byte, then the R, G and B planes
 CIFAR10N_VARIANTS = {"agg": "aggre_label", "worst": "worse_label"}
-_PREFIX_10S = re.compile(r"(?:^|.*/)(train/([A-Za-z0-9_]+)/(\d{4,})\.png)$")
+_PREFIX_10S = re.compile(r"(?:^|.*/)(train/([A-Za-z0-9_]+)/([0-9]{4,})\.png)$")
 
 
 def cifar10n_image_id(index: int) -> str:
@@ -192,10 +192,9 @@ def cifar10s_labels(*, noisy_csv: os.PathLike | str) -> RawTable:
         match = _PREFIX_10S.match(row[0].strip().replace("\\", "/"))
         if not match or match.group(2) not in CIFAR10_CLASSES:
             raise DataError(path, f"line {line}: image {row[0]!r} is not .../train/<CIFAR-10 class>/<NNNN>.png")
-        try:
-            given.append(int(row[1]))
-        except (IndexError, ValueError):
-            raise DataError(path, f"line {line}: expected image,label with an integer label, got {row}") from None
+        if len(row) < 2 or not re.fullmatch(r"[0-9]+", row[1].strip()):  # int() takes "1_0" and any Unicode digit
+            raise DataError(path, f"line {line}: expected image,label with an integer label, got {row}")
+        given.append(int(row[1]))
         ids.append(match.group(1))
         true.append(CIFAR10_CLASSES.index(match.group(2)))
     given, true = np.array(given, dtype=np.int64), np.array(true, dtype=np.int64)

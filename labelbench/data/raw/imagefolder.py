@@ -18,7 +18,7 @@ import numpy as np
 
 from labelbench.data.files import read_lines
 from labelbench.data.raw.layout import (
-    _SHOWN, MAX_IMAGE_BYTES, DataError, RawTable, check_image_id, decode_image, read_classes, read_raw,
+    _SHOWN, DataError, RawTable, check_image_file, check_image_id, read_classes, read_raw,
     write_imagefolder,
 )
 
@@ -86,12 +86,7 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
                         f"{min_per_class} (one per cross-validation fold)")
     for image_id, _ in rows:
         check_image_id(image_id, where)
-        path = images / image_id
-        if not path.is_file():
-            raise DataError(path, "listed but not a file")
-        if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise DataError(path, f"larger than {MAX_IMAGE_BYTES} bytes")
-        decode_image(path.read_bytes(), path)
+        check_image_file(images / image_id)
     ids = [image_id for image_id, _ in rows]
     mask = None  # no known error mask
     if errors is not None:

@@ -105,7 +105,7 @@ class RawTable:
 
 def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
     values = np.asarray(values)
-    if values.shape != (n,) or not np.issubdtype(values.dtype, np.integer):
+    if values.shape != (n,) or values.dtype.kind not in "iu":  # not np.integer, which holds timedelta64
         raise DataError(source, f"{what} must be {n} integers, got {values.dtype} {values.shape}")
     if values.min() < 0 or values.max() >= k:
         raise DataError(source, f"{what} outside [0, {k}): min {values.min()}, max {values.max()}")
@@ -154,6 +154,15 @@ def decode_image(data: bytes, source, *, expect: str | None = None) -> Image.Ima
     if expect is not None and image.format != expect:
         raise DataError(source, f"expected a {expect} image, got {image.format}")
     return image
+
+
+def check_image_file(path: Path) -> None:
+    """DataError naming ``path`` unless it is a file of at most :data:`MAX_IMAGE_BYTES` that decodes as an image."""
+    if not path.is_file():
+        raise DataError(path, "listed but not a file")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise DataError(path, f"larger than {MAX_IMAGE_BYTES} bytes")
+    decode_image(path.read_bytes(), path)
 
 
 def open_zip(archive: Path) -> zipfile.ZipFile:
