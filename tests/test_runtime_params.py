@@ -45,6 +45,21 @@ def test_a_runtime_setting_changes_no_stage(repo, key, value):
         (repo / "params.yaml").write_text(original)
 
 
+def test_a_changed_source_archive_marks_the_raw_stages_changed(repo):
+    """The converters read ``raw.sources`` (data/sources): a new or changed archive there reruns every raw stage (one
+    folder dependency: a foreach cannot depend on each source's own files), and nothing else directly."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    archive = repo / params["raw"]["sources"] / "cifar-10n_human_labels.npz"
+    before = status(repo)
+    try:
+        archive.write_bytes(b"a changed source")
+        after = status(repo)
+    finally:
+        archive.unlink()
+    assert {stage for stage in after if after[stage] != before.get(stage)} == {
+        f"raw@{name}" for name in params["crossval"]["datasets"]}
+
+
 def test_train_lr_marks_every_crossval_stage_changed(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     folds = [f"crossval@{d}-{m}-{f}" for d in params["crossval"]["datasets"] for m in params["crossval"]["models"]
