@@ -133,6 +133,21 @@ def test_a_planted_omission_is_caught(dvc_yaml):
     ]
 
 
+def test_folder_dependencies_in_dvc_lock_hold_exactly_the_files_in_git():
+    """A code folder a stage depends on (labelbench/data/raw) is hashed as the files git has there: no bytecode cache
+    (.dvcignore), which Python writes wherever a module was imported, so dvc.lock would differ from host to host."""
+    import subprocess
+
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    folders = {dep["path"]: dep["nfiles"] for stage in lock["stages"].values() for dep in stage.get("deps", [])
+               if dep["path"].startswith("labelbench/") and str(dep.get("md5", "")).endswith(".dir")}
+    assert folders, "no folder dependency under labelbench/ in dvc.lock"
+    for folder, nfiles in folders.items():
+        tracked = subprocess.run(["git", "ls-files", folder], cwd=REPO_ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split()
+        assert nfiles == len(tracked), (folder, nfiles, tracked)
+
+
 def test_params_yaml_has_exactly_the_known_top_level_keys():
     """params.yaml's blocks are TOP_LEVEL_KEYS, in order, and each is read by some stage's schema (or is runtime)."""
     from labelbench import config
