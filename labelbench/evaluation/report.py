@@ -342,7 +342,8 @@ def family_section(benchmark: pd.DataFrame, *, trained: list[str], metric: str =
              "fold's training logits per epoch (in-sample, averaged over the folds that trained on an example), "
              "representation neighbours each held-out example's features against its fold's training rows. The "
              "published datasets have only the authors' pred_probs (no training records), so only that family is "
-             "benchmarked on them.", ""]
+             "benchmarked on them. Each family's best is picked after the fact on these same examples, with no "
+             "correction for that choice among its detectors: a narrow lead is a hint, not a proof.", ""]
     rows = benchmark[~benchmark["model"].str.startswith(ENSEMBLE_PREFIX) & benchmark["dataset"].isin(trained)]
     if rows.empty:
         return "\n".join(lines + ["No dataset is trained here (`crossval.datasets` is empty).", ""])
