@@ -34,12 +34,14 @@ pull: setup check-remote
 
 # Maintainers, after a change lands: every cached output of the committed dvc.lock into the public remote's
 # writable location (`dvc remote modify --local published url <path>`). Refused unless the workspace is the
-# committed pipeline, reproduced: outputs that no commit names (this machine's other bytes, or an experiment's)
-# never reach the public remote. The run-cache is not published: it holds every experiment run here.
+# committed pipeline, reproduced: outputs that no commit names (this machine's other bytes, an experiment's, or those
+# of a .dvc file not committed: `dvc push` pushes every .dvc file in the workspace) never reach the public remote.
+# The run-cache is not published: it holds every experiment run here.
 publish:
-	@git diff --quiet HEAD -- dvc.lock dvc.yaml params.yaml || { echo "make publish: refused: dvc.lock, dvc.yaml \
-	or params.yaml differ from the commit (git diff HEAD), so the outputs to push are named by no commit. Publish the \
-	committed state: \`git checkout -- dvc.lock dvc.yaml params.yaml && dvc checkout\`, or commit first." >&2; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all)" || { echo "make publish: refused: not committed \
+	(git status): $$(git status --porcelain --untracked-files=all | cut -c4- | head -5 | paste -sd ' '); the outputs \
+	pushed must be the commit's (an uncommitted .dvc file's would be pushed too). Commit them, or remove them \
+	(\`git stash -u && dvc checkout\`), first." >&2; exit 1; }
 	@dvc status -q || { echo "make publish: refused: \`dvc status\` lists stages whose outputs or dependencies \
 	differ from the committed dvc.lock; run \`make reproduce\` (it must leave \`git status\` clean) first." >&2; exit 1; }
 	dvc push -r published

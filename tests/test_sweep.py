@@ -37,7 +37,8 @@ def fake_show(experiments, metrics=("auroc", "auprc")):
         data = {m: {d: (9.0 if failed else a if m == "auroc" else a / 2) for d, a in aurocs.items()} for m in metrics}
         exps.append({"revs": [{"rev": name * 2, "name": name, "error": {"msg": "failed"} if failed else None, "data": {
             "params": {"params.yaml": {"data": {"score": score, "adjust_pred_probs": adjust}}},
-            "metrics": {"metrics/headline.json": {"data": data}}}}]})
+            "metrics": {"metrics/headline.json": {"data": data},  # and a metrics file that is not per dataset
+                        "metrics/multiannotator.json": {"data": {"auroc": {"crowdlab_best": 0.1}}}}}}]})
     return [{"rev": "workspace", "experiments": None}, {"rev": "a" * 40, "experiments": exps}]
 
 

@@ -6,13 +6,14 @@ docs/cluster.md describes the design step by step (the "steps" cited below): che
 here, which folds are done, one task per other fold in a temp clone with two DVC caches, the driver's dvc.lock,
 leases, assembly. DVC is used through its public interfaces only: ``dvc`` commands (``python -m dvc`` on the driver;
 in a task, the ``dvc`` console script's entry point called in-process, one start-up for its several commands), their
-``--json`` and ``--dot`` output, and dvc.lock (a documented format). No ``dvc.*`` module is imported, and no log line
-of DVC is parsed.
+``--json`` and ``--dot`` output, and dvc.lock (a documented format). This code imports no ``dvc.*`` module (the task's
+entry-point call loads DVC's CLI into its process, as the console script does), and parses no log line of DVC.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import hashlib
 import io
@@ -28,6 +29,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from pydantic import BaseModel
 
 from labelbench.ops.dvc_cli import dvc, environment
@@ -38,7 +40,9 @@ from labelbench.data.files import DataError, atomic_path, load_yaml, parse_yaml,
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+AWS_KEYS = AWS_ENV[:3]
 TASK_DIR_PREFIX = "labelbench-distribute-"
+GRACE = 30.0  # seconds an interrupted driver gives its cancelled tasks to clean up before it kills their workers
 
 
 class DistributeError(RuntimeError):
@@ -145,20 +149,60 @@ def lock_without(root: Path, stages: list[str]) -> str | None:
 
 
 def _child(args: list[str], cwd: Path, env: dict) -> str:
-    """``python <args>`` in ``cwd``, killed with the Ray worker that started it (and its process group): the child
-    gets SIGKILL when its parent dies (prctl PR_SET_PDEATHSIG, Linux)."""
+    """``python <args>`` in ``cwd``, in a process group of its own (it, DVC's stage commands): killed, group and all,
+    when Ray cancels the task (KeyboardInterrupt here). When the Ray worker dies instead, the child dies with it
+    (SIGKILL: prctl PR_SET_PDEATHSIG, Linux) and its own child cleans up (:func:`_clean_up_after_the_task_process`)."""
     proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=(lambda: ctypes.CDLL(None).prctl(1, signal.SIGKILL)) if sys.platform == "linux"
                             else None)
     try:
-        out, _ = proc.communicate()
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # not one blocking read: Ray's cancel lands between
+                out, _ = proc.communicate(timeout=1)
+                break
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode:
         raise RuntimeError(f"the task's dvc process failed ({proc.returncode}):\n{out[-4000:]}")
     return out
+
+
+def task_environment(repo: Path, driver: dict[str, str], options: dict[str, str]) -> dict[str, str]:
+    """A task's environment: the node's, its own AWS settings included (a role, IRSA, a profile, a CA bundle:
+    docs/cluster.md), with the driver's AWS variables over it. When the driver hands keys (variables or the remote's
+    options) the node's keys go: mixed with them, a node's AWS_SESSION_TOKEN would be sent with the driver's pair."""
+    keyed = any(name in driver for name in AWS_KEYS) or "access_key_id" in options
+    return {k: v for k, v in environment(repo).items() if not (keyed and k in AWS_KEYS)} | driver
+
+
+def _clean_up_after_the_task_process(work: Path) -> None:
+    """Continues in a child of the task process, which only waits for it: a dying or force-cancelled Ray worker
+    SIGKILLs its children (the task process), leaving them no clean-up. The child gets SIGTERM when the task process
+    dies (PR_SET_PDEATHSIG), and then kills what DVC started (the stage's training), removes the task's folder (its
+    .dvc/config.local holds the remote's keys) and exits. Linux only."""
+    if sys.platform != "linux":
+        return
+    parent = os.getpid()
+    if child := os.fork():
+        code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        os._exit(code if code >= 0 else 128 - code)
+
+    def handler(signum, frame):
+        doomed = psutil.Process().children(recursive=True)
+        for proc in doomed:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(doomed, timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before prctl
+        handler(signal.SIGTERM, None)
 
 
 def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
@@ -200,7 +244,7 @@ def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
         spec = work / "task.json"  # the remote's keys: in a file of mode 600, never on a command line
         spec.touch(mode=0o600)
         spec.write_text(json.dumps(task))
-        env = {k: v for k, v in environment(repo).items() if not k.startswith("AWS_")} | setup["env"]
+        env = task_environment(repo, setup["env"], options)
         timings["checkout"] = round(time.perf_counter() - start, 3)
         report("training")
         out = _child(["-m", "labelbench.ops.distribute", "--task", str(spec)], repo, env)
@@ -230,6 +274,7 @@ def run_task(spec: Path) -> dict[str, float]:
     """The DVC part of a task, in its clone (the working directory), in this one process (docs/cluster.md, step 4:
     remote set-up, inputs pulled through the node's shared cache, then with the clone's own cache repro, push, push
     --run-cache). Returns the seconds each phase took (after DVC's import)."""
+    _clean_up_after_the_task_process(spec.resolve().parent)
     task = json.loads(spec.read_text())
     spec.unlink()
     stage, remote, jobs = task["stage"], task["remote"], (["--jobs", str(task["jobs"])] if task["jobs"] else [])
@@ -305,6 +350,20 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
         console.print("no crossval@ stages in dvc.yaml: nothing to distribute")
         return 0
     upstream = ancestors(parents, folds)
+    import ray
+
+    try:  # before anything is reproduced or pushed
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE,
+                 logging_level="WARNING", log_to_driver=False)
+    except ConnectionError as exc:
+        raise DistributeError(f"no Ray cluster: {exc}") from None
+    try:
+        return _distribute(root, folds, upstream, order, parents, settings, commit, remote, options, jobs, console)
+    finally:
+        ray.shutdown()
+
+
+def _distribute(root, folds, upstream, order, parents, settings, commit, remote, options, jobs, console) -> int:
     console.print(f"[bold]{len(folds)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
                   f"and pushing to '{remote}'")
     dvc(root, "repro", "--pull", *upstream)
@@ -318,7 +377,7 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     todo = [fold for fold in folds if fold not in done]
     console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
     if todo:
-        if status := _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console):
+        if status := _run_tasks(root, todo, parents, order, settings, commit, remote, options, jobs, console):
             return status
         if missing := sorted(set(folds) - done_folds(root, folds, remote)):
             raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
@@ -335,7 +394,7 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     return 1 if retrained else 0
 
 
-def _run_tasks(root, todo, parents, order, settings, commit, remote, options, address, jobs, console) -> int:
+def _run_tasks(root, todo, parents, order, settings, commit, remote, options, jobs, console) -> int:
     import ray
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -349,8 +408,6 @@ def _run_tasks(root, todo, parents, order, settings, commit, remote, options, ad
              "dvc_lock": lock_without(root, todo), "inputs": {fold: parents[fold] for fold in todo},
              "aws_config": configpath.read_text() if configpath and configpath.is_file() else None,
              "env": {name: os.environ[name] for name in AWS_ENV if name in os.environ}, "jobs": jobs}
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "auto", namespace=NAMESPACE,
-             logging_level="WARNING", log_to_driver=False)
     owner = f"driver-{uuid.uuid4().hex[:8]}"
     table = ray.remote(num_cpus=0)(Leases).options(  # one detached actor on the head node (step 6)
         name=LEASES, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -412,7 +469,11 @@ def _run_tasks(root, todo, parents, order, settings, commit, remote, options, ad
                     node = f" on {lease['node'][:8]}" if lease.get("node") else ""
                     progress.update(rows[name], description=f"  {name}: {lease.get('phase', 'queued')}{node}")
         if interrupted:
+            # without force first: the task kills its process group and removes its folder (_child, train_fold);
+            # force (the worker killed; then _clean_up_after_the_task_process does both) after GRACE
             for ref in running:
+                ray.cancel(ref)
+            for ref in ray.wait(list(running), num_returns=len(running), timeout=GRACE)[1] if running else []:
                 ray.cancel(ref, force=True)
             console.print(f"interrupted: {len(results)} of {len(todo)} fold(s) finished and are in '{remote}'; "
                           "run again to train only the rest")
@@ -420,10 +481,7 @@ def _run_tasks(root, todo, parents, order, settings, commit, remote, options, ad
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        try:
-            ray.get(table.release.remote(owner), timeout=10)
-        finally:
-            ray.shutdown()
+        ray.get(table.release.remote(owner), timeout=10)
     trained = sum(result["trained"] for result in results)
     console.print(f"cluster: {trained} fold(s) trained, {len(results) - trained} restored, {len(failures)} failed "
                   f"in {time.monotonic() - started:.1f} s")
@@ -455,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DistributeError, RemoteError, ParamsError, DataError) as exc:  # DataError: an unreadable dvc.lock
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a dvc command failed (dvc_cli.dvc): the command and the end of its output
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run again to go on (only what is missing is submitted)", file=sys.stderr)
         return 130

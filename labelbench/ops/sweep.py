@@ -59,14 +59,15 @@ def revs(show: list, names) -> list[dict]:
 
 def table(show: list, names, sort_by: str = "auroc") -> pd.DataFrame:
     """`dvc exp show --json` -> one row per experiment of ``names``: IDS, then for each metric of its
-    metrics files ({metric: {dataset: value}}) a column (metric, dataset) per dataset and (metric, "mean")."""
+    metrics/headline.json ({metric: {dataset: value}}) a column (metric, dataset) per dataset and (metric, "mean").
+    The other metrics files are not per dataset (multiannotator.json's keys are methods)."""
     rows = []
     for rev in revs(show, names):
         params = rev["data"]["params"]["params.yaml"]["data"]
         ids = [rev["name"], params["score"], params["adjust_pred_probs"], "failed" if rev.get("error") else "ok"]
-        files = [] if rev.get("error") else rev["data"].get("metrics", {}).values()
+        headline = {} if rev.get("error") else rev["data"].get("metrics", {}).get("metrics/headline.json") or {}
         rows.append({(i, ""): v for i, v in zip(IDS, ids)} | {
-            (m, d): v for f in files for m, per in (f.get("data") or {}).items() if isinstance(per, dict)
+            (m, d): v for m, per in (headline.get("data") or {}).items() if isinstance(per, dict)
             for d, v in per.items()})
     df = pd.DataFrame(rows, columns=pd.MultiIndex.from_tuples(list(dict.fromkeys(c for r in rows for c in r))
                                                               or [(i, "") for i in IDS]))
