@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 9 part 3, prepared to run in one go on a machine with an NVIDIA GPU
-# (about 10 minutes on one H100; nothing here has run on a GPU yet). From the repository root:
+# (about 10 minutes on one H100; it ran once, on one H200: README says what it found). From the repository root:
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]      (default: gpu_check_out/)
 #

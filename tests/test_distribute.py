@@ -3,8 +3,9 @@ with the file-backed S3 server of `labelbench.ops.storage` as `storage`, real dv
 8 px): (a) five folds across two nodes give the dvc.lock and outputs of a single-machine `dvc repro`; (b) a node
 killed mid-fold; (c) an interrupted driver (after (b) and (c) no training process or task folder is left); (d)
 storage unreachable or wrong keys, and a failing dvc command; (e) two drivers started together. Without a cluster:
-no cluster is one error line, the tasks' environment, the leases, --jobs, that no DVC module is imported (DVC's
-public CLI only), and the merge of the tasks' dvc.lock entries."""
+no cluster is one error line, the tasks' environment, the removal of the folders that dead workers left, the
+leases, --jobs, that no DVC module is imported (DVC's public CLI only), and the merge of the tasks' dvc.lock
+entries."""
 
 from __future__ import annotations
 
@@ -355,6 +356,24 @@ def test_a_task_keeps_the_nodes_aws_settings_unless_the_driver_hands_keys(tmp_pa
     env = task_environment(tmp_path, {}, {"access_key_id": "k", "secret_access_key": "s"})  # keys in config.local
     assert {k: v for k, v in env.items() if k.startswith("AWS_")} == own
     assert env["PYTHONPATH"] == str(tmp_path.resolve())
+
+
+def test_a_task_removes_the_folders_that_its_nodes_dead_workers_left(tmp_path, monkeypatch):
+    from labelbench.ops.distribute import remove_stale_task_folders
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    node, other = "6711d3b2" + "a" * 48, "263dbb64" + "b" * 48
+    stale = tmp_path / f"{TASK_DIR_PREFIX}{node[:8]}-{dead.pid}-u5xl8lv8"
+    running = tmp_path / f"{TASK_DIR_PREFIX}{node[:8]}-{os.getpid()}-u5xl8lv8"
+    other_node = tmp_path / f"{TASK_DIR_PREFIX}{other[:8]}-{dead.pid}-u5xl8lv8"
+    for folder in (stale, running, other_node):
+        (folder / "repo").mkdir(parents=True)
+        (folder / "task.json").write_text('{"options": {"secret_access_key": "s"}}')
+    assert remove_stale_task_folders(node) == [stale]
+    assert not stale.exists() and running.is_dir() and other_node.is_dir()
+    assert remove_stale_task_folders(node) == []
 
 
 def test_leases_refuse_a_second_driver_until_released_or_lapsed(monkeypatch):

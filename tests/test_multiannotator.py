@@ -199,7 +199,7 @@ def test_the_baseline_registry_matches_the_params_schema():
 def test_rows_match_direct_computations(tmp_path):
     """Each row against cleanlab / crowd-kit / scikit-learn called directly on the npz, joined by hand."""
     from cleanlab.multiannotator import get_label_quality_multiannotator
-    from crowdkit.aggregation import DawidSkene
+    from crowdkit.aggregation import GLAD, DawidSkene
     from scipy.stats import spearmanr
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -227,6 +227,10 @@ def test_rows_match_direct_computations(tmp_path):
     row = table[table.method == "dawid_skene"].iloc[0]
     assert row.consensus_accuracy == (ds == clean).mean()
     assert row.annotator_spearman == 1.0  # slots of accuracy 0.9 / 0.75 / 0.6 are told apart
+    glad = GLAD(n_iter=100).fit(long)
+    row = table[table.method == "glad"].iloc[0]
+    assert row.consensus_accuracy == (glad.labels_.sort_index().to_numpy() == clean).mean()
+    assert row.annotator_spearman == spearmanr(glad.alphas_.sort_index(), true_accuracy).statistic == 1.0
 
     majority = table[table.method == "majority_vote"].iloc[0]
     assert majority.consensus_accuracy == (truth["aggre"] == truth["clean"]).mean()

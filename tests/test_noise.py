@@ -167,13 +167,17 @@ def write_labels(path: Path, frame: pd.DataFrame) -> Path:
 def test_table_uses_true_label_then_given_and_keeps_input_order(tmp_path):
     ids = [f"c{k}/{i:03d}.png" for k in range(4) for i in range(200)][::-1]  # reverse order
     true = np.array([int(i[1]) for i in ids])
-    true_col = pd.array([t if j % 2 else None for j, t in enumerate(true)], dtype="Int64")
+    known = np.arange(len(ids)) % 2 == 1
+    true_col = pd.array([t if k else None for k, t in zip(known, true)], dtype="Int64")
+    given = np.where(known, (true + 1) % 4, true)  # where true_label is given, given_label is another (wrong) one
     labels = read_labels_csv(write_labels(tmp_path / "l.csv", pd.DataFrame({
-        "image_id": ids, "given_label": true, "true_label": true_col, "label_error": pd.array([None] * len(ids), dtype="Int64"),
+        "image_id": ids, "given_label": given, "true_label": true_col,
+        "label_error": pd.array([None] * len(ids), dtype="Int64"),
     })))
     out, record = noisy_labels_table(labels=labels, noise_amount=0.5, sparsity=0.0, seed=0)
     assert out["image_id"].tolist() == ids
     np.testing.assert_array_equal(out["true_label"].to_numpy(dtype=np.int64), true)
+    np.testing.assert_array_equal(out["label_error"].to_numpy(dtype=np.int64), out["given_label"].to_numpy() != true)
     # noise drawn in sorted order: same as the library on the sorted labels
     order = np.argsort(ids, kind="stable")
     expected, _ = add_noise(true_labels=true[order], noise_amount=0.5, sparsity=0.0, seed=0)

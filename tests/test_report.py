@@ -83,11 +83,36 @@ def test_variant_tables_mark_best_and_tied_with_intervals_and_enough_digits():
     assert table.loc["entropy", "m2"] == "0.60000 [0.58000, 0.62000]"
 
 
-def test_dot_plot_of_differences_to_the_best(tmp_path):
+def test_dot_plot_of_differences_to_the_best(tmp_path, monkeypatch):
+    """Each variant's dots at its difference to its pair's best (worked out by hand below) and its bars at the paired
+    interval of that difference, one row per pair (m1 at y=0, m2 at y=1; three variants offset by -0.3, 0, 0.3)."""
+    import numpy as np
+    from matplotlib.axes import Axes
+
     from labelbench.evaluation.report import dot_plot
 
+    drawn = {"scatter": [], "hlines": []}
+    for name in drawn:
+        original = getattr(Axes, name)
+
+        def record(self, *args, _name=name, _original=original, **kwargs):
+            drawn[_name].append((args, kwargs.get("label")))
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(Axes, name, record)
     dot_plot(_bootstrapped_rows(), tmp_path / "dots.png")
     assert (tmp_path / "dots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    expected = {  # method: (x of m1, x of m2), (bar ends of m1, of m2), y offset
+        "self_confidence": ((0.99961 - 0.99964, 0.0), ((-2e-4, 1e-4), (0, 0)), -0.3),
+        "normalized_margin": ((0.0, 0.7 - 0.8), ((0, 0), (-0.12, -0.08)), 0.0),
+        "entropy": ((0.9 - 0.99964, 0.6 - 0.8), ((-0.1, -0.09), (-0.22, -0.18)), 0.3),
+    }
+    assert [label for _, label in drawn["scatter"]] == list(expected)
+    for ((xs, ys), _), ((bar_ys, lo, hi), _), (dots, bars, offset) in zip(drawn["scatter"], drawn["hlines"],
+                                                                          expected.values()):
+        np.testing.assert_allclose(xs, dots, atol=1e-12)
+        np.testing.assert_allclose(ys, [offset, 1 + offset], atol=1e-12)
+        np.testing.assert_allclose(bar_ys, ys, atol=0)
+        np.testing.assert_allclose(np.column_stack([lo, hi]), bars, atol=1e-12)
 
 
 def test_sections_of_other_stages_are_appended_as_written(tmp_path):

@@ -167,6 +167,20 @@ def test_without_the_listing_in_the_cache_the_folder_is_named(toy, monkeypatch):
     assert caught.value.path == "data/trained/toy"
 
 
+@pytest.mark.parametrize("listing", ['[{"relpath": "image_ids.txt"}]', '[{"md5": "0"}]', '{"relpath": "x"}', "[1]"])
+def test_a_damaged_listing_in_the_cache_is_treated_as_missing(toy, monkeypatch, listing):
+    """A .dir object that is JSON but not DVC's listing (entries without relpath or md5): one error naming the
+    folder, as without the listing (it was a KeyError traceback)."""
+    monkeypatch.chdir(toy)
+    dir_md5 = yaml.safe_load((toy / "dvc.lock").read_text())["stages"]["assemble@toy"]["outs"][0]["md5"]
+    obj = toy / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / dir_md5[2:]
+    obj.write_text(listing)
+    _flip(toy / "data" / "trained" / "toy" / "image_ids.txt", 0)
+    with pytest.raises(DataError, match=r"`dvc fetch` brings it") as caught:
+        verify(toy / "data" / "trained" / "toy" / "image_ids.txt")
+    assert caught.value.path == "data/trained/toy"
+
+
 def test_file_outputs_and_dvc_files(toy, monkeypatch):
     monkeypatch.chdir(toy)
     (toy / "data" / "folds" / "toy.csv").write_text("image_id,fold\na,1\n")

@@ -356,7 +356,7 @@ def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.
     empty = text == ""
     if empty.any() and not allow_empty:
         raise DataError(path, f"{name} is empty on {int(empty.sum())} row(s) (first at row {_row(empty)})")
-    bad = ~empty & ~text.str.fullmatch(r"\+?0*[0-9]{1,18}")  # [0-9]: \d is any Unicode digit  # at most 18 digits: an int64, as labels are read
+    bad = ~empty & ~text.str.fullmatch(r"\+?0*[0-9]{1,18}")  # [0-9], not \d (any Unicode digit); 18 digits fit an int64
     if bad.any():
         raise DataError(path, f"{name} must be integers in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])} "
                               f"(first at row {_row(bad)})")

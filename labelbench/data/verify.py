@@ -203,7 +203,8 @@ def _cached_listing(root: Path, md5: str) -> list[dict] | None:
         listing = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(listing, list) or any(not isinstance(e, dict) or "relpath" not in e for e in listing):
+    if not isinstance(listing, list) or any(not isinstance(e, dict) or not {"relpath", "md5"} <= e.keys()
+                                            for e in listing):
         return None
     return listing
 

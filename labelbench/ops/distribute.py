@@ -205,6 +205,17 @@ def _clean_up_after_the_task_process(work: Path) -> None:
         handler(signal.SIGTERM, None)
 
 
+def remove_stale_task_folders(node: str) -> list[Path]:
+    """Removes this node's task folders whose Ray worker is gone (its pid is in the name): a worker killed before its
+    task process set up :func:`_clean_up_after_the_task_process` leaves its folder, the remote's keys in it. Returns
+    what it removed."""
+    stale = [path for path in Path(tempfile.gettempdir()).glob(f"{TASK_DIR_PREFIX}{node[:8]}-*-*")
+             if (pid := path.name.split("-")[3]).isdigit() and not psutil.pid_exists(int(pid))]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
     """One fold in a temp clone of the driver's commit (docs/cluster.md, step 4), its phases reported to the lease
     ``table``. Returns where it ran, whether it trained, its timings and the stage's dvc.lock entry.
@@ -219,7 +230,8 @@ def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
     node = context.get_node_id()
     # the node's shared cache of the fold's inputs: in Ray's temp dir, under the session name (lives with the cluster)
     node_cache = Path(context.get_temp_dir()) / context.get_session_name() / "labelbench-dvc-cache"
-    work = Path(tempfile.mkdtemp(prefix=f"{TASK_DIR_PREFIX}{node[:8]}-"))
+    remove_stale_task_folders(node)
+    work = Path(tempfile.mkdtemp(prefix=f"{TASK_DIR_PREFIX}{node[:8]}-{os.getpid()}-"))
     repo, timings = work / "repo", {}
 
     def report(phase: str) -> None:
