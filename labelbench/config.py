@@ -81,6 +81,7 @@ def _fold_ids(ids: list[int]) -> list[int]:
 FoldList = Annotated[list[int], AfterValidator(_fold_ids)]
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # numpy's legacy seeding (cleanlab's noise) and scikit-learn take these
 
 
 #: The raw stage's sources (labelbench/data/raw/registry.py's DATASETS; a test keeps them equal).
@@ -98,7 +99,7 @@ class TrainedDataset(Block):
     noise: Literal["uniform", "instance"]
     noise_amount: Annotated[float, Field(ge=0, lt=1)]
     sparsity: Annotated[float, Field(ge=0, le=1)] | None = None
-    noise_seed: Count
+    noise_seed: Seed
 
     @model_validator(mode="after")
     def _sparsity_is_uniform_only(self):
@@ -114,10 +115,12 @@ SCHEDULES = ("cosine", "tanh", "step", "multistep", "poly", "wsd", "rsqrt", "con
 
 
 def _timm_optimizer(name: str) -> str:
-    """A name of timm's optimizer registry that needs no optional package (bitsandbytes, apex)."""
+    """A name of timm's optimizer registry that needs no optional package (bitsandbytes, apex) and that the training
+    loop can step: not adahessian (it needs ``backward(create_graph=True)``), not kron (its preconditioners of a
+    ResNet's size take ~100 GB)."""
     from timm.optim import list_optimizers
 
-    allowed = list_optimizers(exclude_filters=["bnb*", "fused*"])
+    allowed = list_optimizers(exclude_filters=["bnb*", "fused*", "adahessian", "kron*"])
     if name not in allowed:
         raise ValueError(f"unknown optimizer {name!r}; allowed (timm.optim.list_optimizers()): {', '.join(allowed)}")
     return name
@@ -138,7 +141,7 @@ class Train(Block):
 
     pretrained: bool
     epochs: Positive
-    batch_size: Positive
+    batch_size: Annotated[int, Field(ge=2)]  # a batch of 1 breaks BatchNorm
     opt: Annotated[str, AfterValidator(_timm_optimizer)]
     lr: Annotated[float, Field(gt=0)]
     weight_decay: Annotated[float, Field(ge=0)]
@@ -151,7 +154,7 @@ class Train(Block):
     ratio: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=2, max_length=2), AfterValidator(_range)]
     hflip: Annotated[float, Field(ge=0, le=1)]
     max_stored_size: Positive
-    seed: Count
+    seed: Seed
     device: Literal["auto", "cpu", "cuda"]
     mixed_precision: bool
 
@@ -184,7 +187,7 @@ class Crossval(Block):
     datasets: dict[DatasetName, TrainedDataset]
     models: Names
     folds: FoldList
-    fold_seed: Count | None
+    fold_seed: Seed | None
 
 
 class Distribute(Block):

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
         raise DataError(args.inp, str(exc)) from None
-    errors = int((out["given_label"] != out["true_label"].fillna(out["given_label"])).sum())
+    errors = int(out["label_error"].fillna(out["given_label"] != out["true_label"]).eq(1).sum())  # as assemble
     if errors in (0, len(out)):  # before any fold trains: evaluation would refuse the mask (check_both_kinds)
         raise ParamsError(f"crossval.datasets.{args.dataset}: noise_amount {noise.noise_amount} leaves {errors} of "
                           f"{len(out)} labels wrong; the benchmark needs both errors and correct labels (set "

@@ -134,6 +134,13 @@ def test_params_refuse_out_of_range_noise(amount, sparsity):
         TrainedDataset(**UNIFORM, noise_amount=amount, sparsity=sparsity, noise_seed=0)
 
 
+def test_params_refuse_a_noise_seed_that_numpy_cannot_take():
+    """cleanlab seeds numpy's legacy generator, which takes seeds below 2**32 (it was an error blaming labels.csv)."""
+    TrainedDataset(**UNIFORM, noise_amount=0.2, sparsity=0.4, noise_seed=2**32 - 1)
+    with pytest.raises(pydantic.ValidationError, match="noise_seed\n  Input should be less than 4294967296"):
+        TrainedDataset(**UNIFORM, noise_amount=0.2, sparsity=0.4, noise_seed=2**32)
+
+
 def test_params_sparsity_only_with_uniform_noise_and_sources_of_the_registry():
     assert set(RAW_SOURCES) == set(DATASETS)
     TrainedDataset(source="digits", noise="instance", noise_amount=0.2, noise_seed=0)
@@ -157,6 +164,31 @@ def test_invalid_labels():
         add_noise(true_labels=np.array([0.0, 1.0]), noise_amount=0.2, sparsity=0.0)
     with pytest.raises(ValueError, match="< num_classes=2"):
         add_noise(true_labels=np.array([0, 1, 2]), noise_amount=0.2, sparsity=0.0, num_classes=2)
+
+
+def test_instance_noise_refuses_labels_beyond_the_classes():
+    """As the uniform path (cleanlab's check) does; it was an IndexError traceback."""
+    with pytest.raises(ValueError, match="< num_classes=2, got max 2"):
+        instance_noise(pixels=np.array([[0], [1], [2]]), true_labels=np.array([0, 1, 2]), noise_amount=0.3, seed=0,
+                       num_classes=2)
+
+
+def test_known_errors_without_true_labels_get_no_noise_and_pass_through_without(tmp_path, capsys, monkeypatch):
+    """A source whose errors are verified but whose true labels are unknown (roman-numeral, food-101n): noise would
+    be drawn from the wrong labels and mark those errors correct, so it is refused; with noise_amount 0 the labels
+    and their error mask pass through (the stage counts label_error, as assemble does)."""
+    text = "image_id,given_label,true_label,label_error\na/1.png,1,,1\na/2.png,0,,0\nb/1.png,1,,0\nb/2.png,0,0,0\nb/3.png,1,,\n"
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"1 row\(s\) are label errors without a true_label \(first 'a/1.png'\)"):
+        noisy_labels_table(labels=read_labels_csv(path), noise_amount=0.5, sparsity=0.0, seed=0, num_classes=2)
+    monkeypatch.chdir(tmp_path)
+    uniform = {"noise_amount": 0.5, "sparsity": 0, "noise_seed": 0}
+    assert run_stage(tmp_path, "verified", uniform, ["a", "b"], path, tmp_path / "out") == 1
+    assert f"error: {path}: 1 row(s) are label errors without a true_label" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert run_stage(tmp_path, "verified", {**uniform, "noise_amount": 0}, ["a", "b"], path, tmp_path / "out") == 0
+    assert (tmp_path / "out" / "labels.csv").read_text() == text
 
 
 def write_labels(path: Path, frame: pd.DataFrame) -> Path:

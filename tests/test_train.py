@@ -288,6 +288,11 @@ def test_crossval_stage_cli(data, tmp_path, capsys, monkeypatch):
     ({"train.epochs": 0}, 0, "train.epochs = 0"),
     ({"train.epoch": 3}, 0, "train.epoch"),
     ({"train.opt": "adamx"}, 0, "train.opt = 'adamx': Value error, unknown optimizer 'adamx'; allowed"),
+    ({"train.opt": "adahessian"}, 0, "train.opt = 'adahessian': Value error, unknown optimizer"),  # create_graph
+    ({"train.opt": "kron"}, 0, "train.opt = 'kron': Value error, unknown optimizer"),  # ~100 GB on test_resnet
+    ({"train.batch_size": 1}, 0, "train.batch_size = 1: Input should be greater than or equal to 2"),
+    ({"train.seed": 2**32}, 0, "train.seed = 4294967296: Input should be less than 4294967296"),
+    ({"crossval.fold_seed": 2**32}, 0, "crossval.fold_seed = 4294967296: Input should be less than 4294967296"),
     ({"train.sched": "plateau"}, 0, "train.sched = 'plateau': Input should be 'cosine'"),
     ({"train.scale": [0.9, 0.1]}, 0, "train.scale = [0.9, 0.1]: Value error, must be [low, high]"),
     ({"train.ratio": [1.0]}, 0, "train.ratio = [1.0]"),
@@ -369,6 +374,62 @@ def test_device_transform_crop_flip_and_resize():
     first = a.train(x)
     assert torch.equal(first, b.train(x)) and not torch.equal(first, a.train(x))  # seeded, new draws per batch
     assert not torch.allclose(first, resized)
+
+
+@pytest.mark.parametrize("fold", ["99999999999999999999", "-1", "1.0", "١"])
+def test_a_fold_that_is_no_int64_is_one_error_naming_the_file(tmp_path, fold):
+    from labelbench.train.crossval import read_folds_csv
+
+    (tmp_path / "folds.csv").write_text(f"image_id,fold\na.png,{fold}\nb.png,+01\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"fold must be an integer in \[0, 10\*\*18\)") as refused:
+        read_folds_csv(tmp_path / "folds.csv", ["a.png", "b.png"])
+    assert refused.value.path == str(tmp_path / "folds.csv")
+    (tmp_path / "folds.csv").write_text("image_id,fold\na.png,999999999999999999\nb.png,+01\n")
+    assert read_folds_csv(tmp_path / "folds.csv", ["a.png", "b.png"]).tolist() == [10**18 - 1, 1]
+
+
+def test_an_optimizer_refusing_its_settings_names_the_params():
+    from labelbench.config import ParamsError
+    from labelbench.train.crossval import _optimizer_and_schedule
+
+    model = create_model("test_resnet", num_classes=3)
+    with pytest.raises(ParamsError, match=r"train.opt 'sgd' refuses lr 0.01, weight_decay .*, momentum 0.0: "
+                                          r"Nesterov momentum requires a momentum"):
+        _optimizer_and_schedule(model, config=config(opt="sgd", momentum=0.0), steps=10)
+
+
+def test_a_worker_process_that_cannot_decode_an_image_names_it(tmp_path):
+    """A DataLoader worker's DataError comes back from torch as a RuntimeError holding a traceback: the batch is
+    decoded again here, so the stage prints the DataError (as with 0 workers)."""
+    from labelbench.train.images import ImageRows, batches
+
+    paths, pixels = [], np.random.default_rng(0).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(pixels[i]).save(paths[-1])
+    paths[2].write_bytes(paths[2].read_bytes()[:60])  # truncated: the header still reads
+    rows = ImageRows(paths, side=8)
+    labels = torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(DataError, match=r"2.png: not a readable image \(OSError: image file is truncated"):
+        list(batches(rows, labels, [[0, 1], [2, 3]], device=torch.device("cpu"), workers=1))
+    good = list(batches(ImageRows(paths[:2], side=8), labels, [[0, 1]], device=torch.device("cpu"), workers=1))
+    assert torch.equal(good[0][0][:, 0], torch.from_numpy(pixels[:2]))
+
+
+def test_16_bit_grayscale_keeps_its_shades(tmp_path):
+    """Pillow's own conversion clips 16-bit values at 255 (an almost white image): its top 8 bits are kept, as
+    training, the instance-noise weak model and the issues grid read it."""
+    from labelbench.train.images import decode
+    from labelbench.train.noise import weak_model_pixels
+
+    values = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)  # 0 .. 63,000
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as image:
+        assert image.mode in ("I;16", "I")
+    expected = (values >> 8).astype(np.uint8)
+    assert torch.equal(decode(tmp_path / "g16.png", 8), torch.from_numpy(np.stack([expected] * 3)))
+    Image.fromarray(expected).save(tmp_path / "g8.png")
+    assert np.array_equal(weak_model_pixels(tmp_path, ["g16.png"]), weak_model_pixels(tmp_path, ["g8.png"]))
 
 
 def test_optimizer_and_schedule_come_from_timm():

@@ -225,6 +225,16 @@ def open_image(file, *, source: os.PathLike | str | None = None):
         raise DataError(source, f"not a readable image ({type(exc).__name__}: {exc})") from None
 
 
+def rgb_image(image):
+    """``image`` as 8-bit RGB (grayscale replicated). Integer grayscale of 16 or 32 bits (modes ``I;16*``, ``I``) is
+    read as 16-bit, clipped to [0, 65535], and keeps its top 8 bits: Pillow's own conversion clips it at 255."""
+    from PIL import Image
+
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        image = Image.fromarray((np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8), "L")
+    return image.convert("RGB")
+
+
 def read_csv_strings(path: os.PathLike | str, *, columns: Sequence[str] = ()):
     """A CSV file as a DataFrame of strings (no NA guessing) with at least ``columns``; DataError when missing,
     empty, unreadable or without one of them."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labelbench.data.files import rgb_image
 from labelbench.data.io import DataError, Dataset, atomic_path, open_image, read_class_names, read_csv_strings
 from labelbench.data.classes import CIFAR10_CLASSES, ROMAN_CLASSES
 from labelbench.evaluation.ensembles import score_models
@@ -95,7 +96,7 @@ def issue_grid(issues: pd.DataFrame, *, images: Path, path: Path, count: int, ti
     pictures = []
     for image_id in rows["image_id"]:
         with open_image(images / image_id) as image:
-            pictures.append(np.asarray(image.convert("RGB")))
+            pictures.append(np.asarray(rgb_image(image)))
     columns = min(6, len(pictures))
     lines = -(-len(pictures) // columns)
     fig, axes = plt.subplots(lines, columns, figsize=(2.0 * columns, 2.25 * lines + 0.5), squeeze=False)

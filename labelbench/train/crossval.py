@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from labelbench.config import Runtime, Train
+from labelbench.config import ParamsError, Runtime, Train
 from labelbench.data.files import _SHOWN, DataError, atomic_dir, read_classes, read_csv_strings, read_text
 from labelbench.data.files import read_labels_csv, write_npy, write_text
 from labelbench.data.verify import verify
@@ -95,9 +95,9 @@ def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_
         raise DataError(path, f"{differ.size} row(s) differ from {reference}: row {i + 1} is {ids[i]!r}, "
                               f"expected {image_ids[i]!r} (rows must be in labels.csv order)")
     text = raw["fold"].str.strip()
-    bad = ~text.str.fullmatch(r"[0-9]+")
+    bad = ~text.str.fullmatch(r"\+?0*[0-9]{1,18}")  # 18 digits fit an int64
     if bad.any():
-        raise DataError(path, f"fold must be an integer >= 0; found {list(text[bad].unique()[:_SHOWN])}")
+        raise DataError(path, f"fold must be an integer in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])}")
     return text.astype(np.int64).to_numpy()
 
 
@@ -192,8 +192,12 @@ def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, step
     from timm.scheduler import create_scheduler_v2
 
     fused = fused and "fused" in inspect.signature(get_optimizer_info(config.opt).opt_class).parameters
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
-                                    momentum=config.momentum, **({"fused": True} if fused else {}))
+    try:
+        optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                        momentum=config.momentum, **({"fused": True} if fused else {}))
+    except ValueError as exc:  # e.g. sgd's Nesterov momentum with momentum 0
+        raise ParamsError(f"params.yaml: train.opt {config.opt!r} refuses lr {config.lr}, weight_decay "
+                          f"{config.weight_decay}, momentum {config.momentum}: {exc}") from None
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         min_lr=config.min_lr, step_on_epochs=False, updates_per_epoch=steps,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labelbench.data.files import _SHOWN, DataError, open_image
+from labelbench.data.files import _SHOWN, DataError, open_image, rgb_image
 
 #: keep the uint8 training images on the GPU when under this share of its free memory
 RESIDENT_FRACTION = 0.25
@@ -37,7 +37,7 @@ def decode(path: Path, side: int) -> torch.Tensor:
     """One image as uint8 (3, side, side), RGB (grayscale replicated), resized with PIL's
     antialiased bilinear filter only when it is not already ``side`` x ``side``."""
     with open_image(path) as image:
-        rgb = image.convert("RGB")
+        rgb = rgb_image(image)
     if rgb.size != (side, side):
         rgb = rgb.resize((side, side), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -121,7 +121,13 @@ def batches(
     loader = torch.utils.data.DataLoader(
         rows, batch_sampler=index_batches, num_workers=workers, collate_fn=operator.itemgetter(0), pin_memory=cuda,
     )
-    for index, xb in zip(index_batches, loader):
+    loaded = iter(loader)
+    for index in index_batches:
+        try:
+            xb = next(loaded)
+        except RuntimeError:  # torch re-raises a worker's DataError as RuntimeError(traceback text): raise it here
+            rows.__getitems__(index)
+            raise
         yield xb.to(device, non_blocking=True), labels[torch.as_tensor(index)].to(device, non_blocking=True)
 
 

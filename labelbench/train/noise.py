@@ -36,7 +36,7 @@ from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_tr
 
 from PIL import Image
 
-from labelbench.data.files import open_image, sorted_order
+from labelbench.data.files import open_image, rgb_image, sorted_order
 
 #: The weak model's input: every image as RGB at this side (Pillow's integer BOX resampling).
 WEAK_MODEL_SIDE = 16
@@ -109,7 +109,7 @@ def weak_model_pixels(images: os.PathLike | str, image_ids: Sequence[str]) -> np
     for image_id in image_ids:
         path = Path(images) / image_id
         with open_image(path) as image:
-            small = image.convert("RGB").resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
+            small = rgb_image(image).resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
         rows.append(np.asarray(small, dtype=np.int64).reshape(-1))
     return np.stack(rows)
 
@@ -146,6 +146,8 @@ def instance_noise(
     ([0, 0, 0, 1, 1, 1, 0], 1)
     """
     true_labels = np.asarray(true_labels, dtype=np.int64)
+    if true_labels.max() >= num_classes:  # as cleanlab's check on the uniform path
+        raise ValueError(f"true_labels must be < num_classes={num_classes}, got max {true_labels.max()}")
     absent = np.flatnonzero(np.bincount(true_labels, minlength=num_classes) == 0)
     if absent.size:
         raise ValueError(f"every class 0..{num_classes - 1} must occur in the labels; class(es) {absent.tolist()} "
@@ -189,6 +191,10 @@ def noisy_labels_table(
     record.update(seed=seed, num_classes=k, num_examples=int(len(labels)))
     if noise_amount == 0:
         return labels.copy(), {**record, "num_changed": 0, "realised_noise_rate": 0.0, "noise_matrix": None}
+    unknown = (labels["label_error"].eq(1) & labels["true_label"].isna()).fillna(False).astype(bool)
+    if unknown.any():  # their true label is not known: the noise would be drawn from the wrong one, erasing them
+        raise ValueError(f"{int(unknown.sum())} row(s) are label errors without a true_label (first "
+                         f"{labels['image_id'][unknown].iloc[0]!r}): noise cannot be added to them; use noise_amount 0")
     order = sorted_order(labels["image_id"].tolist())
     if noise == "uniform":
         noisy_sorted, matrix = add_noise(

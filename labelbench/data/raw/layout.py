@@ -26,7 +26,7 @@ from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
     _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, existing_file, is_safe_image_id, open_image, read_classes,
-    read_labels_csv, sorted_order, write_csv,
+    read_labels_csv, rgb_image, sorted_order, write_csv,
 )
 
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
@@ -118,7 +118,7 @@ def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
 def save_png(path: Path, image: Image.Image) -> None:
     """Encode ``image`` as PNG at ``path`` (modes PNG cannot hold are converted to RGB)."""
     if image.mode not in _PNG_MODES:
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        image = image.convert("RGBA") if "A" in image.getbands() else rgb_image(image)
     image.save(path, format="PNG")
 
 
