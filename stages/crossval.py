@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from labelbench.config import CrossvalParams, ParamsError, load_params, load_runtime
-from labelbench.data.files import DataError, stage_main
-from labelbench.train.crossval import PretrainedWeightsUnavailable, TrainConfig, train_fold
+from labelbench.data.files import stage_main
+from labelbench.train.crossval import TrainConfig, train_fold
 
 
 @stage_main
@@ -30,18 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", required=True, type=Path, help="folds CSV (image_id, fold)")
     parser.add_argument("--out", required=True, type=Path, help="fold folder to write")
     args = parser.parse_args(argv)
-    try:
-        params = load_params(CrossvalParams)
-        runtime = load_runtime()
-        folds = params.crossval.folds
-        if args.fold not in folds:
-            raise ParamsError(f"--fold {args.fold} is not one of crossval.folds = {folds}")
-        config = TrainConfig.of(params.train, model=args.model, folds=len(folds))
-        result = train_fold(images_root=args.images, labels_csv=args.labels, folds_csv=args.folds,
-                            fold=args.fold, config=config, runtime=runtime, out_dir=args.out)
-    except (DataError, PretrainedWeightsUnavailable, ValueError) as exc:  # ParamsError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(CrossvalParams)
+    runtime = load_runtime()
+    folds = params.crossval.folds
+    if args.fold not in folds:
+        raise ParamsError(f"--fold {args.fold} is not one of crossval.folds = {folds}")
+    config = TrainConfig.of(params.train, model=args.model, folds=len(folds))
+    result = train_fold(images_root=args.images, labels_csv=args.labels, folds_csv=args.folds,
+                        fold=args.fold, config=config, runtime=runtime, out_dir=args.out)
     last = result.history[-1]
     print(
         f"{args.dataset}/{args.model} fold {args.fold}: {len(result.heldout_indices)} held out, "

@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labelbench.config import ParamsError, RawParams, load_params
-from labelbench.data.download import DownloadError
-from labelbench.data.files import DataError, stage_main
+from labelbench.config import RawParams, load_params
+from labelbench.data.files import stage_main
 from labelbench.data.raw.registry import DATASETS, build
 
 
@@ -28,13 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--added", type=Path, help="the dataset's folder under data/added (source imagefolder)")
     args = parser.parse_args(argv)
-    try:
-        raw = load_params(RawParams).raw
-        table = build(args.source, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
-                      download=raw.download, added=args.added)
-    except (ParamsError, DataError, DownloadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    raw = load_params(RawParams).raw
+    table = build(args.source, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
+                  download=raw.download, added=args.added)
     errors = "unknown" if table.label_errors is None else int(table.label_errors.sum())
     print(f"{args.source}: {len(table)} images, {len(table.classes)} classes, label errors {errors} -> {args.out}")
     return 0

@@ -4,9 +4,11 @@ its filters, with one confident joint per pair, equal cleanlab's find_label_issu
 The exactness tests need the published pred_probs: without them they fail, they do not skip."""
 
 
+import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -281,12 +283,30 @@ def _sigterm_is_default(_) -> bool:
     return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
-def test_benchmark_workers_take_sigterms_default_action_whatever_the_stage_installed():
+_AT_FORK: list[Path] = []  # where a forked child writes its SIGTERM handler, while a test asks for it
+
+
+def _record_sigterm_at_fork() -> None:
+    if _AT_FORK:
+        (_AT_FORK[0] / str(os.getpid())).write_text(repr(signal.getsignal(signal.SIGTERM)))
+
+
+os.register_at_fork(after_in_child=_record_sigterm_at_fork)  # once per process: hooks cannot be removed
+
+
+def test_benchmark_workers_take_sigterms_default_action_whatever_the_stage_installed(tmp_path):
     """Leaving the pool's block stops the workers by SIGTERM; the stage's handler (sys.exit, inherited through the
-    fork) must not be theirs, or one can stop holding a queue lock that another then waits on forever."""
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))  # as files.stage_main does
+    fork) must not be theirs at any moment, or one can stop holding a queue lock that another then waits on
+    forever, or, stuck before the pool's initializer ran, ignore SIGTERM while the pool's exit waits on it."""
+    stage_handler = lambda signum, _: sys.exit(128 + signum)  # noqa: E731  as files.stage_main installs it
+    previous = signal.signal(signal.SIGTERM, stage_handler)
+    _AT_FORK.append(tmp_path)
     try:
         with bench.worker_pool(2) as pool:
             assert pool.map(_sigterm_is_default, range(4), chunksize=1) == [True] * 4
+        assert signal.getsignal(signal.SIGTERM) is stage_handler  # the stage's own, back
     finally:
+        _AT_FORK.clear()
         signal.signal(signal.SIGTERM, previous)
+    at_fork = [path.read_text() for path in tmp_path.iterdir()]
+    assert at_fork == [repr(signal.SIG_DFL)] * 2  # each worker's, right after its fork

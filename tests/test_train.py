@@ -376,12 +376,13 @@ def test_device_transform_crop_flip_and_resize():
     assert not torch.allclose(first, resized)
 
 
-@pytest.mark.parametrize("fold", ["99999999999999999999", "-1", "1.0", "١"])
+@pytest.mark.parametrize("fold", ["99999999999999999999", "-1", "1.0", "١", ""])
 def test_a_fold_that_is_no_int64_is_one_error_naming_the_file(tmp_path, fold):
     from labelbench.train.crossval import read_folds_csv
 
     (tmp_path / "folds.csv").write_text(f"image_id,fold\na.png,{fold}\nb.png,+01\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"fold must be an integer in \[0, 10\*\*18\)") as refused:
+    message = r"fold is empty on 1 row\(s\)" if fold == "" else r"fold must be integers in \[0, 10\*\*18\)"
+    with pytest.raises(DataError, match=message) as refused:
         read_folds_csv(tmp_path / "folds.csv", ["a.png", "b.png"])
     assert refused.value.path == str(tmp_path / "folds.csv")
     (tmp_path / "folds.csv").write_text("image_id,fold\na.png,999999999999999999\nb.png,+01\n")

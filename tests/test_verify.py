@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from conftest import SHARED, roman_numeral_clone, run, small_clone
+from labelbench.data.files import file_hash
 from labelbench.data.io import DataError, load_dataset, write_npy
-from labelbench.data.verify import dir_listing, listing_md5, md5_file, verify
+from labelbench.data.verify import dir_listing, listing_md5, verify
 
 
 def _md5(data: bytes) -> str:
@@ -68,7 +69,7 @@ def toy(tmp_path) -> Path:
         "assemble@toy": {"cmd": "x", "deps": [{"path": "data/folds/toy.csv", "hash": "md5", "md5": "0" * 32}],
                          "outs": [{"path": "data/trained/toy", "hash": "md5", "md5": dir_md5, "nfiles": 4}]},
         "folds@toy": {"cmd": "y", "outs": [{"path": "data/folds/toy.csv", "hash": "md5",
-                                            "md5": md5_file(csv), "size": csv.stat().st_size}]},
+                                            "md5": file_hash(csv), "size": csv.stat().st_size}]},
     }}
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
     (repo / "data" / "added" / "extra.dvc").write_text(yaml.safe_dump(
@@ -130,7 +131,7 @@ def test_a_damaged_cache_object_is_told_apart_from_a_damaged_workspace_file(toy,
     """The row-permuted cache object checked out into the workspace: the object must go first."""
     monkeypatch.chdir(toy)
     path = toy / "data" / "trained" / "toy" / "pred_probs" / "m.npy"
-    good = md5_file(path)
+    good = file_hash(path)
     permuted = np.load(path)[[3, 2, 1, 0]]
     write_npy(path, permuted)
     obj = _cache_put(toy, good, path.read_bytes())
@@ -246,7 +247,7 @@ def test_damaged_cache_object_and_workspace_file_are_refused_by_the_pipeline(tmp
     obj.unlink()
     run(["dvc", "repro", "-f", "-s", "assemble@digits"], root)
     run(["dvc", "checkout", "--force", "data/trained/digits"], root)
-    assert md5_file(obj) == good
+    assert file_hash(obj) == good
     run(["dvc", "repro", "-f", "-s", "evaluate"], root)
     assert (root / "metrics" / "headline.json").read_bytes() == headline
 
@@ -289,7 +290,7 @@ def _damage_published(root: Path) -> tuple[dict, Path]:
     damaged file would have if some command cached it."""
     path = root / "data" / "published" / "roman-numeral" / "pred_probs" / "resnet18.npy"
     _flip(path)
-    return _published_record(root), _cache_object(root, md5_file(path))
+    return _published_record(root), _cache_object(root, file_hash(path))
 
 
 @pytest.mark.slow

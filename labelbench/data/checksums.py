@@ -3,12 +3,11 @@ folder as ``data/published.SHA256SUMS``): every file read, and every copy made, 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-from labelbench.data.files import DataError, atomic_dir, read_text
+from labelbench.data.files import DataError, atomic_dir, file_hash, read_text
 
 
 def checksums_path(root: os.PathLike | str) -> Path | None:
@@ -33,7 +32,7 @@ def verify_checksum(path: Path, root: Path, sums: dict[str, str], listing: Path)
     name = path.relative_to(root).as_posix()
     if name not in sums:
         raise DataError(path, f"not listed in {listing}")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != sums[name]:
+    if file_hash(path, "sha256") != sums[name]:
         raise DataError(path, f"differs from {listing}: these are not the recorded bytes "
                               f"(restore them with `dvc checkout --force {root}`)")
 

@@ -6,7 +6,6 @@ naming the URL and the path where the file can be placed by hand instead.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -15,10 +14,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from labelbench.data.files import atomic_path
+from labelbench.data.files import StageError, atomic_path, file_hash
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StageError):
     """A file could not be downloaded or did not verify."""
 
     def __init__(self, url: str, dest: os.PathLike | str, problem: str):
@@ -38,9 +37,7 @@ def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | Non
         return f"size {path.stat().st_size} bytes, expected {size}"
     for name, want in (("sha256", sha256), ("md5", md5)):
         if want:
-            with open(path, "rb") as fh:
-                got = hashlib.file_digest(fh, lambda: hashlib.new(name, usedforsecurity=False)).hexdigest()
-            if got != want.lower():
+            if (got := file_hash(path, name)) != want.lower():
                 return f"{name} {got}, expected {want.lower()}"
     return None
 

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,16 @@ class DataError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+class StageError(RuntimeError):
+    """A failure that is no bad input (a download, pretrained weights out of reach): one ``error:`` line too."""
+
+
+def file_hash(path: os.PathLike | str, name: str = "md5") -> str:
+    """Hex digest of a file's bytes by ``hashlib.new(name)`` (read in chunks; md5 as DVC records files)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, lambda: hashlib.new(name, usedforsecurity=False)).hexdigest()
+
+
 def existing_file(path: os.PathLike | str) -> Path:
     """``path`` as a Path; DataError ("file not found") unless it is a file."""
     path = Path(path)
@@ -49,8 +60,8 @@ def existing_file(path: os.PathLike | str) -> Path:
 
 def stage_main(main):
     """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
-    ParamsError or another ValueError, OSError, MemoryError) turned into one ``error:`` line and exit code 1, not a
-    traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by DVC,
+    ParamsError or another ValueError, OSError, MemoryError, StageError) turned into one ``error:`` line and exit
+    code 1, not a traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by DVC,
     whose `dvc repro` removes a stage's outputs before running it, `dvc checkout` brings them back). SIGTERM (``kill``, a
     scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are removed and
     the previous ones kept, where the default action would leave the temporary files behind."""
@@ -61,7 +72,7 @@ def stage_main(main):
         previous = signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum)) if main_thread else None
         try:
             return main(argv)
-        except (OSError, ValueError, MemoryError) as exc:  # DataError and ParamsError are ValueErrors
+        except (OSError, ValueError, MemoryError, StageError) as exc:  # DataError and ParamsError are ValueErrors
             print(f"error: {exc or type(exc).__name__}", file=sys.stderr)
         finally:
             if main_thread:
@@ -137,21 +148,13 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
 def _remove_killed_writers_copies(output: Path) -> None:
     """Remove the temporary copies of ``output`` (``.<name>.<host>-<pid>.<random>.tmp`` or ``.old``) that a process
     of this host left and that no longer runs."""
+    import psutil  # here: only a writer imports it
+
     prefix = f".{output.name}.{socket.gethostname()}-"
     for stale in output.parent.glob(glob.escape(prefix) + "*"):
         pid = stale.name[len(prefix):].partition(".")[0]
-        if stale.suffix in (".tmp", ".old") and pid.isdigit() and not _running(int(pid)):
+        if stale.suffix in (".tmp", ".old") and pid.isdigit() and not psutil.pid_exists(int(pid)):
             _remove(stale)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only whether it exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:
@@ -331,9 +334,9 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
 
     frame = raw.copy()
     frame["image_id"] = ids
-    frame["given_label"] = _int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(np.int64)
-    frame["true_label"] = _int_column(raw["true_label"], path, "true_label", allow_empty=True)
-    errors = _int_column(raw["label_error"], path, "label_error", allow_empty=True)
+    frame["given_label"] = int_column(raw["given_label"], path, "given_label", allow_empty=False).astype(np.int64)
+    frame["true_label"] = int_column(raw["true_label"], path, "true_label", allow_empty=True)
+    errors = int_column(raw["label_error"], path, "label_error", allow_empty=True)
     if ((errors != 0) & (errors != 1)).fillna(False).any():
         raise DataError(path, f"label_error must be 0, 1 or empty; found {sorted(set(errors.dropna()) - {0, 1})}")
     frame["label_error"] = errors
@@ -360,7 +363,7 @@ def is_safe_image_id(image_id: str) -> bool:
     return bool(image_id) and all(_ID_COMPONENT.fullmatch(part) for part in image_id.split("/"))
 
 
-def _int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:
+def int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:
     """Parse decimal non-negative integers; empty strings become <NA> where allowed."""
     text = values.str.strip()
     empty = text == ""

@@ -29,9 +29,9 @@ from labelbench.data.verify import verify as verify_recorded
 
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, atomic_outputs, atomic_path, existing_file, image_id_sort_key,
-    open_image, read_classes, read_csv_strings, read_labels_csv, read_lines, read_text, sorted_order, write_csv,
-    write_json, write_npy, write_text,
+    _SHOWN, DataError, atomic_dir, atomic_outputs, atomic_path, existing_file, image_id_sort_key, open_image,
+    read_classes, read_csv_strings, read_labels_csv, read_lines, read_text, write_csv, write_json, write_npy,
+    write_text,
 )
 
 ROW_SUM_TOLERANCE = 1e-4

@@ -30,16 +30,10 @@ import json
 import os
 from pathlib import Path
 
-from labelbench.data.files import DataError, load_yaml
+from labelbench.data.files import DataError, file_hash, load_yaml
 
 _records: dict[tuple[str, int, int], list[dict]] = {}  # dvc.lock -> outs, keyed by path, mtime, size
 _verified: dict[tuple[str, str], tuple] = {}  # (output, recorded md5) -> stat signature when it matched
-
-
-def md5_file(path: os.PathLike | str) -> str:
-    """md5 hex digest of a file's bytes."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def dir_listing(folder: Path) -> list[dict[str, str]]:
@@ -49,7 +43,7 @@ def dir_listing(folder: Path) -> list[dict[str, str]]:
         dirnames[:] = [d for d in dirnames if d not in (".git", ".dvc")]
         for name in filenames:
             path = Path(dirpath, name)
-            entries.append({"md5": md5_file(path), "relpath": path.relative_to(folder).as_posix()})
+            entries.append({"md5": file_hash(path), "relpath": path.relative_to(folder).as_posix()})
     return sorted(entries, key=lambda e: e["relpath"])
 
 
@@ -144,7 +138,7 @@ def verify(path: os.PathLike | str) -> None:
     if out["md5"].endswith(".dir"):
         _verify_dir(root, out)
     else:
-        got = md5_file(target)
+        got = file_hash(target)
         if got != out["md5"]:
             raise _error(target, _problem(root, out, got, out["md5"]))
     _verified[(str(target), out["md5"])] = signature
@@ -213,7 +207,7 @@ def _problem(root: Path, out: dict, got: str, want: str) -> str:
     where = f"{out['record']} records md5 {want}" + (
         f" for it in {out['md5']}" if out["md5"].endswith(".dir") else "")
     obj = cache_object(root, want)
-    if obj.is_file() and md5_file(obj) != want:
+    if obj.is_file() and file_hash(obj) != want:
         rel = os.path.relpath(obj, Path.cwd())
         source = (f"`dvc repro -f {out['stage']}`" if out["stage"] is not None
                   else f"`dvc fetch {out['record']}`")

@@ -40,8 +40,8 @@ from labelbench.evaluation.ensembles import (
 )
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
-    BootstrapSettings, compiled_pass, interval_names, paired_verdicts, percentile_interval, resample_weights,
-    weighted_metrics,
+    BootstrapSettings, compiled_pass, difference_intervals, interval_names, paired_verdicts, percentile_interval,
+    resample_weights, weighted_metrics,
 )
 from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.metrics import Ranking, check_lift_k, filter_metrics, metric_names, metrics_of
@@ -87,9 +87,15 @@ def worker_pool(workers: int) -> multiprocessing.pool.Pool:
     """Forked workers (they inherit the loaded datasets) that take SIGTERM's default action. Leaving the pool's
     block stops them by SIGTERM; with the stage's handler (``files.stage_main``: ``sys.exit``) inherited through
     the fork, one could stop holding the task queue's lock and leave another waiting on it, and the stage hung
-    (seen once in CI, in `dvc repro` of the benchmark stage)."""
-    return multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
-                                                    initargs=(signal.SIGTERM, signal.SIG_DFL))
+    (seen once in CI, in `dvc repro` of the benchmark stage). The default is theirs from the fork on: set only by
+    the initializer, a worker stuck before it ran (a lock another thread held at the fork) ignored SIGTERM and the
+    pool's exit waited on it forever (seen once in CI, in this function's test)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # the initializer too: the pool forks a replacement for a worker that dies
+        return multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
+                                                        initargs=(signal.SIGTERM, signal.SIG_DFL))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _measure(task: Task, scores: np.ndarray, replicates: list) -> dict[str, float]:
@@ -220,9 +226,7 @@ def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int
             stacked = np.stack([replicates[i][metric] for i in group.index])
             points = group[metric].to_numpy()
             verdicts[group.index] = paired_verdicts(points, stacked, level=level)
-            best = int(np.argmax(points))
-            bounds = [percentile_interval(r - stacked[best], level=level) for r in stacked]
-            low[group.index], high[group.index] = zip(*bounds)
+            low[group.index], high[group.index] = zip(*difference_intervals(points, stacked, level=level))
             for _, rows in group.groupby(families[group.index], sort=False):
                 in_family[rows.index] = paired_verdicts(rows[metric].to_numpy(), stacked[group.index.get_indexer(
                     rows.index)], level=level)

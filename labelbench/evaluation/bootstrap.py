@@ -192,6 +192,13 @@ def percentile_interval(replicates: np.ndarray, *, level: float) -> tuple[float,
     return float(lo), float(hi)
 
 
+def difference_intervals(points: np.ndarray, replicates: np.ndarray, *, level: float) -> list[tuple[float, float]]:
+    """Per variant, the percentile interval of its paired difference to the best (the first largest of ``points``
+    (V,)): ``replicates[v] - replicates[best]`` for ``replicates`` (V, B); (0, 0) for the best itself."""
+    best = int(np.argmax(points))
+    return [percentile_interval(r - replicates[best], level=level) for r in replicates]
+
+
 def paired_verdicts(points: np.ndarray, replicates: np.ndarray, *, level: float) -> list[str]:
     """For V variants measured on the same resamples: ``points`` (V,) point estimates,
     ``replicates`` (V, B). The best is the largest point estimate: ``best`` when one variant alone has it, and
@@ -201,6 +208,6 @@ def paired_verdicts(points: np.ndarray, replicates: np.ndarray, *, level: float)
     points = np.asarray(points, dtype=np.float64)
     best = int(np.argmax(points))
     top = points >= points[best]
-    intervals = [percentile_interval(r - replicates[best], level=level) for r in replicates]
+    intervals = difference_intervals(points, replicates, level=level)
     return [("best" if top.sum() == 1 else "tied") if is_top else ("tied" if lo <= 0 <= hi else "worse")
             for is_top, (lo, hi) in zip(top, intervals)]

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 
 from labelbench.data.files import DataError
+from labelbench.evaluation.scores import given_value, margin
 
 
 def _over_epochs(values: np.ndarray, *, spread: bool = False) -> np.ndarray:
@@ -33,18 +34,11 @@ def _over_epochs(values: np.ndarray, *, spread: bool = False) -> np.ndarray:
         return (np.nanstd if spread else np.nanmean)(values, axis=0)
 
 
-def _given(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``values[..., i, labels[i]]`` for (E, N, K) or (N, K) values -> (E, N) or (N,)."""
-    return np.take_along_axis(values, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), axis=-1)[..., 0]
-
-
 def aum(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Area Under the Margin (Pleiss et al., NeurIPS 2020): the mean over epochs of ``z[y] - max_{j != y} z[j]``
     (logits ``z``, given label ``y``). A mislabeled example keeps a negative margin: low = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    others = logits.astype(np.float64, copy=True)
-    np.put_along_axis(others, np.broadcast_to(labels[:, None], others.shape[:-1] + (1,)), -np.inf, axis=-1)
-    return _over_epochs(_given(logits.astype(np.float64), labels) - others.max(axis=-1))
+    return _over_epochs(margin(logits.astype(np.float64), labels))
 
 
 def forgetting(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -67,13 +61,13 @@ def small_loss(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Small-loss criterion (Jiang et al., ICML 2018, MentorNet; as a detector, Arazo et al. 2019), negated: minus the
     mean over epochs of the cross-entropy ``-log softmax(z)[y]``. Low = large loss = likely mislabeled.
     (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_given(log_softmax(logits.astype(np.float64), axis=-1), labels))
+    return _over_epochs(given_value(log_softmax(logits.astype(np.float64), axis=-1), labels))
 
 
 def datamaps_confidence(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Data-maps confidence (Swayamdipta et al., EMNLP 2020): the mean over epochs of ``softmax(z)[y]``. Mislabeled
     examples sit in the "hard to learn" region: low = likely mislabeled. (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_given(softmax(logits.astype(np.float64), axis=-1), labels))
+    return _over_epochs(given_value(softmax(logits.astype(np.float64), axis=-1), labels))
 
 
 def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -81,7 +75,7 @@ def datamaps_variability(*, logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     ``softmax(z)[y]``. "Hard to learn" (mislabeled) examples have low confidence and low variability, ambiguous ones
     high variability: low = likely mislabeled, though easy clean examples are low too (the paper's point: variability
     alone separates ambiguous from the rest). (E, N, K), (N,) -> (N,)."""
-    return _over_epochs(_given(softmax(logits.astype(np.float64), axis=-1), labels), spread=True)
+    return _over_epochs(given_value(softmax(logits.astype(np.float64), axis=-1), labels), spread=True)
 
 
 def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarray:
@@ -152,10 +146,7 @@ def simifeat_vote(*, embeddings: np.ndarray, labels: np.ndarray, reference: np.n
     when the neighbours' majority disagrees. Low = likely mislabeled. (N, D), (N,), (M, D), (M,) -> (N,)."""
     neighbours = _neighbour_labels(embeddings, reference, reference_labels, k)
     classes = int(max(labels.max(), reference_labels.max())) + 1
-    shares = np.stack([(neighbours == c).mean(axis=1) for c in range(classes)], axis=1)
-    given = shares[np.arange(labels.shape[0]), labels]
-    shares[np.arange(labels.shape[0]), labels] = -np.inf
-    return given - shares.max(axis=1)
+    return margin(np.stack([(neighbours == c).mean(axis=1) for c in range(classes)], axis=1), labels)
 
 
 REPRESENTATION: dict[str, Callable[..., np.ndarray]] = {

@@ -19,18 +19,28 @@ import numpy as np
 # that only read params or metrics start fast.
 
 
+def given_value(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``values[..., i, labels[i]]``: each example's value for its given label. (E, N, K) or (N, K), (N,) -> (E, N)
+    or (N,)."""
+    return np.take_along_axis(values, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), axis=-1)[..., 0]
+
+
+def margin(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``values[..., i, labels[i]] - max_{j != labels[i]} values[..., i, j]``, in ``values``' dtype.
+    (E, N, K) or (N, K), (N,) -> (E, N) or (N,)."""
+    others = values.copy()
+    np.put_along_axis(others, np.broadcast_to(labels[:, None], values.shape[:-1] + (1,)), -np.inf, axis=-1)
+    return given_value(values, labels) - others.max(axis=-1)
+
+
 def self_confidence(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """``P[i, labels[i]]``: the probability the model gives the given label. Shapes (N,), (N, K) -> (N,)."""
-    return pred_probs[np.arange(labels.shape[0]), labels]
+    return given_value(pred_probs, labels)
 
 
 def normalized_margin(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """``(P[k] - max_{j != k} P[j] + 1) / 2`` for given label k. Shapes (N,), (N, K) -> (N,)."""
-    rows = np.arange(labels.shape[0])
-    given = pred_probs[rows, labels]
-    others = pred_probs.copy()
-    others[rows, labels] = -np.inf
-    return (given - others.max(axis=1) + 1) / 2
+    return (margin(pred_probs, labels) + 1) / 2
 
 
 def confidence_weighted_entropy(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:

@@ -241,10 +241,8 @@ def train_fold(*, stage: str, key: str, setup: dict, table) -> dict:
         start = time.perf_counter()
         report("checkout")
         (work / "head.bundle").write_bytes(setup["bundle"])
-        subprocess.run(["git", "clone", "-q", "--no-checkout", str(work / "head.bundle"), str(repo)],
-                       check=True, capture_output=True)
-        subprocess.run(["git", "-c", "advice.detachedHead=false", "checkout", "-q", setup["commit"]], cwd=repo,
-                       check=True, capture_output=True)
+        _git(work, "clone", "-q", "--no-checkout", str(work / "head.bundle"), str(repo))
+        _git(repo, "-c", "advice.detachedHead=false", "checkout", "-q", setup["commit"])
         if setup["dvc_lock"] is not None:
             (repo / "dvc.lock").write_text(setup["dvc_lock"])
         options = dict(setup["remote_options"])

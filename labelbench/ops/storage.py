@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labelbench.data.verify import md5_file
+from labelbench.data.files import file_hash
 from labelbench.ops.dvc_cli import config, dvc
 
 BUCKET, REMOTE, PROFILE, HOST = "labelbench", "storage", "labelbench-embedded", "127.0.0.1"
@@ -84,7 +84,7 @@ def process(state_dir: os.PathLike | str) -> psutil.Process | None:
 
 def _whole(path: Path) -> bool:
     if path.parent.parent.name == "md5" and len(path.parent.name) == 2:  # files/md5/ab/cdef...[.dir]
-        return md5_file(path) == path.parent.name + path.name.removesuffix(".dir")
+        return file_hash(path) == path.parent.name + path.name.removesuffix(".dir")
     return not path.name.startswith(".rclone_multipart_upload_")
 
 

@@ -48,13 +48,13 @@ import torch.nn.functional as F
 import yaml
 
 from labelbench.config import ParamsError, Runtime, Train
-from labelbench.data.files import _SHOWN, DataError, atomic_dir, read_classes, read_csv_strings, read_text
-from labelbench.data.files import read_labels_csv, write_npy, write_text
+from labelbench.data.files import _SHOWN, DataError, StageError, atomic_dir, int_column, read_classes, read_csv_strings
+from labelbench.data.files import read_labels_csv, read_text, write_npy, write_text
 from labelbench.data.verify import verify
 from labelbench.train.images import DeviceTransform, ImageRows, batches, epoch_index_batches, open_images
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(StageError):
     """``pretrained: true`` but the weights cannot be fetched (offline) nor found in the cache."""
 
 
@@ -94,11 +94,7 @@ def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_
         i = int(differ[0])
         raise DataError(path, f"{differ.size} row(s) differ from {reference}: row {i + 1} is {ids[i]!r}, "
                               f"expected {image_ids[i]!r} (rows must be in labels.csv order)")
-    text = raw["fold"].str.strip()
-    bad = ~text.str.fullmatch(r"\+?0*[0-9]{1,18}")  # 18 digits fit an int64
-    if bad.any():
-        raise DataError(path, f"fold must be an integer in [0, 10**18); found {list(text[bad].unique()[:_SHOWN])}")
-    return text.astype(np.int64).to_numpy()
+    return int_column(raw["fold"], path, "fold", allow_empty=False).to_numpy(np.int64)
 
 
 def num_classes_of(images_root, labels: pd.DataFrame, *, labels_csv=None) -> tuple[int, list[str] | None]:

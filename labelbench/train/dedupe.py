@@ -10,7 +10,6 @@ written) and returned in :attr:`DedupeResult.unlisted` for the stage to report.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from labelbench.data.files import _SHOWN, DataError, image_id_sort_key, read_labels_csv
+from labelbench.data.files import _SHOWN, DataError, file_hash, image_id_sort_key, read_labels_csv
 
 
 @dataclass
@@ -44,9 +43,7 @@ def find_duplicates(*, image_dir: os.PathLike | str, image_ids: Sequence[str], l
     kept_by_hash: dict[str, str] = {}
     removed: list[tuple[str, str]] = []
     for image_id in sorted(image_ids, key=image_id_sort_key):
-        with open(image_dir / image_id, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        first = kept_by_hash.setdefault(digest, image_id)
+        first = kept_by_hash.setdefault(file_hash(image_dir / image_id, "sha256"), image_id)
         if first != image_id:
             removed.append((image_id, first))
     return pd.DataFrame(removed, columns=["image_id", "duplicate_of"], dtype=str)

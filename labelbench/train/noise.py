@@ -72,6 +72,15 @@ def make_noise_matrix(*, num_classes: int, noise_amount: float, sparsity: float,
     return np.asarray(matrix, dtype=np.float64)
 
 
+def check_classes(true_labels: np.ndarray, k: int) -> None:
+    """ValueError unless ``true_labels`` (N,) are < ``k`` (as cleanlab's generator checks) and hold every class."""
+    if true_labels.max() >= k:
+        raise ValueError(f"true_labels must be < num_classes={k}, got max {true_labels.max()}")
+    absent = np.flatnonzero(np.bincount(true_labels, minlength=k) == 0)
+    if absent.size:
+        raise ValueError(f"every class 0..{k - 1} must occur in true_labels; class(es) {absent.tolist()} do not")
+
+
 def add_noise(
     *, true_labels: np.ndarray, noise_amount: float, sparsity: float, seed: int = 0, num_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -86,11 +95,7 @@ def add_noise(
         raise ValueError(f"true_labels must be integers, got dtype {true_labels.dtype}")
     k = int(true_labels.max()) + 1 if num_classes is None else num_classes
     noise_trace(noise_amount=noise_amount, num_classes=k)
-    if true_labels.max() >= k:
-        raise ValueError(f"true_labels must be < num_classes={k}, got max {true_labels.max()}")
-    absent = np.flatnonzero(np.bincount(true_labels, minlength=k) == 0)
-    if absent.size:
-        raise ValueError(f"every class 0..{k - 1} must occur in true_labels; class(es) {absent.tolist()} do not")
+    check_classes(true_labels, k)
     true_labels = true_labels.astype(np.int64, copy=False)
     if noise_amount == 0:
         return true_labels.copy(), np.eye(k)
@@ -146,12 +151,7 @@ def instance_noise(
     ([0, 0, 0, 1, 1, 1, 0], 1)
     """
     true_labels = np.asarray(true_labels, dtype=np.int64)
-    if true_labels.max() >= num_classes:  # as cleanlab's check on the uniform path
-        raise ValueError(f"true_labels must be < num_classes={num_classes}, got max {true_labels.max()}")
-    absent = np.flatnonzero(np.bincount(true_labels, minlength=num_classes) == 0)
-    if absent.size:
-        raise ValueError(f"every class 0..{num_classes - 1} must occur in the labels; class(es) {absent.tolist()} "
-                         "do not")
+    check_classes(true_labels, num_classes)
     rows = np.arange(len(true_labels))
     distances = class_mean_distances(np.asarray(pixels, dtype=np.int64), true_labels, num_classes)
     d_true = distances[rows, true_labels]

@@ -33,7 +33,7 @@ def _class_folders(images: Path) -> list[str]:
         raise DataError(images, f"{exc}; give class subfolders, or --labels (a CSV of path,label)") from None
 
 
-def _listed(images: Path, labels: Path) -> list[tuple[str, str]]:
+def _listed(labels: Path) -> list[tuple[str, str]]:
     """(image path, class name) rows of a ``path,label`` CSV."""
     try:
         with open(labels, newline="", encoding="utf-8") as handle:
@@ -67,7 +67,7 @@ def read_imagefolder(*, images: os.PathLike | str, labels: os.PathLike | str | N
         rows = [(path.relative_to(images).as_posix(), name) for name in names
                 for path in sorted((images / name).rglob("*")) if path.is_file()]
     else:
-        rows = _listed(images, Path(labels))
+        rows = _listed(Path(labels))
         names = sorted({label for _, label in rows})
     if classes is not None:
         names = read_classes(classes)
