@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                                          images=args.images)
     except DataError:  # an unreadable image, named
         raise
-    except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace)
-        raise DataError(args.inp, str(exc)) from None
+    except ValueError as exc:  # the labels do not fit the recipe (class range, absent class, trace, unknown truth)
+        raise DataError(args.inp, f"{exc} (params.yaml: crossval.datasets.{args.dataset}: noise {noise.noise}, "
+                                  f"noise_amount {noise.noise_amount})") from None
     errors = int(out["label_error"].fillna(out["given_label"] != out["true_label"]).eq(1).sum())  # as assemble
     if errors in (0, len(out)):  # before any fold trains: evaluation would refuse the mask (check_both_kinds)
         raise ParamsError(f"crossval.datasets.{args.dataset}: noise_amount {noise.noise_amount} leaves {errors} of "

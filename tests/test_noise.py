@@ -185,7 +185,9 @@ def test_known_errors_without_true_labels_get_no_noise_and_pass_through_without(
     monkeypatch.chdir(tmp_path)
     uniform = {"noise_amount": 0.5, "sparsity": 0, "noise_seed": 0}
     assert run_stage(tmp_path, "verified", uniform, ["a", "b"], path, tmp_path / "out") == 1
-    assert f"error: {path}: 1 row(s) are label errors without a true_label" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"error: {path}: 1 row(s) are label errors without a true_label" in err
+    assert "use noise_amount 0 (params.yaml: crossval.datasets.verified: noise uniform, noise_amount 0.5)" in err
     assert not (tmp_path / "out").exists()
     assert run_stage(tmp_path, "verified", {**uniform, "noise_amount": 0}, ["a", "b"], path, tmp_path / "out") == 0
     assert (tmp_path / "out" / "labels.csv").read_text() == text
