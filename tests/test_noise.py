@@ -177,7 +177,8 @@ def test_known_errors_without_true_labels_get_no_noise_and_pass_through_without(
     """A source whose errors are verified but whose true labels are unknown (roman-numeral, food-101n): noise would
     be drawn from the wrong labels and mark those errors correct, so it is refused; with noise_amount 0 the labels
     and their error mask pass through (the stage counts label_error, as assemble does)."""
-    text = "image_id,given_label,true_label,label_error\na/1.png,1,,1\na/2.png,0,,0\nb/1.png,1,,0\nb/2.png,0,0,0\nb/3.png,1,,\n"
+    text = ("image_id,given_label,true_label,label_error\n"
+            "a/1.png,1,,1\na/2.png,0,,0\nb/1.png,1,,0\nb/2.png,0,0,0\nb/3.png,1,,\n")
     path = tmp_path / "labels.csv"
     path.write_text(text)
     with pytest.raises(ValueError, match=r"1 row\(s\) are label errors without a true_label \(first 'a/1.png'\)"):

@@ -60,11 +60,11 @@ def existing_file(path: os.PathLike | str) -> Path:
 
 def stage_main(main):
     """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
-    ParamsError or another ValueError, OSError, MemoryError, StageError) turned into one ``error:`` line and exit
-    code 1, not a traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by DVC,
-    whose `dvc repro` removes a stage's outputs before running it, `dvc checkout` brings them back). SIGTERM (``kill``, a
-    scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are removed and
-    the previous ones kept, where the default action would leave the temporary files behind."""
+    ParamsError or another ValueError, OSError, MemoryError, StageError) turned into one ``error:`` line and exit code
+    1, not a traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by
+    DVC, whose `dvc repro` removes a stage's outputs before running it, `dvc checkout` brings them back). SIGTERM
+    (``kill``, a scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are
+    removed and the previous ones kept, where the default action would leave the temporary files behind."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
