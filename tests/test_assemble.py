@@ -85,6 +85,20 @@ def test_row_in_two_folds_names_the_fold_dir(tmp_path):
     assert not (tmp_path / "out" / "d").exists()
 
 
+def test_row_repeated_within_a_fold_is_refused_naming_it(tmp_path):
+    """A fold listing a row twice (with a probability row for each) would give that row the later one's
+    probabilities and still cover every row once overall: refused, naming the fold's heldout_indices.npy."""
+    make_labels(tmp_path / "labels.csv")
+    dirs = make_folds(tmp_path, "m")
+    idx, probs = np.load(dirs[1] / "heldout_indices.npy"), np.load(dirs[1] / "heldout_pred_probs.npy")
+    write_npy(dirs[1] / "heldout_indices.npy", np.r_[idx, idx[0]])
+    write_npy(dirs[1] / "heldout_pred_probs.npy", np.r_[probs, probs[-1:]])
+    with pytest.raises(DataError, match=rf"1 row\(s\) repeated within the fold: \[{idx[0]}\]") as info:
+        assemble(labels_csv=tmp_path / "labels.csv", fold_dirs={"m": dirs}, out_root=tmp_path / "out", dataset="d")
+    assert info.value.path == str(dirs[1] / "heldout_indices.npy")
+    assert not (tmp_path / "out" / "d").exists()
+
+
 def test_missing_rows_and_missing_fold(tmp_path):
     make_labels(tmp_path / "labels.csv")
     dirs = make_folds(tmp_path, "m")

@@ -244,7 +244,7 @@ def test_bootstrap_intervals_are_those_of_the_datasets_resamples(bootstrapped, p
     _, settings, (table, _) = bootstrapped
     data = load_dataset(published, "roman-numeral", models=[SWIN])
     weights = resample_weights(n=data.given_labels.shape[0], resamples=200, seed=0, name="roman-numeral")
-    replicates, points, expected = [], [], []
+    replicates, points, expected, rows = [], [], [], []
     group = table[(table.dataset == "roman-numeral") & (table.model == SWIN)]
     for (method, adjust), scores in all_variant_scores(labels=data.given_labels, pred_probs=data.pred_probs[SWIN]).items():
         row = group[(group.method == method) & (group.adjust_pred_probs == adjust)]
@@ -253,10 +253,20 @@ def test_bootstrap_intervals_are_those_of_the_datasets_resamples(bootstrapped, p
         for metric in METRICS:
             lo, hi = percentile_interval(values[metric], level=settings.level)
             assert (row[f"{metric}_lo"].item(), row[f"{metric}_hi"].item()) == (lo, hi)
-        replicates.append(values["auroc"])
+        replicates.append(values)
         points.append(row["auroc"].item())
         expected.append(row["auroc_vs_best"].item())
-    assert paired_verdicts(np.array(points), np.stack(replicates), level=settings.level) == expected
+        rows.append(row)
+    assert paired_verdicts(np.array(points), np.stack([v["auroc"] for v in replicates]), level=settings.level) == expected
+    for metric in METRICS:  # each variant's paired difference to the group's first best, variant minus best
+        best = next(i for i, row in enumerate(rows) if row[metric].item() == max(r[metric].item() for r in rows))
+        for values, row in zip(replicates, rows):
+            lo, hi = np.percentile(values[metric] - replicates[best][metric],
+                                   [50 * (1 - settings.level), 50 * (1 + settings.level)])
+            assert row[f"{metric}_diff_lo"].item() == pytest.approx(lo, abs=1e-12), (metric, row.method.item())
+            assert row[f"{metric}_diff_hi"].item() == pytest.approx(hi, abs=1e-12), (metric, row.method.item())
+            if row[f"{metric}_vs_best"].item() == "worse":
+                assert hi < 0 or lo > 0
     top = group[group.auroc == group.auroc.max()]
     assert set(top["auroc_vs_best"]) == ({"best"} if len(top) == 1 else {"tied"})  # a shared first place is a tie
 

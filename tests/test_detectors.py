@@ -146,10 +146,14 @@ def test_record_scores_combine_the_folds_records(tmp_path):
     labels = np.array([0, 1, 0, 1, 0, 1])
     folds = [np.array([0, 1, 2]), np.array([3, 4, 5])]  # held out
     features = rng.normal(size=(6, 4)).astype(np.float16)
-    dirs, expected = [], []
+    dirs, expected, el2n = [], [], {0: np.empty(6), 2: np.empty(6)}
     for k, held in enumerate(folds):
         train = np.setdiff1d(np.arange(6), held)
         logits = rng.normal(size=(3, len(train), 2)).astype(np.float32)
+        for epoch, values in el2n.items():  # each row trained in one fold; minus ||softmax - onehot|| at that epoch
+            z = logits[epoch].astype(np.float64)
+            probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            values[train] = -np.linalg.norm(probs - np.eye(2)[labels[train]], axis=1)
         fold = tmp_path / f"fold_{k}"
         (fold / "records").mkdir(parents=True)
         write_npy(fold / "heldout_indices.npy", held)
@@ -160,6 +164,10 @@ def test_record_scores_combine_the_folds_records(tmp_path):
         expected.append((train, d.aum(logits=logits, labels=labels[train])))
     scores = d.record_scores(dirs, labels=labels, neighbours=2, el2n_epoch=0)
     assert set(scores) == set(d.TRAINING_DYNAMICS) | set(d.REPRESENTATION)
+    np.testing.assert_allclose(scores["el2n"], el2n[0], rtol=1e-6)  # benchmark.detectors.el2n_epoch is the epoch read
+    np.testing.assert_allclose(d.record_scores(dirs, labels=labels, neighbours=2, el2n_epoch=2)["el2n"], el2n[2],
+                               rtol=1e-6)
+    assert not np.allclose(el2n[0], el2n[2])
     np.testing.assert_allclose(scores["aum"], d.over_folds(expected, 6))
     held = folds[0]
     np.testing.assert_allclose(scores["knn_agreement"][held], d.knn_agreement(

@@ -460,3 +460,26 @@ def test_a_dvc_lock_or_params_yaml_that_is_not_utf8_is_one_error_naming_it(tmp_p
     (tmp_path / "params.yaml").write_bytes(b"score: caf\xe9\n")
     with pytest.raises(ParamsError, match=re.escape(f"{tmp_path / 'params.yaml'}: not UTF-8 text")):
         read_yaml(tmp_path / "params.yaml")
+
+
+def test_the_driver_refuses_uncommitted_changes_but_those_to_dvc_lock_and_the_distribute_block(tmp_path):
+    """Every task checks out HEAD: a tracked file that differs from HEAD would be trained on nowhere. dvc.lock
+    (written by `dvc repro`) and params.yaml's `distribute` block (read by the driver only) may differ."""
+    from labelbench.ops.distribute import DistributeError, check_workspace
+
+    params = "score: self_confidence\ndistribute:\n  num_cpus: 1\n"
+    for name, text in (("params.yaml", params), ("dvc.lock", "schema: '2.0'\n"), ("dvc.yaml", "stages: {}\n")):
+        (tmp_path / name).write_text(text)
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "add", "."], tmp_path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], tmp_path)
+    head = run(["git", "rev-parse", "HEAD"], tmp_path).stdout.strip()
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (tmp_path / "params.yaml").write_text(params.replace("num_cpus: 1", "num_cpus: 4"))
+    (tmp_path / "untracked.txt").write_text("not in git\n")
+    assert check_workspace(tmp_path) == head
+    (tmp_path / "params.yaml").write_text(params.replace("self_confidence", "margin"))
+    (tmp_path / "dvc.yaml").write_text("stages: {x: {cmd: echo}}\n")
+    with pytest.raises(DistributeError, match=rf"uncommitted changes to dvc.yaml, params.yaml: every task checks out "
+                                              rf"HEAD \({head[:8]}\).*commit or stash them first"):
+        check_workspace(tmp_path)

@@ -62,13 +62,19 @@ def test_bad_pred_probs_values(tmp_path, corrupt, match):
     expect_error(tmp_path, match, "m2.npy")
 
 
-def test_row_sums_within_tolerance_accepted(tmp_path):
+def test_row_sums_within_1e_4_accepted_and_beyond_it_refused(tmp_path):
+    """Rows deviate from 1 by up to 2.4e-7 in the published float32 pred_probs (accepted, values kept); 2e-4 is
+    refused, naming the row and its sum."""
     folder = make_dataset(tmp_path)
     path = folder / "pred_probs" / "m1.npy"
     p = np.load(path)
     p[0, 0] += 2.4e-7  # published rows deviate this much
+    p[1, 0] += 0.99e-4
     np.save(path, p)
-    load_dataset(tmp_path, "toy")
+    np.testing.assert_array_equal(load_dataset(tmp_path, "toy").pred_probs["m1"], p)
+    p[3, 1] += 2e-4
+    np.save(path, p)
+    expect_error(tmp_path, rf"1 rows do not sum to 1 within 0.0001 \(row 3 sums to {float(p[3].sum())!r}\)", "m1.npy")
 
 
 def test_shapes_that_disagree(tmp_path):

@@ -1,6 +1,8 @@
 """The report stage refuses benchmark outputs it cannot use, naming the file."""
 
+import itertools
 import json
+import re
 import shutil
 
 import pytest
@@ -196,3 +198,60 @@ def test_the_headline_names_a_missing_or_stale_metrics_file(workdir, capsys):
     (workdir / "metrics" / "benchmark.csv").write_text("dataset,model\n\"roman")
     assert show.main([]) == 1
     assert "error: metrics/benchmark.csv: not a readable CSV" in capsys.readouterr().err
+
+
+def _table(text: str, dataset: str | None, heading: str) -> dict[str, dict[str, str]]:
+    """The markdown table after ``heading`` (in ``## dataset`` when given) as row -> column -> cell, with the
+    marks of the best and the tied (bold, †) and any interval dropped."""
+    part = text.split(f"\n## {dataset}\n", 1)[1] if dataset else text
+    after = part.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(after) if line.startswith("|"))
+    lines = list(itertools.takewhile(lambda line: line.startswith("|"), after[start:]))
+    columns = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [[re.sub(r"\*\*| †| \[.*\]", "", cell).strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(columns[1:], row[1:])) for row in rows}
+
+
+def _close(shown: dict[str, dict[str, str]], values: dict[str, dict[str, float]]) -> bool:
+    """The same rows and columns, each cell ``values``' number rounded to the digits it shows (at least 4)."""
+    return {row: set(cells) for row, cells in shown.items()} == {row: set(cells) for row, cells in values.items()} \
+        and all(len(cell.split(".")[1]) >= 4 and abs(float(cell) - values[row][column]) <= 0.5 * 10.0 ** -len(
+            cell.split(".")[1]) + 1e-15 for row, cells in shown.items() for column, cell in cells.items())
+
+
+def test_report_tables_are_the_committed_metrics(tmp_path):
+    """reports/benchmark.md rendered from the committed metrics: each filter table is its metric of filters.csv,
+    the wins / ties / losses are the counts of each variant's in-family verdicts over the single-model pairs, and the
+    summary is the mean of each pair's min-max normalised metric (both recounted here from benchmark.csv)."""
+    import pandas as pd
+
+    from labelbench.evaluation.ensembles import short_model
+    from labelbench.evaluation.report import write_markdown
+
+    benchmark = pd.read_csv(REPO_ROOT / "metrics" / "benchmark.csv")
+    filters = pd.read_csv(REPO_ROOT / "metrics" / "filters.csv")
+    top = pd.DataFrame(columns=["dataset", "rank", "image_id", "given_label", "suggested_label", "score"])
+    write_markdown(tmp_path / "r.md", benchmark=benchmark, filters=filters, summary=committed_summary(), top=top,
+                   figures=[], lift_k=100)
+    text = (tmp_path / "r.md").read_text()
+    for dataset, rows in filters.groupby("dataset"):
+        for metric, title in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
+            shown = _table(text, dataset, f"### cleanlab `find_label_issues` filters: {title}\n")
+            assert _close(shown, {by: {short_model(row.model): getattr(row, metric) for row in group.itertuples()}
+                                  for by, group in rows.groupby("filter_by")}), (dataset, metric)
+    scores = ["self_confidence", "normalized_margin", "confidence_weighted_entropy", "entropy", "least_confidence"]
+    single = benchmark[~benchmark["model"].str.startswith("ensemble:") & benchmark["method"].isin(scores)]
+    variant = single["method"] + single["adjust_pred_probs"].map({True: "+adjust_pred_probs", False: ""})
+    verdicts = _table(text, None, "Wins / ties / losses of each variant")
+    means = _table(text, None, "## Summary over all dataset × model pairs")
+    titles = {"auroc": "AUROC", "auprc": "AUPRC", "lift_at_100": "lift@100", "lift_at_num_errors": "lift@#errors"}
+    for metric, title in titles.items():
+        for name in variant.unique():
+            counts = single.loc[variant == name, f"{metric}_vs_best_in_family"].value_counts()
+            assert verdicts[name][title] == f"{counts.get('best', 0)} / {counts.get('tied', 0)} / " \
+                                            f"{counts.get('worse', 0)}", (name, metric)
+        low = single.groupby(["dataset", "model"])[metric].transform("min")
+        span = single.groupby(["dataset", "model"])[metric].transform("max") - low
+        normalised = ((single[metric] - low) / span).where(span > 0, 0.5)
+        assert _close({name: {title: row[title]} for name, row in means.items()},
+                      {name: {title: normalised[variant == name].mean()} for name in variant.unique()}), metric

@@ -5,11 +5,16 @@ import pytest
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from conftest import DATASETS, MODELS, REPO_ROOT
+from labelbench.config import read_yaml
+from labelbench.data.io import load_dataset
 from labelbench.evaluation.ensembles import (
     ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights, score_models, weighted_pred_probs,
 )
 from labelbench.evaluation.metrics import Ranking, filter_metrics, ranking_metrics
+from labelbench.evaluation.scoring import score_dataset
 from reference import _reference_weights, reference_metrics
+from test_readme_numbers import headline_rows
 from labelbench.evaluation.scores import (
     ALL_VARIANTS,
     CLEANLAB_VARIANTS,
@@ -254,3 +259,27 @@ def test_curve_tables_match_sklearn(seed, ties):
         assert value == pytest.approx(sk_precision[:-1][sk_recall[:-1] >= r - 1e-12].max(), abs=1e-12)
     for f, value in zip(tables["roc"]["fpr"], tables["roc"]["tpr"]):
         assert value == pytest.approx(sk_tpr[sk_fpr <= f + 1e-12].max(), abs=1e-12)
+
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_cv_accuracies_are_each_models_and_the_weighted_ensembles(published, dataset):
+    """cv_accuracy of `scoring.score_dataset` (metrics/models/<dataset>.json, README's headline table): each model's
+    share of argmax(pred_probs) equal to the given label, and the ensemble's of the pred_probs averaged with its
+    scheme's weights (recomputed by the naive search; data/scores/<dataset>.json lists them)."""
+    scheme = read_yaml(REPO_ROOT / "params.yaml")["ensemble"]
+    assert scheme == "avg_scores_weighted_by_inv_log_loss"  # the weighting recomputed below
+    data = load_dataset(published, dataset, models=MODELS)
+    labels, pred_probs = data.given_labels, [data.pred_probs[m] for m in MODELS]
+    accuracies = [(p.argmax(axis=1) == labels).mean() for p in pred_probs]
+    weights = _reference_weights("inv_log_loss", labels, pred_probs)
+    ensemble = (np.average(np.stack(pred_probs), axis=0, weights=weights).argmax(axis=1) == labels).mean()
+    expected = {**dict(zip(MODELS, accuracies)), f"ensemble:{scheme}": ensemble}
+    _, info = score_dataset(data, models=MODELS, method="self_confidence", adjust_pred_probs=False, ensemble=scheme)
+    assert info["cv_accuracy"] == pytest.approx(expected, abs=1e-15)
+    assert info["ensemble_weights"] == pytest.approx(dict(zip(MODELS, weights)), abs=1e-12)  # data/scores/<d>.json
+    # README's rows of the dataset: the models in params' order, then the ensemble
+    assert [row[-1] for row in headline_rows() if row[0] == dataset] == [f"{v:.4f}" for v in expected.values()]
+    # the data tell the weighting apart: equal weights, or one member's accuracy, would give other numbers
+    assert ensemble != (np.mean(np.stack(pred_probs), axis=0).argmax(axis=1) == labels).mean()
+    assert ensemble not in accuracies
