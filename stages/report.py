@@ -28,6 +28,7 @@ def read_summary(path: Path) -> dict:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
         summary["num_pairs"], summary["methods"].items(), float(summary["bootstrap"]["level"])  # noqa: B018 - shape
+        int(summary["bootstrap"]["resamples"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(path, f"not a summary written by the benchmark stage ({exc!r})") from None
     return summary
@@ -47,8 +48,10 @@ def main(argv=None) -> int:
     for path in (args.metrics / "benchmark.csv", args.metrics / "filters.csv", args.metrics / "summary.json",
                  args.issues, *args.section):
         verify(path)  # the bytes DVC recorded for the benchmark, issues and multiannotator stages' outputs
-    benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metric_names(params.lift_k))
-    filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS)
+    metrics = metric_names(params.lift_k)
+    benchmark = read_table(args.metrics / "benchmark.csv", BENCHMARK_COLUMNS + metrics,
+                           numbers=[m + end for m in metrics for end in ("", "_lo", "_hi", "_diff_lo", "_diff_hi")])
+    filters = read_table(args.metrics / "filters.csv", FILTER_COLUMNS, numbers=FILTER_COLUMNS[3:])
     summary = read_summary(args.metrics / "summary.json")
     sections = [family_section(benchmark, trained=list(params.crossval.datasets), level=summary["bootstrap"]["level"])]
     sections += [read_text(path) for path in args.section]

@@ -6,7 +6,8 @@ from pathlib import Path
 from rich.console import Console
 
 from labelbench.config import load_params
-from labelbench.data.files import stage_main
+from labelbench.data.files import DataError, stage_main
+from labelbench.data.verify import changed_params, verify
 from labelbench.evaluation.params import EvaluateParams
 from labelbench.evaluation.report import headline
 from labelbench.evaluation.scores import resolve_method
@@ -15,6 +16,11 @@ from labelbench.evaluation.scores import resolve_method
 @stage_main
 def main(argv=None) -> int:
     params = load_params(EvaluateParams)
+    for path in [Path("metrics/benchmark.csv"), *(Path("metrics/models") / f"{name}.json" for name in params.roots())]:
+        verify(path)  # the bytes DVC recorded (no-op outside a DVC repository)
+    if changed := changed_params("evaluate"):  # else the title would name params that did not compute the numbers
+        raise DataError("metrics/models", f"computed with other params ({'; '.join(changed)}): run `dvc repro` "
+                                          "first")
     adjust = " + adjust_pred_probs" if params.adjust_pred_probs else ""
     title = f"Label error detection with {params.score}{adjust} (ensemble: {params.ensemble})"
     method = resolve_method(params.score, adjust_pred_probs=params.adjust_pred_probs)

@@ -175,6 +175,8 @@ REFUSALS = [
     (None, ["errors"], "name 'cifar-10s' is a published dataset", None, "cifar-10s"),
     (None, ["errors"], "name 'roman-numeral' is a published dataset", None, "roman-numeral"),
     (lambda f: [p.unlink() for p in f["pred_probs"].glob("*.npy")], [], "holds no <model>.npy file", "probs", None),
+    (lambda f: (f["pred_probs"] / "net0.npy").rename(f["pred_probs"] / "net0.NPY"), [],
+     r"holds ['net0.NPY']: --pred-probs takes a folder of <model>.npy files only", "probs", None),
     (lambda f: np.save(f["pred_probs"] / "a.b.npy", np.load(f["pred_probs"] / "net0.npy")), [],
      "model name 'a.b' must match", "a.b.npy", None),
     (_rewrite("net0.npy", _pickled), [], "pickled Python objects", "net0.npy", None),

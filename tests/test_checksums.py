@@ -42,6 +42,8 @@ def test_copies_every_listed_file_and_the_list(source, tmp_path):
     (lambda root: (root / "SHA256SUMS").unlink(), "SHA256SUMS: differs from"),
     (lambda root: (root.parent / "published.SHA256SUMS").write_bytes(b"\xff\xfe"),
      "published.SHA256SUMS: not UTF-8 text"),
+    (lambda root: (root.parent / "published.SHA256SUMS").write_text("0" * 64 + " one-space.npy\n"),
+     "published.SHA256SUMS: line 1 is not '<sha256>  <path>'"),
 ])
 def test_anything_else_is_refused_and_nothing_is_written(source, tmp_path, damage, named):
     out = tmp_path / "data" / "published"
@@ -61,3 +63,13 @@ def test_a_listed_file_deleted_from_a_published_dataset_is_refused_on_load(sourc
     (source / "toy" / "given_labels.npy").unlink()
     with pytest.raises(DataError, match=r"toy/given_labels.npy: missing, though .*SHA256SUMS lists it"):
         load_dataset(source, "toy", verify=False)
+
+
+def test_a_file_that_the_list_does_not_name_is_refused_on_its_own(source, tmp_path):
+    from labelbench.data.checksums import read_checksums, verify_checksum
+
+    (source / "toy" / "extra.npy").write_bytes(b"x")
+    listing = tmp_path / "published.SHA256SUMS"
+    with pytest.raises(DataError, match=f"extra.npy: not listed in {listing}$"):
+        verify_checksum(source / "toy" / "extra.npy", source, read_checksums(listing), listing)
+    verify_checksum(source / "toy" / "given_labels.npy", source, read_checksums(listing), listing)

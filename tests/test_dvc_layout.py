@@ -194,8 +194,12 @@ def test_params_are_read_as_dvc_reads_them(tmp_path):
         load_params(EvaluateParams, tmp_path / "params.yaml")
     (tmp_path / "params.yaml").write_text(text + "score: entropy\n")
     line = text.count("\n") + 1
-    with pytest.raises(ParamsError, match=re.escape(f'params.yaml: line {line}: found duplicate key "score" with value '
-                                                    '"entropy" (original value: "self_confidence"); each key may')):
+    with pytest.raises(ParamsError, match=re.escape(f'params.yaml: line {line}: duplicate key "score"; each key may '
+                                                    'appear once in a mapping')):
+        load_params(CrossvalParams, tmp_path / "params.yaml")
+    # a list's values: ruamel's own message shows both as "[]"
+    (tmp_path / "params.yaml").write_text(text + "models: [x]\nmodels: [y]\n")
+    with pytest.raises(ParamsError, match=re.escape(f'params.yaml: line {line + 1}: duplicate key "models"; each key')):
         load_params(CrossvalParams, tmp_path / "params.yaml")
 
 

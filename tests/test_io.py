@@ -51,15 +51,24 @@ def expect_error(tmp_path, match, path_part):
         (lambda p: p.__setitem__((0, 0), 1.5), r"outside \[0, 1\]"),
         (lambda p: p.__setitem__((0, 0), -0.1), r"outside \[0, 1\]"),
         (lambda p: p.__setitem__((0, slice(None)), [0.5, 0.2, 0.2]), "do not sum to 1"),
+        (lambda p: p[:, 0], r"expected a 2-D \(N, K\) array, got shape \(12,\)"),
+        (lambda p: p[:, :1] / p[:, :1], r"empty or fewer than 2 classes: shape \(12, 1\)"),
+        (lambda p: (p > 0.5).astype(np.int64), "probabilities must be floats, got dtype int64"),
     ],
 )
 def test_bad_pred_probs_values(tmp_path, corrupt, match):
     folder = make_dataset(tmp_path)
     path = folder / "pred_probs" / "m2.npy"
     p = np.load(path)
-    corrupt(p)
-    np.save(path, p)
+    changed = corrupt(p)  # in place (None), or a new array
+    np.save(path, p if changed is None else changed)
     expect_error(tmp_path, match, "m2.npy")
+
+
+def test_labels_of_more_than_one_dimension_are_refused(tmp_path):
+    folder = make_dataset(tmp_path)
+    np.save(folder / "given_labels.npy", np.load(folder / "given_labels.npy").reshape(-1, 1))
+    expect_error(tmp_path, r"expected a 1-D label array, got shape \(12, 1\)", "given_labels.npy")
 
 
 def test_row_sums_within_1e_4_accepted_and_beyond_it_refused(tmp_path):
@@ -221,3 +230,15 @@ def test_write_csv_round_trips_floats_exactly(tmp_path):
     values = np.random.default_rng(1).random(1000)
     write_csv(tmp_path / "x.csv", pd.DataFrame({"v": values}))
     assert np.array_equal(pd.read_csv(tmp_path / "x.csv", float_precision="round_trip")["v"].to_numpy(), values)
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_line_and_a_folder_is_no_file(tmp_path):
+    """Text files saved by Windows editors start with a UTF-8 BOM: the first image id is read without it. A folder
+    where a file belongs is named as such, not "file not found"."""
+    folder = make_dataset(tmp_path)
+    ids = (folder / "image_ids.txt").read_text()
+    (folder / "image_ids.txt").write_text("\ufeff" + ids, encoding="utf-8")
+    assert load_dataset(tmp_path, "toy").image_ids == ids.splitlines()
+    (folder / "pred_probs" / "m2.npy").unlink()
+    (folder / "pred_probs" / "m2.npy").mkdir()
+    expect_error(tmp_path, "m2.npy: is a folder, not a file", "m2.npy")

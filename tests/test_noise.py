@@ -253,7 +253,8 @@ def test_stage_rejects_bad_input(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     noise = {"noise_amount": 0.2, "sparsity": 0, "noise_seed": 0}
     assert run_stage(tmp_path, "d", noise, ["a", "b", "c"], path, out) == 1
-    assert "labels.csv" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: {path}: true_labels must be < num_classes=3, got max 3 (params.yaml: "
+                                       "crossval.datasets.d: noise uniform, noise_amount 0.2)\n")
     assert run_stage(tmp_path, "d", {**noise, "noise_amount": 1.2}, ["a", "b", "c"], path, out) == 1
     assert "crossval.datasets.d.noise_amount = 1.2" in capsys.readouterr().err
     assert run_stage(tmp_path, "d", {**noise, "noise_amount": 0.8}, ["a", "b", "c"], path, out) == 1  # trace 0

@@ -40,10 +40,18 @@ def workdir(tmp_path, monkeypatch):
         ("benchmark.csv", "dataset,model\nroman-numeral,resnet18\n", "metrics/benchmark.csv: missing columns"),
         ("filters.csv", "", "metrics/filters.csv: not a readable CSV"),
         ("summary.json", '{"methods": 3}', "metrics/summary.json: not a summary"),
+        ("summary.json", lambda text: json.dumps({**json.loads(text), "bootstrap": {"level": 0.95}}),
+         "metrics/summary.json: not a summary written by the benchmark stage (KeyError('resamples'))"),
+        ("benchmark.csv", lambda text: re.sub(r"(?m)^(roman-numeral,resnet18,self_confidence,False,)[^,]*,", r"\1x,",
+                                              text),
+         "metrics/benchmark.csv: column(s) ['auroc'] hold other values than numbers (rerun the benchmark stage)"),
+        ("filters.csv", lambda text: re.sub(r"(?m)^(roman-numeral,efficientnet_b1,both,)[^,]*,", r"\1x,", text),
+         "metrics/filters.csv: column(s) ['precision'] hold other values than numbers"),
     ],
 )
 def test_bad_benchmark_outputs(workdir, capsys, name, content, message):
-    (workdir / "metrics" / name).write_text(content)
+    path = workdir / "metrics" / name
+    path.write_text(content(path.read_text()) if callable(content) else content)
     argv = ["--metrics", "metrics", "--issues", "reports/issues", "--out", "reports/benchmark.md", "--figures", "plots"]
     assert load_stage("report").main(argv) == 1
     assert message in capsys.readouterr().err
@@ -255,3 +263,39 @@ def test_report_tables_are_the_committed_metrics(tmp_path):
         normalised = ((single[metric] - low) / span).where(span > 0, 0.5)
         assert _close({name: {title: row[title]} for name, row in means.items()},
                       {name: {title: normalised[variant == name].mean()} for name in variant.unique()}), metric
+
+
+def test_the_headline_refuses_metrics_of_other_params_or_other_bytes(workdir, capsys):
+    """In a DVC repository `stages/show.py` checks metrics/models against dvc.lock: computed for another score than
+    params.yaml's (changed since `dvc repro`), the title would misname the numbers; changed bytes, it names them."""
+    import yaml
+
+    from labelbench.config import load_params
+    from labelbench.data.verify import dir_listing, listing_md5
+    from labelbench.evaluation.params import EvaluateParams
+
+    show = load_stage("show")
+    metrics = ("auroc", "auprc", "lift_at_100", "lift_at_num_errors", "cv_accuracy")
+    models = workdir / "metrics" / "models"
+    models.mkdir()
+    for name in load_params(EvaluateParams, workdir / "params.yaml").roots():
+        (models / f"{name}.json").write_text(json.dumps({"models": {"resnet18": dict.fromkeys(metrics, 0.5)}}))
+    (workdir / "dvc.yaml").write_text("stages: {}\n")
+
+    def lock(score):
+        entry = {"cmd": "python stages/evaluate.py", "params": {"params.yaml": {"score": score, "lift_k": 100}},
+                 "outs": [{"path": "metrics/models", "hash": "md5", "md5": listing_md5(dir_listing(models))}]}
+        (workdir / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {"evaluate": entry}}))
+
+    lock("entropy")
+    assert show.main([]) == 1
+    assert capsys.readouterr().err == ("error: metrics/models: computed with other params (score: 'entropy' in dvc.lock, "
+                                       "'self_confidence' in params.yaml): run `dvc repro` first\n")
+    lock("self_confidence")
+    assert show.main([]) == 0
+    assert "Label error detection with self_confidence" in capsys.readouterr().out
+    (models / "roman-numeral.json").write_text(json.dumps({"models": {"resnet18": dict.fromkeys(metrics, 0.6)}}))
+    assert show.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: metrics/models: its files are not the ones dvc.lock (outs of stage 'evaluate') "
+                          "records") and "`dvc repro -f evaluate`" in err, err

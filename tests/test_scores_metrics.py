@@ -13,7 +13,7 @@ from labelbench.evaluation.ensembles import (
 )
 from labelbench.evaluation.metrics import Ranking, filter_metrics, ranking_metrics
 from labelbench.evaluation.scoring import score_dataset
-from reference import _reference_weights, reference_metrics
+from reference import _reference_weights, reference_lift_at_k, reference_metrics
 from test_readme_numbers import headline_rows
 from labelbench.evaluation.scores import (
     ALL_VARIANTS,
@@ -259,6 +259,11 @@ def test_curve_tables_match_sklearn(seed, ties):
         assert value == pytest.approx(sk_precision[:-1][sk_recall[:-1] >= r - 1e-12].max(), abs=1e-12)
     for f, value in zip(tables["roc"]["fpr"], tables["roc"]["tpr"]):
         assert value == pytest.approx(sk_tpr[sk_fpr <= f + 1e-12].max(), abs=1e-12)
+    n = len(labels)  # lift@k on about 30 k from 10 to N, spaced geometrically
+    assert tables["lift"]["k"].tolist() == sorted({int(k) for k in np.geomspace(10, n, num=30)})
+    assert tables["lift"]["k"].iloc[-1] == n and tables["lift"]["lift"].iloc[-1] == pytest.approx(1.0)
+    for k, value in zip(tables["lift"]["k"], tables["lift"]["lift"]):
+        assert value == pytest.approx(reference_lift_at_k(is_error, 1 - scores, int(k)), abs=1e-12)
 
 
 

@@ -3,6 +3,7 @@ and the previous outputs as they were (labelbench.data.files: stage_main, atomic
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pandas as pd
@@ -85,6 +86,38 @@ def test_a_read_error_inside_the_block_is_not_blamed_on_the_output(tmp_path):
     with pytest.raises(FileNotFoundError):
         with atomic_dir(tmp_path / "out"):
             (tmp_path.parent / "elsewhere" / "absent.png").read_bytes()
+
+
+def test_a_file_where_a_folder_is_written_or_the_reverse_is_refused_and_kept(tmp_path):
+    """A mistyped output path (`stages/issues.py --out README.md`, `--scores` naming a folder of your own files)
+    would otherwise be replaced: refused before the block runs, naming it; nothing is changed or left behind."""
+    (tmp_path / "README.md").write_text("keep")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("keep")
+    for kind, path, written in (("dirs", tmp_path / "README.md", "folder"), ("files", tmp_path / "mine", "file")):
+        ran = []
+        with pytest.raises(DataError, match=rf"{path.name}: is a {'file' if written == 'folder' else 'folder'}, but "
+                                            rf"the output written here is a {written}: is the path right\? Nothing "
+                                            r"was changed"):
+            with atomic_outputs(**{kind: [path]}):
+                ran.append(True)
+        assert not ran
+    assert (tmp_path / "README.md").read_text() == (tmp_path / "mine" / "keep.txt").read_text() == "keep"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "README.md", "mine", "mine/keep.txt"]
+
+
+def test_a_full_disk_while_writing_names_every_output(tmp_path):
+    """ENOSPC, EDQUOT or EFBIG raised by a write names no file: the outputs are named instead, and kept."""
+    first, second = tmp_path / "headline.json", tmp_path / "scores"
+    write_json(first, {"old": 1})
+    with pytest.raises(DataError, match=rf"^{first}, {second}: cannot be written \(File too large\); no output was "
+                                        "changed$"):
+        with atomic_outputs(files=[first], dirs=[second]) as tmp:
+            tmp[first].write_text("new")
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    assert first.read_text() == '{\n  "old": 1\n}\n' and not second.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["headline.json"]
 
 
 def test_several_outputs_are_all_new_or_all_as_they_were(tmp_path, monkeypatch):

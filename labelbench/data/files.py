@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import functools
 import glob
 import hashlib
@@ -51,10 +52,10 @@ def file_hash(path: os.PathLike | str, name: str = "md5") -> str:
 
 
 def existing_file(path: os.PathLike | str) -> Path:
-    """``path`` as a Path; DataError ("file not found") unless it is a file."""
+    """``path`` as a Path; DataError ("file not found", or "a folder, not a file") unless it is a file."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "file not found")
+        raise DataError(path, "is a folder, not a file" if path.is_dir() else "file not found")
     return path
 
 
@@ -62,7 +63,8 @@ def stage_main(main):
     """A stage script's ``main(argv) -> int``, with any bad input or failed read or write that it raises (DataError,
     ParamsError or another ValueError, OSError, MemoryError, StageError) turned into one ``error:`` line and exit code
     1, not a traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by
-    DVC, whose `dvc repro` removes a stage's outputs before running it, `dvc checkout` brings them back). SIGTERM
+    DVC, whose `dvc repro` removes a stage's outputs before running it: `dvc checkout` brings back the cached ones,
+    `git checkout` those kept in git, ``cache: false``). SIGTERM
     (``kill``, a scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are
     removed and the previous ones kept, where the default action would leave the temporary files behind."""
 
@@ -92,8 +94,10 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
     ``files``, an empty folder for each of ``dirs``). When the block succeeds they are moved into place together
     (with the usual permissions), the old ones kept aside until every move is done; if the block or any move
     fails, the moved ones are put back, so the outputs are all new or all as they were, and nothing temporary is
-    left. An OSError of writing an output (its folder, its temporary path, a move) is a DataError naming the
-    output, not the temporary name; other errors (a read in the block) pass through. A writer killed outright
+    left. An existing file where a folder is to be written, or the reverse, is refused before anything is moved (a
+    mistyped path would otherwise replace it). An OSError of writing an output (its folder, its temporary path, a
+    move; a full disk or a file-size limit: every output named) is a DataError naming the output, not the temporary
+    name; other errors (a read in the block) pass through. A writer killed outright
     (SIGKILL, the out-of-memory killer: nothing runs) leaves its temporary copies, named after its host and pid;
     the next write of the same output removes them once that process is gone."""
     outputs = [(Path(p), False) for p in files] + [(Path(p), True) for p in dirs]
@@ -102,6 +106,10 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
     current = None
     try:
         for current, is_dir in outputs:
+            if current.exists() and current.is_dir() != is_dir:
+                raise DataError(current, f"is a {'folder' if current.is_dir() else 'file'}, but the output written "
+                                         f"here is a {'folder' if is_dir else 'file'}: is the path right? Nothing "
+                                         "was changed (move it away to replace it)")
             current.parent.mkdir(parents=True, exist_ok=True)
             _remove_killed_writers_copies(current)
             prefix = f".{current.name}.{socket.gethostname()}-{os.getpid()}."
@@ -139,6 +147,9 @@ def atomic_outputs(*, files: Sequence[os.PathLike | str] = (),
                 Path(exc.filename) == tmp or tmp in Path(exc.filename).parents)), None)
             if failed is not None:
                 raise DataError(failed, f"cannot be written ({exc.strerror or exc}); no output was changed") from None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a write of the block, no file named
+                raise DataError(", ".join(str(output) for output, _ in outputs),
+                                f"cannot be written ({exc.strerror}); no output was changed") from None
         raise
     finally:
         for path in [*temps.values(), *(old for _, old in moved if old is not None)]:
@@ -181,10 +192,11 @@ def atomic_dir(path: os.PathLike | str) -> Iterator[Path]:
 
 
 def read_text(path: os.PathLike | str) -> str:
-    """The UTF-8 text of the file ``path``; DataError naming it when it is missing, unreadable or not UTF-8."""
+    """The UTF-8 text of the file ``path`` (without a byte order mark, as Windows editors write it); DataError naming
+    it when it is missing, unreadable or not UTF-8."""
     path = existing_file(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(path, f"not UTF-8 text ({exc})") from None
     except OSError as exc:
@@ -205,9 +217,11 @@ def parse_yaml(text: str, source: os.PathLike | str):
 
     try:
         return YAML(typ="safe").load(text)
-    except DuplicateKeyError as exc:
-        raise DataError(source, f"line {exc.problem_mark.line + 1}: {exc.problem}; each key may appear once in a "
-                                "mapping") from None
+    except DuplicateKeyError as exc:  # its own message shows a list's or mapping's values as [] or {}
+        key = re.match(r'found duplicate key "(.*)" with value', exc.problem)
+        raise DataError(source, f"line {exc.problem_mark.line + 1}: "
+                                + (f'duplicate key "{key.group(1)}"' if key else exc.problem)
+                                + "; each key may appear once in a mapping") from None
     except YAMLError as exc:
         raise DataError(source, f"not valid YAML ({exc})") from None
 

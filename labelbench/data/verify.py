@@ -19,7 +19,8 @@ legacy DVC 2 hash (no ``hash: md5``) are not checked (DVC hashed text files with
 repository root is the nearest folder above the file holding ``dvc.yaml``. Results are remembered per process,
 keyed by the files' size and mtime.
 
-Every mismatch is one :class:`DataError` naming the file and the commands that restore it.
+Every mismatch is one :class:`DataError` naming the file and the commands that restore it. :func:`changed_params`
+tells the params whose values changed since a stage last ran (its outputs computed with others).
 """
 
 from __future__ import annotations
@@ -142,6 +143,26 @@ def verify(path: os.PathLike | str) -> None:
         if got != out["md5"]:
             raise _error(target, _problem(root, out, got, out["md5"]))
     _verified[(str(target), out["md5"])] = signature
+
+
+def changed_params(stage: str, root: Path = Path(".")) -> list[str]:
+    """``key: <recorded> in dvc.lock, <now> in params.yaml`` for each param of ``stage`` whose value is not the one
+    dvc.lock recorded when the stage last ran (so its outputs are of other params); none without such a record."""
+    import reprlib
+
+    lock = root / "dvc.lock"
+    entry = ((load_yaml(lock) or {}).get("stages") or {}).get(stage) if lock.is_file() else None
+    recorded = ((entry or {}).get("params") or {}).get("params.yaml") if isinstance(entry, dict) else None
+    if not isinstance(recorded, dict):
+        return []
+    params, changed = load_yaml(root / "params.yaml") or {}, []
+    for key, old in recorded.items():
+        now = params
+        for part in key.split("."):  # DVC records a nested key as `block.key`
+            now = now.get(part) if isinstance(now, dict) else None
+        if now != old:
+            changed.append(f"{key}: {reprlib.repr(old)} in dvc.lock, {reprlib.repr(now)} in params.yaml")
+    return changed
 
 
 def _signature(target: Path) -> tuple:

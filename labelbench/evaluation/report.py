@@ -272,7 +272,7 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     intervals = {}
     benchmark_csv = metrics_dir / "benchmark.csv"
     if benchmark_csv.is_file():
-        rows = read_table(benchmark_csv, BENCHMARK_COLUMNS + ["auroc"])
+        rows = read_table(benchmark_csv, BENCHMARK_COLUMNS + ["auroc"], numbers=["auroc", "auroc_lo", "auroc_hi"])
         if {"auroc_lo", "auroc_hi"} <= set(rows.columns):
             rows = rows[(rows["method"] == method) & (rows["adjust_pred_probs"] == adjust_pred_probs)]
             intervals = {(d, m): (a, lo, hi) for d, m, a, lo, hi in
@@ -297,8 +297,9 @@ def headline(metrics_dir: Path, datasets: list[str], *, lift_k: int, title: str,
     return table
 
 
-def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
-    """A table written by the benchmark stage, with its ``columns`` checked; DataError naming it otherwise."""
+def read_table(path: Path, columns: list[str], *, numbers: list[str] = ()) -> pd.DataFrame:
+    """A table written by the benchmark stage, with its ``columns`` checked and those of ``numbers`` that it has
+    holding numbers; DataError naming it otherwise."""
     try:
         frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -306,6 +307,8 @@ def read_table(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing or frame.empty:
         raise DataError(path, f"missing columns {missing} (rerun the benchmark stage)" if missing else "has no rows")
+    if text := [c for c in numbers if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c])]:
+        raise DataError(path, f"column(s) {text} hold other values than numbers (rerun the benchmark stage)")
     return frame
 
 
