@@ -242,3 +242,12 @@ def test_a_byte_order_mark_is_no_part_of_the_first_line_and_a_folder_is_no_file(
     (folder / "pred_probs" / "m2.npy").unlink()
     (folder / "pred_probs" / "m2.npy").mkdir()
     expect_error(tmp_path, "m2.npy: is a folder, not a file", "m2.npy")
+
+
+def test_an_image_id_listed_twice_is_refused_by_the_loader(tmp_path):
+    """Every dataset loaded (published, trained, added by hand without add-dataset): a repeated id would make
+    two rows of every ranked list the same example."""
+    folder = make_dataset(tmp_path)
+    ids = (folder / "image_ids.txt").read_text().splitlines()
+    (folder / "image_ids.txt").write_text("\n".join([*ids[:-1], ids[0]]) + "\n")
+    expect_error(tmp_path, rf"1 repeated id\(s\), e.g. \['{ids[0]}'\]", "image_ids.txt")

@@ -19,7 +19,6 @@ evaluation stages (which depend on ``data/added`` and the ``added`` param) and n
 
 from __future__ import annotations
 
-import collections
 import copy
 import io
 import re
@@ -184,11 +183,7 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
     if mask is not None and given.shape[0] < lift_k:
         raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at least "
                                 "that many (or add it without --errors)")
-    ids = arrays["image_ids"]
-    if ids is not None:
-        repeated = [i for i, count in collections.Counter(ids).items() if count > 1]
-        if repeated:
-            raise DataError(image_ids, f"{len(repeated)} repeated id(s), e.g. {repeated[:_SHOWN]}")
+    ids = arrays["image_ids"]  # unique (check_files)
     if images is not None:
         images = Path(images)
         if not images.is_dir():

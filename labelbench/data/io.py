@@ -7,7 +7,7 @@ Layout read here (one dataset; see DESIGN.md)::
       true_labels.npy         int   (N,)     optional (CIFAR, synthetic noise)
       label_errors.npy        bool  (N,)     ground truth: is the given label wrong (optional for
                                              datasets added without a known error mask)
-      image_ids.txt           N lines        relative image path of row i
+      image_ids.txt           N lines        relative image path of row i (unique)
       pred_probs/<model>.npy  float (N, K)   out-of-sample predicted probabilities
 
 Every reader raises :class:`~labelbench.data.files.DataError` with the file's path and the problem; nothing
@@ -16,6 +16,7 @@ is loaded with pickles enabled. Atomic writers and the labels table: :mod:`label
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import tokenize
@@ -198,6 +199,8 @@ def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors
         ids = read_lines(image_ids)
         if len(ids) != n:
             raise DataError(image_ids, f"has {len(ids)} lines but {given_labels.name} has {n} labels")
+        if repeated := [i for i, count in collections.Counter(ids).items() if count > 1]:  # ambiguous in every list
+            raise DataError(image_ids, f"{len(repeated)} repeated id(s), e.g. {repeated[:_SHOWN]}")
 
     probs = {}
     for model, path in pred_probs.items():
