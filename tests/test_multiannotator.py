@@ -25,7 +25,7 @@ from labelbench.evaluation.scores import label_quality_scores
 MODELS = ["resnet18", "swin_base_patch4_window7_224"]
 
 
-def make_root(root, *, n=200, order=None, seed=0):
+def make_root(root, *, n=200, order=None, seed=0, sharpness=(2.0, 4.0)):
     """A published-style root: ``<root>/cifar-10n-agg`` whose row r is npz image ``order[r]`` (a
     permutation by default), and ``<root>/raw/cifar-10n_human_labels.npz``. Slots are right with
     probability 0.9, 0.75 and 0.6; pred_probs lean to the clean label."""
@@ -51,8 +51,8 @@ def make_root(root, *, n=200, order=None, seed=0):
     np.save(folder / "true_labels.npy", clean[order])
     np.save(folder / "label_errors.npy", aggre[order] != clean[order])
     (folder / "image_ids.txt").write_text("".join(f"train/image_id_{i}.png\n" for i in order))
-    for sharpness, model in zip((2.0, 4.0), MODELS):  # drawn per image, then put in row order
-        logits = rng.normal(size=(n, 10)) + sharpness * np.eye(10)[clean]
+    for lean, model in zip(sharpness, MODELS):  # drawn per image, then put in row order
+        logits = rng.normal(size=(n, 10)) + lean * np.eye(10)[clean]
         probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
         np.save(folder / "pred_probs" / f"{model}.npy", probs[order])
     return {"clean": clean, "aggre": aggre, "slots": votes, "order": order}
@@ -220,7 +220,6 @@ def test_rows_match_direct_computations(tmp_path):
         average_precision_score(wrong, 1 - result["label_quality"]["consensus_quality_score"]), abs=1e-12)
     assert row.annotator_spearman == spearmanr(result["annotator_stats"].sort_index()["annotator_quality"],
                                                true_accuracy).statistic
-
     long = pd.DataFrame({"task": np.repeat(np.arange(200), 3), "worker": np.tile([0, 1, 2], 200),
                          "label": slots.ravel()})
     ds = DawidSkene(n_iter=100).fit_predict(long).sort_index().to_numpy()
@@ -242,6 +241,34 @@ def test_rows_match_direct_computations(tmp_path):
     assert set(table.method) == {"crowdlab", "majority_vote", "dawid_skene", "glad", "self_confidence"}
     # one entry per job: CROWDLAB per model, the single-label scores of every model and their ensemble together
     assert list(seconds) == list(dict.fromkeys(f"{m}:{d}" if m == "crowdlab" else m for m, d in zip(table.method, table.model)))
+
+
+def test_the_crowdlab_ensemble_row_and_the_best_row_match_cleanlab(tmp_path):
+    """The ensemble row is cleanlab's `get_label_quality_multiannotator_ensemble` of every model (not CROWDLAB of
+    averaged pred_probs); the summary's best row is the one of the highest consensus accuracy (not of the highest
+    AUROC). Weaker models than the other tests' so that no row is perfect."""
+    from cleanlab.multiannotator import get_label_quality_multiannotator, get_label_quality_multiannotator_ensemble
+    from sklearn.metrics import roc_auc_score
+
+    truth = make_root(tmp_path, sharpness=(0.5, 1.5))
+    table, summary, _ = ma.run_track(ma.load_track(tmp_path, dataset="cifar-10n-agg", models=MODELS),
+                                     **{**TRACK_ARGS, "baselines": []})
+    order = truth["order"]
+    clean, slots = truth["clean"][order], truth["slots"][order]
+    probs = [np.load(tmp_path / "cifar-10n-agg" / "pred_probs" / f"{m}.npy") for m in MODELS]
+    direct = {m: get_label_quality_multiannotator(slots, p, verbose=False) for m, p in zip(MODELS, probs)}
+    direct["ensemble"] = get_label_quality_multiannotator_ensemble(slots, np.stack(probs), verbose=False)
+    accuracy, auroc = {}, {}
+    for model, found in direct.items():
+        consensus, quality = (found["label_quality"][c].to_numpy() for c in ("consensus_label", "consensus_quality_score"))
+        accuracy[model], auroc[model] = (consensus == clean).mean(), roc_auc_score(consensus != clean, -quality)
+        row = table[(table.method == "crowdlab") & (table.model == model)].iloc[0]
+        assert (row.consensus_accuracy, row.auroc) == (accuracy[model], pytest.approx(auroc[model], abs=1e-12)), model
+    assert 0.5 < min(accuracy.values()) and max(accuracy.values()) < 1  # every row has wrong consensus labels
+    best = max(accuracy, key=accuracy.get)  # the first of the table's order (models, then the ensemble) on a tie
+    assert best != max(auroc, key=auroc.get)  # the data tell the two rules apart
+    assert summary["consensus_accuracy"]["crowdlab_best"] == accuracy[best]
+    assert summary["auroc"]["crowdlab_best"] == pytest.approx(auroc[best], abs=1e-12)
 
 
 def probs_of(root, model, truth):
