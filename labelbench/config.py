@@ -10,10 +10,13 @@ which need the score and ensemble registries, live in :mod:`labelbench.evaluatio
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError, create_model, model_validator,
+)
 
 from labelbench.data.files import DataError, load_yaml
 
@@ -275,6 +278,23 @@ def _subset(raw, schema: type[BaseModel]):
             for name, kind in kinds.items()}
 
 
+def _keys_at(kind, loc: tuple) -> list[str]:
+    """The keys allowed in the mapping at ``loc`` (a pydantic error's location, less its last key) of the schema
+    ``kind``: the fields of the block there, through the values of ``dict[str, Block]`` fields; [] elsewhere."""
+    for part in (*loc, None):
+        while typing.get_origin(kind) is typing.Annotated or isinstance(kind, type) and issubclass(kind, RootModel):
+            kind = typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Annotated else \
+                kind.model_fields["root"].annotation
+        if part is None:
+            return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else []
+        if isinstance(kind, type) and issubclass(kind, BaseModel) and part in kind.model_fields:
+            kind = kind.model_fields[part].annotation
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]
+        else:
+            return []
+
+
 def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
     try:
         return schema.model_validate(data)
@@ -287,7 +307,8 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
                 problems.append(f"{key}: {error['msg']}" if key else error["msg"])
                 continue
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
-            problems.append(f"{key} = {value}: {error['msg']}")
+            allowed = _keys_at(schema, error["loc"][:-1]) if error["type"] == "extra_forbidden" else []
+            problems.append(f"{key} = {value}: {error['msg']}" + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None
 
 

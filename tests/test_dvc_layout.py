@@ -203,6 +203,29 @@ def test_params_are_read_as_dvc_reads_them(tmp_path):
         load_params(CrossvalParams, tmp_path / "params.yaml")
 
 
+@pytest.mark.parametrize("schema, old, new, message", [
+    ("EvaluateParams", "  curve_points: 101", "  curve_points: 101\n  curve_pionts: 5",
+     "evaluate.curve_pionts = 5: Extra inputs are not permitted; allowed: curve_points"),
+    ("BenchmarkParams", "    seed: 0 ", "    seeed: 1\n    seed: 0 ",
+     "benchmark.bootstrap.seeed = 1: Extra inputs are not permitted; allowed: resamples, seed, level"),
+    ("BenchmarkParams", "      noise_seed: 0\n", "      noise_seed: 0\n      noise_sed: 0\n",
+     "crossval.datasets.digits.noise_sed = 0: Extra inputs are not permitted; allowed: source, noise, noise_amount, "
+     "sparsity, noise_seed"),
+    ("BenchmarkParams", "added: {}", "added: {mine: {models: [m], label_errors: true, extra: 1}}",
+     "added.mine.extra = 1: Extra inputs are not permitted; allowed: models, label_errors"),
+])
+def test_an_unknown_key_inside_a_block_is_refused_with_the_keys_allowed_there(tmp_path, schema, old, new, message):
+    """At any depth, through a mapping of datasets (crossval.datasets, added) too: the keys of that block."""
+    from labelbench.config import ParamsError, load_params
+    from labelbench.evaluation import params
+
+    text = (REPO_ROOT / "params.yaml").read_text()
+    assert old in text
+    (tmp_path / "params.yaml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        load_params(getattr(params, schema), tmp_path / "params.yaml")
+
+
 @pytest.mark.parametrize("name", ["../x", "a b", "-x", "x/y", "", "a" * 65])
 def test_a_trained_dataset_name_that_is_no_plain_name_is_refused(tmp_path, name):
     """``crossval.datasets`` keys become folders (data/raw/<name>, data/trained/<name>): the rule of added names."""

@@ -318,7 +318,8 @@ def test_markdown_section(tmp_path):
     ("glad_max_iter", 0, "multiannotator.glad_max_iter = 0: Input should be greater than or equal to 1"),
     ("score", "nope", "unknown score method 'nope'"),
     ("ensemble", "median", "unknown ensemble scheme 'median'"),
-    ("seed", 0, "multiannotator.seed = 0: Extra inputs are not permitted"),
+    ("seed", 0, "multiannotator.seed = 0: Extra inputs are not permitted; allowed: dataset, baselines, "
+             "dawid_skene_max_iter, glad_max_iter, score, ensemble"),
 ])
 def test_bad_params_are_refused(tmp_path, key, value, message):
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())

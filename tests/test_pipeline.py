@@ -275,5 +275,5 @@ def test_unknown_key_written_by_hand_is_refused(repo):
     params.write_text(params.read_text().replace("curve_points: 101", "curve_points: 101\n  curve_point: 5"))
     result = run(["dvc", "repro"], repo, check=False)
     assert result.returncode != 0
-    assert "evaluate.curve_point = 5: Extra inputs are not permitted" in result.stderr
+    assert "evaluate.curve_point = 5: Extra inputs are not permitted; allowed: curve_points" in result.stderr
     assert stages_run(result.stdout) == ["evaluate"]  # the first stage to read the block refuses it
