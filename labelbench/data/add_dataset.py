@@ -160,7 +160,7 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
     if not files:
         raise DataError(pred_probs, "holds no <model>.npy file")
     if other := sorted(p.name for p in pred_probs.iterdir() if p.suffix != ".npy" and not p.name.startswith(".")):
-        raise DataError(pred_probs, f"holds {other[:5]}: --pred-probs takes a folder of <model>.npy files only "
+        raise DataError(pred_probs, f"holds {other[:_SHOWN]}: --pred-probs takes a folder of <model>.npy files only "
                                     "(a model left out by a misnamed file would go unnoticed)")
     for file in files:
         try:
