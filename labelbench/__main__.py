@@ -52,9 +52,10 @@ def main(argv=None) -> int:
     add.add_argument("--sparsity", type=float, help="--noise uniform: cleanlab's frac_zero_noise_rates (0)")
     add.add_argument("--noise-seed", type=int, help="--images alone: seed of the injected noise (default 0)")
     args = parser.parse_args(argv)
-    noise_flags = [flag for flag, value in (("--noise", args.noise), ("--noise-amount", args.noise_amount),
-                                            ("--sparsity", args.sparsity), ("--noise-seed", args.noise_seed))
-                   if value is not None]  # the defaults below: None tells a flag given from one left out
+    def given(*flags: str) -> list[str]:  # the defaults below: None tells a flag given from one left out
+        return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+
+    noise_flags = given("--noise", "--noise-amount", "--sparsity", "--noise-seed")
     args.noise, args.noise_amount = args.noise or "instance", args.noise_amount or 0.0
     args.noise_seed = args.noise_seed or 0
     from labelbench.data.add_dataset import add_dataset, add_image_dataset
@@ -62,8 +63,7 @@ def main(argv=None) -> int:
     trained = args.pred_probs is None
     try:
         if trained:
-            misplaced = [flag for flag, value in (("--true-labels", args.true_labels), ("--image-ids", args.image_ids))
-                         if value is not None]
+            misplaced = given("--true-labels", "--image-ids")
             if args.images is None or misplaced:
                 parser.error("add-dataset needs --pred-probs DIR, or --images DIR (trained here) without "
                              f"{' and '.join(misplaced) or '--pred-probs options'}")

@@ -18,7 +18,7 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError, create_model, model_validator,
 )
 
-from labelbench.data.files import DataError, load_yaml
+from labelbench.data.files import DataError, load_yaml, parse_yaml
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
@@ -253,12 +253,12 @@ def declared_keys(schema: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, text: str | None = None) -> dict:
     path = Path(path)
-    if not path.is_file():
+    if text is None and not path.is_file():
         raise ParamsError(f"{path}: file not found (run from the repository root)")
     try:
-        raw = load_yaml(path)
+        raw = load_yaml(path) if text is None else parse_yaml(text, path)
     except DataError as exc:
         raise ParamsError(str(exc)) from None
     if not isinstance(raw, dict):
@@ -320,10 +320,10 @@ def load_runtime(path: str | Path = "params.yaml") -> Runtime:
     return _validate(Runtime, raw["runtime"], path, prefix="runtime.")
 
 
-def load_params(schema: type[Schema], path: str | Path = "params.yaml") -> Schema:
-    """Validate the keys ``schema`` reads (and, in full, each block they belong to); ParamsError
-    naming each bad key, its value and the rule."""
-    raw = read_yaml(path)
+def load_params(schema: type[Schema], path: str | Path = "params.yaml", text: str | None = None) -> Schema:
+    """Validate the keys ``schema`` reads (and, in full, each block they belong to) of params.yaml at ``path`` (or
+    of ``text``, :func:`read_yaml`); ParamsError naming each bad key, its value and the rule."""
+    raw = read_yaml(path, text)
     for key, field in schema.model_fields.items():
         whole = getattr(field.annotation, "whole", None)
         if whole is not None and key in raw:

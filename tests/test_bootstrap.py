@@ -92,11 +92,11 @@ def test_weights_are_checked():
         weighted_metrics(ranking, np.ones((3, 4), np.uint8), lift_k=4)
 
 
-def test_settings_are_validated():
-    with pytest.raises(ValueError, match="resamples must be >= 1"):
-        BootstrapSettings(resamples=0)
-    with pytest.raises(ValueError, match="level in"):
-        BootstrapSettings(level=1.0)
+def test_settings_are_validated():  # the params block's rules (benchmark.bootstrap)
+    with pytest.raises(ValueError, match="resamples\n  Input should be greater than or equal to 1"):
+        BootstrapSettings(resamples=0, seed=0, level=0.95)
+    with pytest.raises(ValueError, match="level\n  Input should be less than 1"):
+        BootstrapSettings(resamples=1, seed=0, level=1.0)
     assert interval_names(100) == ["auroc", "auprc", "lift_at_100", "lift_at_num_errors"]
 
 

@@ -162,6 +162,8 @@ def test_invalid_labels():
         add_noise(true_labels=np.array([0, 2, 2]), noise_amount=0.2, sparsity=0.0)
     with pytest.raises(ValueError, match="integers"):
         add_noise(true_labels=np.array([0.0, 1.0]), noise_amount=0.2, sparsity=0.0)
+    with pytest.raises(ValueError, match=r"integers, got dtype timedelta64"):  # a subtype of np.integer in numpy
+        add_noise(true_labels=np.array([0, 1, 1], dtype="m8[D]"), noise_amount=0.2, sparsity=0.0)
     with pytest.raises(ValueError, match="< num_classes=2"):
         add_noise(true_labels=np.array([0, 1, 2]), noise_amount=0.2, sparsity=0.0, num_classes=2)
 

@@ -23,7 +23,6 @@ import copy
 import io
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +178,7 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
     if absent:
         raise DataError(labels, f"classes {absent[:_SHOWN]} of the {num_classes} in the pred_probs never occur as "
                                 "a given label; every class must (the ensembles weigh models by log loss)")
-    mask = arrays["label_errors"]  # both kinds, when known (check_files)
-    if mask is not None and given.shape[0] < lift_k:
+    if arrays["label_errors"] is not None and given.shape[0] < lift_k:  # both kinds, when known (check_files)
         raise DataError(labels, f"has {given.shape[0]} examples; the benchmark's lift_k = {lift_k} needs at least "
                                 "that many (or add it without --errors)")
     ids = arrays["image_ids"]  # unique (check_files)
@@ -200,7 +198,6 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
 
 
 def registered_params(path: Path, name: str, *, models: list[str], label_errors: bool) -> str:
-    """``path``'s text with ``added.<name>`` registered (:func:`registered`)."""
     return registered(path, ("added",), name, {"models": list(models), "label_errors": label_errors},
                       schemas=EVALUATION_SCHEMAS, flow=None)
 
@@ -230,20 +227,13 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
     dumper, block = YAML(), io.StringIO()
     dumper.default_flow_style, dumper.width = flow, 1000
     dumper.dump({name: entry}, block)
-    block = block.getvalue()
-    new = "".join(lines[:end + 1] + [indent + line + "\n" for line in block.splitlines()] + lines[end + 1:])
+    new = "".join(lines[:end + 1] + [indent + line + "\n" for line in block.getvalue().splitlines()] + lines[end + 1:])
     expected = parent = copy.deepcopy(old)
     for key in keys[:-1]:
         parent = parent[key]
     parent[keys[-1]] = {**(parent[keys[-1]] or {}), name: entry}
-    with tempfile.TemporaryDirectory() as tmp:  # a schema's ParamsError names ``path``
-        candidate = Path(tmp) / "params.yaml"
-        candidate.write_text(new, encoding="utf-8")
-        for schema in schemas:  # first: a bad value (NaN too, which equals nothing) is named as such
-            try:
-                load_params(schema, candidate)
-            except ParamsError as exc:
-                raise ParamsError(str(exc).replace(str(candidate), str(path) + " (after registering)")) from None
+    for schema in schemas:  # first: a bad value (NaN too, which equals nothing) is named as such
+        load_params(schema, f"{path} (after registering)", text=new)
     if parse_yaml(new, path) != expected:
         raise ParamsError(f"{path}: `{where}` could not be extended on its own; add the entry by hand")
     return new

@@ -36,9 +36,8 @@ def verify(path: os.PathLike | str, *, sha256: str | None = None, md5: str | Non
     if size is not None and path.stat().st_size != size:
         return f"size {path.stat().st_size} bytes, expected {size}"
     for name, want in (("sha256", sha256), ("md5", md5)):
-        if want:
-            if (got := file_hash(path, name)) != want.lower():
-                return f"{name} {got}, expected {want.lower()}"
+        if want and (got := file_hash(path, name)) != want.lower():
+            return f"{name} {got}, expected {want.lower()}"
     return None
 
 

@@ -64,9 +64,9 @@ def stage_main(main):
     ParamsError or another ValueError, OSError, MemoryError, StageError) turned into one ``error:`` line and exit code
     1, not a traceback. Outputs are written atomically, so what failed to be written keeps its previous content (run by
     DVC, whose `dvc repro` removes a stage's outputs before running it: `dvc checkout` brings back the cached ones,
-    `git checkout` those kept in git, ``cache: false``). SIGTERM
-    (``kill``, a scheduler preempting the job) ends it as Ctrl-C does, with exit code 143: the temporary outputs are
-    removed and the previous ones kept, where the default action would leave the temporary files behind."""
+    `git checkout` those kept in git, ``cache: false``). SIGTERM (``kill``, a scheduler preempting the job) ends it as
+    Ctrl-C does, with exit code 143: the temporary outputs are removed and the previous ones kept, where the default
+    action would leave the temporary files behind."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
@@ -204,7 +204,6 @@ def read_text(path: os.PathLike | str) -> str:
 
 
 def load_yaml(path: os.PathLike | str):
-    """The YAML file ``path`` (:func:`read_text`) read by :func:`parse_yaml`."""
     return parse_yaml(read_text(path), path)
 
 

@@ -39,7 +39,6 @@ ROW_SUM_TOLERANCE = 1e-4
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-_ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")  # as np.load tells an .npz archive
 
 
 def load_npy(path: os.PathLike | str) -> np.ndarray:
@@ -51,7 +50,7 @@ def load_npy(path: os.PathLike | str) -> np.ndarray:
         start = file.read(len(np.lib.format.MAGIC_PREFIX))
         if not start:
             raise DataError(path, "not a readable .npy array (empty file)")
-        if start[:4] in _ZIP_PREFIXES:
+        if start[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # as np.load tells an .npz archive
             raise DataError(path, "is an .npz archive, expected a single .npy array")
         if start[:1] == b"\x80":  # pickle protocol 2 and later
             raise DataError(path, "holds pickled Python objects; refusing to load it")
@@ -122,7 +121,6 @@ class Dataset:
     """
 
     name: str
-    root: Path
     given_labels: np.ndarray
     label_errors: np.ndarray | None
     image_ids: list[str]
@@ -171,7 +169,7 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
         true_labels=folder / "true_labels.npy" if (folder / "true_labels.npy").exists() else None,
         image_ids=folder / "image_ids.txt",
     )
-    return Dataset(name=name, root=Path(root), **arrays)
+    return Dataset(name=name, **arrays)
 
 
 def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors: Path | None,

@@ -26,6 +26,7 @@ tells the params whose values changed since a stage last ran (its outputs comput
 from __future__ import annotations
 
 import configparser
+import functools
 import hashlib
 import json
 import os
@@ -33,7 +34,6 @@ from pathlib import Path
 
 from labelbench.data.files import DataError, file_hash, load_yaml
 
-_records: dict[tuple[str, int, int], list[dict]] = {}  # dvc.lock -> outs, keyed by path, mtime, size
 _verified: dict[tuple[str, str], tuple] = {}  # (output, recorded md5) -> stat signature when it matched
 
 
@@ -62,21 +62,25 @@ def lock_outputs(root: Path) -> list[dict]:
         stat = lock.stat()
     except FileNotFoundError:
         return []
-    key = (str(lock), stat.st_mtime_ns, stat.st_size)
-    if key not in _records:
-        data = load_yaml(lock) or {}
-        stages = (data.get("stages") if isinstance(data, dict) else data) or {}
-        if not isinstance(stages, dict):
-            raise DataError(lock, "not in DVC's dvc.lock format (`stages` is not a mapping); restore it with "
-                                  "`git checkout -- dvc.lock`")
-        outs = []
-        for stage, entry in stages.items():
-            for out in _outs(entry, lock, root, f"stage {stage!r}: "):
-                outs.append({"path": root / out["path"], "md5": out.get("md5"), "hash": out.get("hash"),
-                             "stage": stage, "record": f"dvc.lock (outs of stage '{stage}')"})
-        _records.clear()
-        _records[key] = outs
-    return _records[key]
+    return _lock_outputs(lock, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)  # the last dvc.lock read, while its mtime and size are unchanged
+def _lock_outputs(lock: Path, mtime_ns: int, size: int) -> list[dict]:
+    return [{"path": lock.parent / out["path"], "md5": out.get("md5"), "hash": out.get("hash"), "stage": stage,
+             "record": f"dvc.lock (outs of stage '{stage}')"} for stage, entry in read_lock(lock.parent).items()
+            for out in _outs(entry, lock, lock.parent, f"stage {stage!r}: ")]
+
+
+def read_lock(root: Path) -> dict:
+    """The ``stages`` mapping of ``<root>/dvc.lock``, stage name -> entry (empty without the file)."""
+    lock = root / "dvc.lock"
+    data = (load_yaml(lock) or {}) if lock.is_file() else {}
+    stages = (data.get("stages") if isinstance(data, dict) else data) or {}
+    if not isinstance(stages, dict):
+        raise DataError(lock, "not in DVC's dvc.lock format (`stages` is not a mapping); restore it with "
+                              "`git checkout -- dvc.lock`")
+    return stages
 
 
 def _outs(entry, record: Path, root: Path, where: str = "") -> list[dict]:
@@ -100,7 +104,7 @@ def dvcfile_output(root: Path, path: Path) -> dict | None:
             for out in _outs(load_yaml(dvcfile), dvcfile, root):
                 if Path(os.path.normpath(dvcfile.parent / out["path"])) == candidate:
                     return {"path": candidate, "md5": out.get("md5"), "hash": out.get("hash"), "stage": None,
-                            "record": dvcfile.relative_to(root).as_posix(), "dvcfile": dvcfile}
+                            "record": dvcfile.relative_to(root).as_posix()}
     return None
 
 
@@ -150,8 +154,7 @@ def changed_params(stage: str, root: Path = Path(".")) -> list[str]:
     dvc.lock recorded when the stage last ran (so its outputs are of other params); none without such a record."""
     import reprlib
 
-    lock = root / "dvc.lock"
-    entry = ((load_yaml(lock) or {}).get("stages") or {}).get(stage) if lock.is_file() else None
+    entry = read_lock(root).get(stage)
     recorded = ((entry or {}).get("params") or {}).get("params.yaml") if isinstance(entry, dict) else None
     if not isinstance(recorded, dict):
         return []
@@ -199,7 +202,6 @@ def _verify_dir(root: Path, out: dict) -> None:
 
 
 def _error(path: Path, problem: str) -> DataError:
-    """DataError naming ``path`` relative to the working directory when it lies under it."""
     return DataError(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path, problem)
 
 

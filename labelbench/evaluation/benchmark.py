@@ -35,9 +35,8 @@ import pandas as pd
 from cleanlab.count import compute_confident_joint
 from cleanlab.filter import find_label_issues
 
-from labelbench.evaluation.ensembles import (
-    ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, check_scheme, ensemble_scores, ensemble_weights,
-)
+from labelbench.evaluation.ensembles import (ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, check_scheme, ensemble_scores,
+                                             ensemble_weights)
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
     BootstrapSettings, compiled_pass, difference_intervals, interval_names, paired_verdicts, percentile_interval,
@@ -47,15 +46,8 @@ from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.metrics import Ranking, check_lift_k, filter_metrics, metric_names, metrics_of
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
-FILTER_BY = (
-    "prune_by_class",
-    "prune_by_noise_rate",
-    "both",
-    "confident_learning",
-    "predicted_neq_given",
-    "low_normalized_margin",
-    "low_self_confidence",
-)
+FILTER_BY = ("prune_by_class", "prune_by_noise_rate", "both", "confident_learning", "predicted_neq_given",
+             "low_normalized_margin", "low_self_confidence")
 BENCHMARK_COLUMNS = ["dataset", "model", "method", "adjust_pred_probs"]  # then the metric registry's
 FILTER_COLUMNS = ["dataset", "model", "filter_by", "precision", "recall", "f1", "num_flagged"]
 
@@ -255,7 +247,6 @@ def variant_label(method: str, adjust_pred_probs: bool) -> str:
 
 
 def variant_labels(rows: pd.DataFrame) -> list[str]:
-    """The variant label of each row (its method and ``adjust_pred_probs``)."""
     return [variant_label(m, a) for m, a in zip(rows["method"], rows["adjust_pred_probs"])]
 
 

@@ -21,27 +21,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 
 from labelbench.evaluation.metrics import Ranking, metric_names
+from labelbench.evaluation.params import Bootstrap as BootstrapSettings  # noqa: F401  resamples B >= 1, seed, level
 
 #: Resamples drawn at once (bounds the int64 draws and their counts: 2 x 8 x CHUNK x N bytes).
 CHUNK = 250
-
-
-@dataclass(frozen=True)
-class BootstrapSettings:
-    """``resamples`` B >= 1, ``seed``, ``level`` in (0, 1) (0.95: 2.5th to 97.5th percentile)."""
-
-    resamples: int = 1000
-    seed: int = 0
-    level: float = 0.95
-
-    def __post_init__(self):
-        if int(self.resamples) < 1 or not 0 < float(self.level) < 1:
-            raise ValueError(f"bootstrap: resamples must be >= 1 and level in (0, 1), got {self}")
 
 
 def resample_weights(*, n: int, resamples: int, seed: int, name: str) -> np.ndarray:
@@ -72,12 +59,7 @@ def _replicates(rows, is_error, group_start, group_end, group_error, weights, li
     the additions matters only for AUPRC, which adds the error copies in ranking order as
     ``Ranking``'s curve does."""
     n, resamples = weights.shape
-    total = np.zeros(resamples)  # error copies T
-    for p in range(n):
-        if is_error[p]:
-            w = weights[rows[p]]
-            for c in range(resamples):
-                total[c] += w[c]
+    total = weights[rows[is_error]].sum(axis=0).astype(np.float64)  # error copies T (integers: exact in any order)
     run_all = np.zeros(resamples)
     run_err = np.zeros(resamples)
     start_all = np.zeros(resamples)

@@ -94,12 +94,8 @@ def el2n(*, logits: np.ndarray, labels: np.ndarray, epoch: int = 1) -> np.ndarra
 
 
 TRAINING_DYNAMICS: dict[str, Callable[..., np.ndarray]] = {
-    "aum": aum,
-    "forgetting": forgetting,
-    "small_loss": small_loss,
-    "datamaps_confidence": datamaps_confidence,
-    "datamaps_variability": datamaps_variability,
-    "el2n": el2n,
+    "aum": aum, "forgetting": forgetting, "small_loss": small_loss, "datamaps_confidence": datamaps_confidence,
+    "datamaps_variability": datamaps_variability, "el2n": el2n,
 }
 
 
@@ -149,16 +145,11 @@ def simifeat_vote(*, embeddings: np.ndarray, labels: np.ndarray, reference: np.n
     return margin(np.stack([(neighbours == c).mean(axis=1) for c in range(classes)], axis=1), labels)
 
 
-REPRESENTATION: dict[str, Callable[..., np.ndarray]] = {
-    "knn_agreement": knn_agreement,
-    "simifeat_vote": simifeat_vote,
-}
+REPRESENTATION: dict[str, Callable[..., np.ndarray]] = {"knn_agreement": knn_agreement, "simifeat_vote": simifeat_vote}
 
 #: Every detector family beyond held-out ``pred_probs``, by name.
-FAMILIES: dict[str, dict[str, Callable[..., np.ndarray]]] = {
-    "training_dynamics": TRAINING_DYNAMICS,
-    "representation": REPRESENTATION,
-}
+FAMILIES: dict[str, dict[str, Callable[..., np.ndarray]]] = {"training_dynamics": TRAINING_DYNAMICS,
+                                                              "representation": REPRESENTATION}
 
 
 def family_of(method: str) -> str:

@@ -40,8 +40,6 @@ from labelbench.evaluation.scoring import error_rank
 PUBLISHED_CLASSES = {"roman-numeral": ROMAN_CLASSES, "cifar-10n-agg": CIFAR10_CLASSES,
                      "cifar-10n-worst": CIFAR10_CLASSES, "cifar-10s": CIFAR10_CLASSES}
 
-FIXED_COLUMNS = ["rank", "image_id", "given_label", "suggested_label", "score"]
-
 
 def class_names(name: str, *, num_classes: int, extras: str | Path | None) -> list[str]:
     """The K class names of dataset ``name``: ``<extras>/classes.txt`` where the dataset has one
@@ -79,7 +77,7 @@ def rank_issues(data: Dataset, *, method: str, ensemble: str, classes: list[str]
 def read_issues(path: str | Path) -> pd.DataFrame:
     """A ranked-issues CSV written by the `issues` stage (strings; ``rank`` and ``score`` as numbers)."""
     frame = read_csv_strings(path)
-    missing = [c for c in FIXED_COLUMNS if c not in frame.columns]
+    missing = [c for c in ("rank", "image_id", "given_label", "suggested_label", "score") if c not in frame.columns]
     if missing or frame.empty:
         raise DataError(path, f"missing columns {missing} (rerun the issues stage)" if missing else "has no rows")
     try:

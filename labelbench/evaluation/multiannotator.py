@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from labelbench.data.io import (
-    DataError, Dataset, atomic_outputs, checksums_path, load_dataset, read_checksums, verify_checksum, write_csv,
-    write_json, write_text,
+    _SHOWN, DataError, Dataset, atomic_outputs, checksums_path, load_dataset, read_checksums, verify_checksum,
+    write_csv, write_json, write_text,
 )
 from labelbench.data.raw.cifar import CIFAR10N_VARIANTS, load_cifar10n
 from labelbench.evaluation.ensembles import score_models, short_model
@@ -65,7 +65,7 @@ def npz_index(image_ids: list[str], *, path, size: int) -> np.ndarray:
     parsed = [_IMAGE_ID.fullmatch(i) for i in image_ids]
     bad = [i for i, m in zip(image_ids, parsed) if m is None]
     if bad:
-        raise DataError(path, f"{len(bad)} id(s) are not 'train/image_id_<i>.png', e.g. {bad[:5]}")
+        raise DataError(path, f"{len(bad)} id(s) are not 'train/image_id_<i>.png', e.g. {bad[:_SHOWN]}")
     index = np.array([int(m.group(1)) for m in parsed], dtype=np.int64)
     outside = index[index >= size]
     if outside.size:
@@ -221,8 +221,7 @@ def row_metrics(aggregate: Aggregate, *, clean: np.ndarray, annotator_accuracy: 
     else:
         out.update(dict.fromkeys(metric_names(lift_k), math.nan))
     estimated = aggregate.annotator_quality
-    if estimated is None:
-        estimated = np.full(len(ANNOTATORS), math.nan)
+    estimated = np.full(len(ANNOTATORS), math.nan) if estimated is None else estimated
     out["annotator_spearman"] = spearman(estimated, annotator_accuracy)
     out.update({f"annotator_quality:{name}": float(value) for name, value in zip(ANNOTATORS, estimated)})
     return out

@@ -8,9 +8,7 @@ from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, Field, RootModel, model_validator
 
-from labelbench.config import (
-    Block, Crossval, Count, Names, Part, Positive, _unique, check_name, part_of,
-)
+from labelbench.config import Block, Crossval, Count, Names, Part, Positive, _unique, check_name, part_of
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 

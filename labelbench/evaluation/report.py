@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labelbench.evaluation.benchmark import (
-    BENCHMARK_COLUMNS, ENSEMBLE_PREFIX, in_variant_order, variant_label, variant_labels,
-)
+from labelbench.evaluation.benchmark import (BENCHMARK_COLUMNS, ENSEMBLE_PREFIX, in_variant_order, variant_label,
+                                             variant_labels)
 from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.ensembles import score_models, short_model
 from labelbench.data.io import DataError, load_dataset, read_text, write_text

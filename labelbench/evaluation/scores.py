@@ -54,29 +54,21 @@ def entropy(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """``1 - H(P) / log K``: certain predictions look clean whatever the label. (N, K) -> (N,)."""
     from cleanlab.internal.label_quality_utils import get_normalized_entropy
 
-    del labels  # label-agnostic baseline
     return 1 - get_normalized_entropy(pred_probs)
 
 
 def least_confidence(*, labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """``max_j P[j]``: the classic uncertainty-sampling baseline, label-agnostic. (N, K) -> (N,)."""
-    del labels
     return pred_probs.max(axis=1)
 
 
 SCORE_METHODS: dict[str, Callable[..., np.ndarray]] = {
-    "self_confidence": self_confidence,
-    "normalized_margin": normalized_margin,
-    "confidence_weighted_entropy": confidence_weighted_entropy,
-    "entropy": entropy,
+    "self_confidence": self_confidence, "normalized_margin": normalized_margin,
+    "confidence_weighted_entropy": confidence_weighted_entropy, "entropy": entropy,
     "least_confidence": least_confidence,
 }
 
-ALIASES = {
-    "confidence": "self_confidence",
-    "margin": "normalized_margin",
-    "cwe": "confidence_weighted_entropy",
-}
+ALIASES = {"confidence": "self_confidence", "margin": "normalized_margin", "cwe": "confidence_weighted_entropy"}
 
 #: Methods that accept ``adjust_pred_probs=True`` (cleanlab refuses it for the entropy score).
 ADJUSTABLE = ("self_confidence", "normalized_margin")

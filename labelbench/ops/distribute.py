@@ -30,12 +30,13 @@ import uuid
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel
+from pydantic import create_model
 
 from labelbench.ops.dvc_cli import dvc, environment
 from labelbench.ops.remote_check import RemoteError, check_remote, describe, remote_options
 from labelbench.config import Distribute, ParamsError, load_params, read_yaml
-from labelbench.data.files import DataError, atomic_path, load_yaml, parse_yaml, read_text
+from labelbench.data.files import DataError, parse_yaml, read_text, write_text
+from labelbench.data.verify import read_lock
 
 LEASES, NAMESPACE, TTL = "labelbench-distribute-leases", "labelbench", 60.0
 #: AWS variables of the driver handed to the tasks (credentials from the environment rather than config.local).
@@ -43,14 +44,11 @@ AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "A
 AWS_KEYS = AWS_ENV[:3]
 TASK_DIR_PREFIX = "labelbench-distribute-"
 GRACE = 30.0  # seconds an interrupted driver gives its cancelled tasks to clean up before it kills their workers
+DistributeParams = create_model("DistributeParams", distribute=Distribute)  # the driver's schema of params.yaml
 
 
 class DistributeError(RuntimeError):
     """Something to fix before (or instead of) training: one message naming what and how."""
-
-
-class DistributeParams(BaseModel):
-    distribute: Distribute
 
 
 def _git(root: Path, *args: str) -> str:
@@ -91,30 +89,34 @@ def ancestors(parents: dict[str, set[str]], stages: list[str]) -> list[str]:
     return [stage for stage in parents if stage in found and stage not in stages]
 
 
-def read_lock(root: Path) -> dict:
-    path = root / "dvc.lock"
-    return ((load_yaml(path) or {}) if path.is_file() else {}).get("stages") or {}
-
-
-def _lock(root: Path):
-    """ruamel.yaml set up for dvc.lock (DVC's documented format), and ``root``'s dvc.lock read by it or None."""
+def _edited_lock(root: Path, edit, default: dict) -> str:
+    """``root``'s dvc.lock (DVC's documented format; ``default`` when it is absent or empty) read round-trip by
+    ruamel.yaml, its ``stages`` mapping replaced by ``edit(stages)``, as text."""
     from ruamel.yaml import YAML
 
-    ruamel, path = YAML(), root / "dvc.lock"
+    ruamel, path, stream = YAML(), root / "dvc.lock", io.StringIO()
     ruamel.default_flow_style = False
-    return ruamel, ruamel.load(read_text(path)) if path.is_file() else None
+    data = (ruamel.load(read_text(path)) if path.is_file() else None) or default
+    data["stages"] = edit(data.get("stages") or {})
+    ruamel.dump(data, stream)
+    return stream.getvalue()
 
 
 def merge_lock(root: Path, entries: dict[str, dict], order: list[str]) -> None:
     """Writes the tasks' dvc.lock entries into ``root``'s dvc.lock (atomically), replacing those of the same stages,
     stages in pipeline order (so two drivers that merged the same entries write the same file)."""
-    ruamel, data = _lock(root)
-    data = data or {"schema": "2.0"}
-    stages = {**(data.get("stages") or {}), **entries}
     rank = {name: index for index, name in enumerate(order)}
-    data["stages"] = dict(sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank))))
-    with atomic_path(root / "dvc.lock") as tmp, tmp.open("w") as stream:
-        ruamel.dump(data, stream)
+    write_text(root / "dvc.lock", _edited_lock(root, lambda stages: dict(sorted(
+        {**stages, **entries}.items(), key=lambda item: rank.get(item[0], len(rank)))), {"schema": "2.0"}))
+
+
+def lock_without(root: Path, stages: list[str]) -> str | None:
+    """The text of ``root``'s dvc.lock without the entries of ``stages`` (a task's `dvc repro --pull` then restores
+    its fold from the run-cache when `storage` has an entry, instead of trying outputs that an entry of the same
+    inputs names and retraining when they are not in the remote)."""
+    if not (root / "dvc.lock").is_file():
+        return None
+    return _edited_lock(root, lambda entries: {name: e for name, e in entries.items() if name not in stages}, {})
 
 
 def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
@@ -131,21 +133,6 @@ def done_folds(root: Path, folds: list[str], remote: str) -> set[str]:
     absent = [path for path, state in cloud.items() if state in ("new", "missing")]
     return {fold for fold in current if not any(path == out["path"] or path.startswith(f"{out['path']}/")
                                                 for path in absent for out in lock[fold].get("outs", []))}
-
-
-def lock_without(root: Path, stages: list[str]) -> str | None:
-    """The text of ``root``'s dvc.lock without the entries of ``stages`` (a task's `dvc repro --pull` then restores
-    its fold from the run-cache when `storage` has an entry, instead of trying outputs that an entry of the same
-    inputs names and retraining when they are not in the remote)."""
-    if not (root / "dvc.lock").is_file():
-        return None
-    ruamel, data = _lock(root)
-    data = data or {}
-    for stage in stages:
-        (data.get("stages") or {}).pop(stage, None)
-    stream = io.StringIO()
-    ruamel.dump(data, stream)
-    return stream.getvalue()
 
 
 def _child(args: list[str], cwd: Path, env: dict) -> str:
@@ -368,40 +355,36 @@ def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None
     except ConnectionError as exc:
         raise DistributeError(f"no Ray cluster: {exc}") from None
     try:
-        return _distribute(root, folds, upstream, order, parents, settings, commit, remote, options, jobs, console)
+        console.print(f"[bold]{len(folds)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
+                      f"and pushing to '{remote}'")
+        dvc(root, "repro", "--pull", *upstream)
+        try:
+            dvc(root, "push", "-r", remote, *upstream)
+            dvc(root, "push", "-r", remote, "--run-cache", *upstream)
+        except RuntimeError as exc:
+            raise DistributeError(f"dvc push -r {remote} of {', '.join(upstream)} failed (write access to "
+                                  f"{describe(remote, options)}?): {str(exc)[-1000:]}") from None
+        done = done_folds(root, folds, remote)
+        todo = [fold for fold in folds if fold not in done]
+        console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
+        if todo:
+            if status := _run_tasks(root, todo, parents, order, settings, commit, remote, options, jobs, console):
+                return status
+            if missing := sorted(set(folds) - done_folds(root, folds, remote)):
+                raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
+        console.print(f"dvc pull -r {remote} of the folds, then dvc repro --pull: assembling, evaluating")
+        dvc(root, "pull", "-q", "-r", remote, *folds)
+        stale = sorted(json.loads(dvc(root, "status", "--json", *folds).stdout or "{}"))
+        if stale:  # dvc repro would train these here
+            raise DistributeError(f"not up to date after dvc pull -r {remote}: {', '.join(stale)}; run again")
+        before = {fold: entry for fold, entry in read_lock(root).items() if fold in folds}
+        dvc(root, "repro", "--pull")
+        retrained = sorted(fold for fold, entry in read_lock(root).items() if fold in before and entry != before[fold])
+        console.print("final repro: ran `dvc repro --pull` with every fold up to date"
+                      + (f"; [red]retrained {retrained}[/]" if retrained else "; no fold retrained"))
+        return 1 if retrained else 0
     finally:
         ray.shutdown()
-
-
-def _distribute(root, folds, upstream, order, parents, settings, commit, remote, options, jobs, console) -> int:
-    console.print(f"[bold]{len(folds)} crossval stages[/]; upstream {', '.join(upstream)}: reproducing here "
-                  f"and pushing to '{remote}'")
-    dvc(root, "repro", "--pull", *upstream)
-    try:
-        dvc(root, "push", "-r", remote, *upstream)
-        dvc(root, "push", "-r", remote, "--run-cache", *upstream)
-    except RuntimeError as exc:
-        raise DistributeError(f"dvc push -r {remote} of {', '.join(upstream)} failed (write access to "
-                              f"{describe(remote, options)}?): {str(exc)[-1000:]}") from None
-    done = done_folds(root, folds, remote)
-    todo = [fold for fold in folds if fold not in done]
-    console.print(f"{len(done)} of {len(folds)} folds already in '{remote}'; {len(todo)} to train on the cluster")
-    if todo:
-        if status := _run_tasks(root, todo, parents, order, settings, commit, remote, options, jobs, console):
-            return status
-        if missing := sorted(set(folds) - done_folds(root, folds, remote)):
-            raise DistributeError(f"not in '{remote}' after the tasks: {', '.join(missing)}")
-    console.print(f"dvc pull -r {remote} of the folds, then dvc repro --pull: assembling, evaluating")
-    dvc(root, "pull", "-q", "-r", remote, *folds)
-    stale = sorted(json.loads(dvc(root, "status", "--json", *folds).stdout or "{}"))
-    if stale:  # dvc repro would train these here
-        raise DistributeError(f"not up to date after dvc pull -r {remote}: {', '.join(stale)}; run again")
-    before = {fold: entry for fold, entry in read_lock(root).items() if fold in folds}
-    dvc(root, "repro", "--pull")
-    retrained = sorted(fold for fold, entry in read_lock(root).items() if fold in before and entry != before[fold])
-    console.print("final repro: ran `dvc repro --pull` with every fold up to date"
-                  + (f"; [red]retrained {retrained}[/]" if retrained else "; no fold retrained"))
-    return 1 if retrained else 0
 
 
 def _run_tasks(root, todo, parents, order, settings, commit, remote, options, jobs, console) -> int:

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from labelbench.config import ParamsError, load_params
+from labelbench.config import load_params
 from labelbench.data.files import write_text
 from labelbench.evaluation.metrics import metric_names
 from labelbench.evaluation.params import EvaluateParams
@@ -128,13 +128,10 @@ def main(argv=None) -> int:
     p.add_argument("--output", default="reports/sweep.md", help="markdown table, relative to --repo")
     p.add_argument("--width", type=positive, default=int(os.environ.get("COLUMNS", 160)), help="console width")
     args = p.parse_args(argv)
-    try:
-        planned, skipped = variants(args.methods)
-    except ValueError as exc:  # unknown method
-        p.error(str(exc))
     try:  # every argument is checked before the first dvc command (which removes earlier experiments)
+        planned, skipped = variants(args.methods)
         metrics = metric_names(load_params(EvaluateParams, args.repo / "params.yaml").lift_k)
-    except ParamsError as exc:
+    except ValueError as exc:  # an unknown method, or a ParamsError
         p.error(str(exc))
     if args.sort_by not in metrics:
         p.error(f"--sort-by {args.sort_by}: not a metric of the evaluate stage; allowed: {', '.join(metrics)}")

@@ -80,7 +80,6 @@ def assemble(
     out_root: os.PathLike | str, dataset: str,
 ):
     """Write ``<out_root>/<dataset>/`` (module docstring) and return its :class:`~labelbench.data.io.Dataset`."""
-    out_root = Path(out_root)
     if not dataset or "/" in dataset or dataset in (".", ".."):
         raise ValueError(f"invalid dataset name {dataset!r}")
     for model in fold_dirs:
@@ -107,7 +106,7 @@ def assemble(
             raise DataError(Path(fold_dirs[model][0]) / "heldout_pred_probs.npy",
                             f"{probs.shape[1]} classes but {labels_csv} holds label {top}")
 
-    with atomic_dir(out_root / dataset) as tmp:
+    with atomic_dir(Path(out_root) / dataset) as tmp:
         write_npy(tmp / "given_labels.npy", given)
         if true is not None:
             write_npy(tmp / "true_labels.npy", true)

@@ -74,14 +74,6 @@ class TrainConfig(Train):
         return {"model": self.model, **self.model_dump(exclude={"model", "folds"}), "folds": self.folds}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def read_folds_csv(path: os.PathLike | str, image_ids: Sequence[str], *, labels_csv=None) -> np.ndarray:
     """Fold of every row (N,) int64; the ``image_id`` column must match ``image_ids`` in order."""
     raw = read_csv_strings(path, columns=("image_id", "fold"))
@@ -355,7 +347,10 @@ def train_fold(
             "outside each fold (use stratified folds)"
         )
 
-    device = resolve_device(config.device)
+    cuda = torch.cuda.is_available()
+    if config.device == "cuda" and not cuda:
+        raise ValueError("train.device is 'cuda' but CUDA is not available on this machine; use 'auto' or 'cpu'")
+    device = torch.device(("cuda" if cuda else "cpu") if config.device == "auto" else config.device)
     with torch_settings(config, device):
         model = create_model(config.model, num_classes=k, pretrained=config.pretrained)
         rows = open_images(images_root, image_ids, max_stored_size=config.max_stored_size,

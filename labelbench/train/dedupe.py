@@ -11,7 +11,7 @@ written) and returned in :attr:`DedupeResult.unlisted` for the stage to report.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +27,7 @@ class DedupeResult:
 
     labels: pd.DataFrame
     removed: pd.DataFrame
-    unlisted: list[str] = field(default_factory=list)
+    unlisted: list[str]
 
 
 def find_duplicates(*, image_dir: os.PathLike | str, image_ids: Sequence[str], listed_in=None) -> pd.DataFrame:

@@ -33,7 +33,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from cleanlab.benchmarking.noise_generation import generate_noise_matrix_from_trace, generate_noisy_labels
-
 from PIL import Image
 
 from labelbench.data.files import open_image, rgb_image, sorted_order
@@ -91,7 +90,7 @@ def add_noise(
     returns the labels unchanged with an identity matrix.
     """
     true_labels = np.asarray(true_labels)
-    if not np.issubdtype(true_labels.dtype, np.integer):
+    if true_labels.dtype.kind not in "iu":  # np.integer admits timedelta64
         raise ValueError(f"true_labels must be integers, got dtype {true_labels.dtype}")
     k = int(true_labels.max()) + 1 if num_classes is None else num_classes
     noise_trace(noise_amount=noise_amount, num_classes=k)
@@ -112,8 +111,7 @@ def weak_model_pixels(images: os.PathLike | str, image_ids: Sequence[str]) -> np
     image."""
     rows = []
     for image_id in image_ids:
-        path = Path(images) / image_id
-        with open_image(path) as image:
+        with open_image(Path(images) / image_id) as image:
             small = rgb_image(image).resize((WEAK_MODEL_SIDE, WEAK_MODEL_SIDE), Image.Resampling.BOX)
         rows.append(np.asarray(small, dtype=np.int64).reshape(-1))
     return np.stack(rows)

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.classes import CIFAR10_CLASSES
-from labelbench.data.files import DataError, existing_file
+from labelbench.data.files import _SHOWN, DataError, existing_file
 from labelbench.data.raw.layout import RawTable, read_raw, save_png, write_imagefolder, write_raw
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -227,6 +227,6 @@ def convert_cifar10s(
     source_of = dict(zip(cifar2png_ids(base.given_labels, base.classes), base.image_ids))
     unknown = [i for i in table.image_ids if i not in source_of]
     if unknown:
-        raise DataError(noisy_csv, f"{len(unknown)} image(s) not in CIFAR-10's training set, e.g. {unknown[:5]}")
+        raise DataError(noisy_csv, f"{len(unknown)} image(s) not in CIFAR-10's training set, e.g. {unknown[:_SHOWN]}")
     write_imagefolder(table, images=Path(cifar10_raw) / "images", out=out, source_of=source_of)
     return table

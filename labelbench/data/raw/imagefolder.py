@@ -18,8 +18,7 @@ import numpy as np
 
 from labelbench.data.files import read_lines
 from labelbench.data.raw.layout import (
-    _SHOWN, DataError, RawTable, check_image_file, check_image_id, read_classes, read_raw,
-    write_imagefolder,
+    _SHOWN, DataError, RawTable, check_image_file, check_image_id, read_classes, read_raw, write_imagefolder,
 )
 
 

@@ -35,7 +35,6 @@ _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
 
 
 def check_image_id(image_id: str, source) -> str:
-    """``image_id`` when :func:`~labelbench.data.files.is_safe_image_id`, else DataError naming ``source``."""
     if not is_safe_image_id(image_id):
         raise DataError(source, f"unsafe or malformed image path {image_id!r}")
     return image_id

@@ -65,14 +65,13 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
     unverified file is fetched when ``download`` is set and a URL is known, else a DataError says
     where to put it."""
     path = Path(sources_dir) / source.name
+    if download and source.url:
+        return fetch(source.url, path, md5=source.md5)  # keeps a file that verifies
     if path.is_file():
         problem = verify(path, md5=source.md5)
         if problem is None:
             return path
-        if not (download and source.url):
-            raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
-    if download and source.url:
-        return fetch(source.url, path, md5=source.md5)
+        raise DataError(path, f"does not verify ({problem}); replace it with the file from {source.url}")
     where = f" from {source.url}" if source.url else ""
     hint = f" ({source.note})" if source.note else ""
     raise DataError(path, f"source file not found; place it there{where}{hint}")

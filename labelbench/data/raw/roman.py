@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.data.classes import ROMAN_CLASSES
-from labelbench.data.files import DataError, existing_file
+from labelbench.data.files import _SHOWN, DataError, existing_file
 from labelbench.data.raw.layout import RawTable, decode_image, open_zip, read_zip_member, write_raw
 
 ROMAN_BUNDLE_URL = "https://worksheets.codalab.org/bundles/0x497f5d7096724783aa1eb78b85aa321f"
@@ -101,9 +101,9 @@ def convert_roman(*, bundle: os.PathLike | str, review: os.PathLike | str, out: 
         extra = sorted(set(found) - set(table.image_ids))
         missing = [i for i in table.image_ids if i not in found]
         if missing:
-            raise DataError(bundle, f"{len(missing)} reviewed image(s) missing from the zip, e.g. {missing[:5]}")
+            raise DataError(bundle, f"{len(missing)} reviewed image(s) missing from the zip, e.g. {missing[:_SHOWN]}")
         if extra:
-            raise DataError(bundle, f"{len(extra)} image(s) have no row in {review}, e.g. {extra[:5]}")
+            raise DataError(bundle, f"{len(extra)} image(s) have no row in {review}, e.g. {extra[:_SHOWN]}")
 
         def put(path, image_id: str) -> None:
             data = read_zip_member(zf, found[image_id], bundle)
