@@ -180,7 +180,6 @@ class Runtime(Block):
 
 class Raw(Block):
     sources: str
-    cifar10_raw: str
     download: bool
 
 

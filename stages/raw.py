@@ -4,9 +4,9 @@
 
 ``<source>`` is ``crossval.datasets.<dataset>.source`` (two datasets may share one, e.g. digits and digits-hard).
 
-The ``raw`` block of params.yaml says where source archives are (``sources``), where the raw
-CIFAR-10 folder reused by cifar-10n-* and cifar-10s is (``cifar10_raw``) and whether missing
-sources with a URL are downloaded (``download``).
+The ``raw`` block of params.yaml says where source archives are (``sources``) and whether missing
+sources with a URL are downloaded (``download``). Each dataset is built from its own sources only (cifar-10n-*
+and cifar-10s read CIFAR-10's images from its archive), so no raw stage reads another's output.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--added", type=Path, help="the dataset's folder under data/added (source imagefolder)")
     args = parser.parse_args(argv)
     raw = load_params(RawParams).raw
-    table = build(args.source, out=args.out, sources_dir=raw.sources, cifar10_raw=raw.cifar10_raw,
-                  download=raw.download, added=args.added)
+    table = build(args.source, out=args.out, sources_dir=raw.sources, download=raw.download, added=args.added)
     errors = "unknown" if table.label_errors is None else int(table.label_errors.sum())
     print(f"{args.source}: {len(table)} images, {len(table.classes)} classes, label errors {errors} -> {args.out}")
     return 0

@@ -20,6 +20,7 @@ from labelbench.data.io import DataError
 from labelbench.data.raw.registry import DATASETS, Source, build, source_path
 from labelbench.data.raw.cifar import (
     CIFAR10_CLASSES,
+    cifar10n_image_id,
     cifar10n_labels,
     cifar10s_labels,
     cifar2png_ids,
@@ -181,27 +182,40 @@ def write_npz(path: Path, clean: np.ndarray, seed: int = 2) -> dict:
 
 
 @pytest.mark.parametrize("variant,key", [("agg", "aggre_label"), ("worst", "worse_label")])
-def test_cifar10n_relabels_and_copies_images(tmp_path, cifar_raw, variant, key):
+def test_cifar10n_relabels_cifar10_images(tmp_path, cifar_raw, variant, key):
+    """From CIFAR-10's archive (no raw stage reads another's output), the very PNGs that cifar-10 is written with."""
     raw, _, labels = cifar_raw
     arrays = write_npz(tmp_path / "h.npz", labels)
-    table = convert_cifar10n(cifar10_raw=raw, human_labels=tmp_path / "h.npz", variant=variant, out=tmp_path / "out")
+    table = convert_cifar10n(archive=raw.parent / "cifar-10-binary.tar.gz", human_labels=tmp_path / "h.npz",
+                             variant=variant, out=tmp_path / "out")
     rows = read_rows(tmp_path / "out")
     assert [int(r["given_label"]) for r in rows] == arrays[key].tolist()
     assert [int(r["true_label"]) for r in rows] == labels.tolist()
     assert [int(r["label_error"]) for r in rows] == (arrays[key] != labels).astype(int).tolist()
     assert table.image_ids == [r["image_id"] for r in rows]
-    for image_id in table.image_ids[::7]:
+    for image_id in table.image_ids:
         assert (tmp_path / "out/images" / image_id).read_bytes() == (raw / "images" / image_id).read_bytes()
 
 
 def test_cifar10n_count_mismatch_names_the_npz(tmp_path, cifar_raw):
     raw, _, labels = cifar_raw
+    archive = raw.parent / "cifar-10-binary.tar.gz"
     write_npz(tmp_path / "h.npz", labels[:-1])
-    with pytest.raises(DataError, match=r"h\.npz: has 19 labels but .* has 20 images"):
-        convert_cifar10n(cifar10_raw=raw, human_labels=tmp_path / "h.npz", variant="agg", out=tmp_path / "out")
+    with pytest.raises(DataError, match=r"h\.npz: has 19 labels but .*cifar-10-binary\.tar\.gz has 20 images"):
+        convert_cifar10n(archive=archive, human_labels=tmp_path / "h.npz", variant="agg", out=tmp_path / "out")
     write_npz(tmp_path / "h.npz", (labels + 1) % 10)
     with pytest.raises(DataError, match="clean_label disagrees"):
-        convert_cifar10n(cifar10_raw=raw, human_labels=tmp_path / "h.npz", variant="agg", out=tmp_path / "out")
+        convert_cifar10n(archive=archive, human_labels=tmp_path / "h.npz", variant="agg", out=tmp_path / "out")
+    write_npz(tmp_path / "h.npz", labels)
+    with pytest.raises(DataError, match=r"nope\.tar\.gz: file not found"):
+        convert_cifar10n(archive=tmp_path / "nope.tar.gz", human_labels=tmp_path / "h.npz", variant="agg",
+                         out=tmp_path / "out")
+    make_cifar_tar(tmp_path / "other.tar.gz", per_batch=4, seed=1, replace={
+        "batches.meta.txt": "".join(f"class{i}\n" for i in range(10)).encode()})
+    with pytest.raises(DataError, match=r"other\.tar\.gz::cifar-10-batches-bin/batches\.meta\.txt: expected the "
+                                        r"CIFAR-10 classes"):
+        convert_cifar10n(archive=tmp_path / "other.tar.gz", human_labels=tmp_path / "h.npz", variant="agg",
+                         out=tmp_path / "out")
     np.savez(tmp_path / "p.npz", clean_label=np.array([object()], dtype=object))
     with pytest.raises(DataError, match="p.npz"):
         cifar10n_labels(human_labels=tmp_path / "p.npz", variant="agg")
@@ -217,17 +231,19 @@ def test_cifar10s_joins_csv_with_cifar2png_names(tmp_path, cifar_raw):
         fh.write("image,label\n")
         for i in order:
             fh.write(f"/Data/cifar10_png/{names[i]},{noisy[i]}\n")
-    table = convert_cifar10s(cifar10_raw=raw, noisy_csv=tmp_path / "n.csv", out=tmp_path / "out")
+    archive = raw.parent / "cifar-10-binary.tar.gz"
+    table = convert_cifar10s(archive=archive, noisy_csv=tmp_path / "n.csv", out=tmp_path / "out")
     assert table.image_ids == sorted(names)
     got = {r["image_id"]: r for r in read_rows(tmp_path / "out")}
     for i, name in enumerate(names):
         assert int(got[name]["given_label"]) == noisy[i] and int(got[name]["true_label"]) == labels[i]
         with Image.open(tmp_path / "out/images" / name) as im:
             np.testing.assert_array_equal(np.asarray(im), rows[i].reshape(3, 32, 32).transpose(1, 2, 0))
+        assert (tmp_path / "out/images" / name).read_bytes() == (raw / "images" / cifar10n_image_id(i)).read_bytes()
     with open(tmp_path / "n.csv", "a") as fh:
         fh.write("/Data/cifar10_png/train/truck/0999.png,1\n")
     with pytest.raises(DataError, match=r"n\.csv: has 21 labels"):
-        convert_cifar10s(cifar10_raw=raw, noisy_csv=tmp_path / "n.csv", out=tmp_path / "out2")
+        convert_cifar10s(archive=archive, noisy_csv=tmp_path / "n.csv", out=tmp_path / "out2")
     (tmp_path / "bad.csv").write_text("image,label\n/Data/cifar10_png/train/../x/0001.png,1\n")
     with pytest.raises(DataError, match=r"bad\.csv: line 2"):
         cifar10s_labels(noisy_csv=tmp_path / "bad.csv")
@@ -423,9 +439,10 @@ def test_registry_names_each_source():
     assert [d for d in DATASETS if DATASETS[d].needs_added] == ["imagefolder"]
     with pytest.raises(DataError, match="add-dataset NAME --images DIR"):
         build("imagefolder", out="unused", sources_dir="unused", added="no/such/folder")
-    assert {DATASETS[d].needs_cifar10 for d in ("cifar-10n-agg", "cifar-10n-worst", "cifar-10s")} == {True}
-    with pytest.raises(ValueError, match="cifar10_raw"):
-        build("cifar-10s", out="unused", sources_dir="unused", cifar10_raw=None)
+    # CIFAR-10's images come from its archive, a source of each dataset that uses them (no raw stage reads another's
+    # output, which the raw stage's deps in dvc.yaml could not declare)
+    assert {DATASETS[d].sources["archive"] for d in ("cifar-10", "cifar-10n-agg", "cifar-10n-worst", "cifar-10s")} \
+        == {DATASETS["cifar-10"].sources["archive"]}
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         build("mnist", out="unused", sources_dir="unused")
 
@@ -478,8 +495,6 @@ def test_source_path_checks_hash_and_says_where_to_put_files(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"corrupt")
     with pytest.raises(DataError, match=r"x\.bin: does not verify \(md5 "):
         source_path(source, tmp_path, download=False)
-    with pytest.raises(DataError, match="build it first"):
-        convert_cifar10n(cifar10_raw=tmp_path / "nope", human_labels=tmp_path / "x.bin", variant="agg", out=tmp_path / "o")
 
 
 def test_one_image_id_rule_for_every_reader_and_writer(tmp_path):

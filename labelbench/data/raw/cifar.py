@@ -28,7 +28,7 @@ from PIL import Image
 
 from labelbench.data.classes import CIFAR10_CLASSES
 from labelbench.data.files import _SHOWN, DataError, existing_file
-from labelbench.data.raw.layout import RawTable, read_raw, save_png, write_imagefolder, write_raw
+from labelbench.data.raw.layout import RawTable, save_png, write_raw
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -93,23 +93,26 @@ def convert_cifar10(*, archive: os.PathLike | str, out: os.PathLike | str) -> Ra
         given_labels=labels, classes=classes, true_labels=labels.copy(),
         label_errors=np.zeros(len(labels), dtype=bool),
     ).check(archive)
-    pixels = dict(zip(table.image_ids, images))
-    write_raw(out, table,
-              lambda path, image_id: save_png(path, Image.fromarray(np.ascontiguousarray(pixels[image_id]))))
+    _write_pngs(out, table, images, dict(zip(table.image_ids, range(len(labels)))))
     return table
 
 
-def _cifar10_raw(cifar10_raw) -> RawTable:
-    """The table of a converted CIFAR-10 folder, checked to be in image_id_<i> order."""
-    if not Path(cifar10_raw).is_dir():
-        raise DataError(cifar10_raw, "raw cifar-10 folder not found; build it first (dataset cifar-10)")
-    table = read_raw(cifar10_raw)
-    if table.image_ids != [cifar10n_image_id(i) for i in range(len(table))]:
-        raise DataError(Path(cifar10_raw) / "labels.csv",
-                        "is not a CIFAR-10 raw table (ids must be train/image_id_<i>.png in order)")
-    if table.classes != CIFAR10_CLASSES:
-        raise DataError(Path(cifar10_raw) / "classes.txt", f"expected the CIFAR-10 classes {CIFAR10_CLASSES}")
-    return table
+def _write_pngs(out: os.PathLike | str, table: RawTable, images: np.ndarray, index_of: dict[str, int]) -> None:
+    """``table`` in the raw layout at ``out``, image ``image_id`` the PNG of ``images[index_of[image_id]]``."""
+    write_raw(out, table, lambda path, image_id: save_png(
+        path, Image.fromarray(np.ascontiguousarray(images[index_of[image_id]]))))
+
+
+def _cifar10_images(archive: os.PathLike | str, labels_file: os.PathLike | str,
+                    count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The CIFAR-10 training images and labels of ``archive`` (:func:`load_cifar10_train`) for a labels file of
+    ``count`` rows (one per CIFAR-10 training image), checked to be the CIFAR-10 classes and images."""
+    images, labels, classes = load_cifar10_train(archive)
+    if classes != CIFAR10_CLASSES:
+        raise DataError(f"{archive}::{META}", f"expected the CIFAR-10 classes {CIFAR10_CLASSES}, got {classes}")
+    if count != len(labels):
+        raise DataError(labels_file, f"has {count} labels but {archive} has {len(labels)} images")
+    return images, labels
 
 
 # --- CIFAR-10N ----------------------------------------------------------------------------
@@ -151,18 +154,17 @@ def cifar10n_labels(*, human_labels: os.PathLike | str, variant: str) -> RawTabl
 
 
 def convert_cifar10n(
-    *, cifar10_raw: os.PathLike | str, human_labels: os.PathLike | str, variant: str, out: os.PathLike | str
+    *, archive: os.PathLike | str, human_labels: os.PathLike | str, variant: str, out: os.PathLike | str
 ) -> RawTable:
-    """CIFAR-10N ``variant``: the raw CIFAR-10 folder's images, relabelled by :func:`cifar10n_labels`.
-    The npz must have one entry per CIFAR-10 image and its clean_label must equal the CIFAR-10 labels."""
-    base = _cifar10_raw(cifar10_raw)
+    """CIFAR-10N ``variant``: the images of ``cifar-10-binary.tar.gz`` (as :func:`convert_cifar10` writes them),
+    relabelled by :func:`cifar10n_labels`. The npz must have one entry per CIFAR-10 image and its clean_label
+    must equal the CIFAR-10 labels."""
     table = cifar10n_labels(human_labels=human_labels, variant=variant)
-    if len(table) != len(base):
-        raise DataError(human_labels, f"has {len(table)} labels but {cifar10_raw} has {len(base)} images")
-    wrong = table.true_labels != base.given_labels
+    images, labels = _cifar10_images(archive, human_labels, len(table))
+    wrong = table.true_labels != labels
     if wrong.any():
         raise DataError(human_labels, f"clean_label disagrees with the CIFAR-10 labels on {int(wrong.sum())} images")
-    write_imagefolder(table, images=Path(cifar10_raw) / "images", out=out)
+    _write_pngs(out, table, images, dict(zip(table.image_ids, range(len(labels)))))
     return table
 
 
@@ -216,17 +218,16 @@ def cifar2png_ids(labels: np.ndarray, classes: list[str]) -> list[str]:
 
 
 def convert_cifar10s(
-    *, cifar10_raw: os.PathLike | str, noisy_csv: os.PathLike | str, out: os.PathLike | str
+    *, archive: os.PathLike | str, noisy_csv: os.PathLike | str, out: os.PathLike | str
 ) -> RawTable:
-    """CIFAR-10S: :func:`cifar10s_labels` with images copied from the raw CIFAR-10 folder, training
-    image i being ``cifar2png_ids(labels)[i]``. The CSV must name every training image exactly once."""
-    base = _cifar10_raw(cifar10_raw)
+    """CIFAR-10S: :func:`cifar10s_labels` with the images of ``cifar-10-binary.tar.gz`` (as
+    :func:`convert_cifar10` writes them), training image i being ``cifar2png_ids(labels)[i]``. The CSV must name
+    every training image exactly once."""
     table = cifar10s_labels(noisy_csv=noisy_csv)
-    if len(table) != len(base):
-        raise DataError(noisy_csv, f"has {len(table)} labels but {cifar10_raw} has {len(base)} images")
-    source_of = dict(zip(cifar2png_ids(base.given_labels, base.classes), base.image_ids))
-    unknown = [i for i in table.image_ids if i not in source_of]
+    images, labels = _cifar10_images(archive, noisy_csv, len(table))
+    index_of = {name: i for i, name in enumerate(cifar2png_ids(labels, CIFAR10_CLASSES))}
+    unknown = [i for i in table.image_ids if i not in index_of]
     if unknown:
         raise DataError(noisy_csv, f"{len(unknown)} image(s) not in CIFAR-10's training set, e.g. {unknown[:_SHOWN]}")
-    write_imagefolder(table, images=Path(cifar10_raw) / "images", out=out, source_of=source_of)
+    _write_pngs(out, table, images, index_of)
     return table

@@ -133,12 +133,11 @@ def write_raw(out: os.PathLike | str, table: RawTable, put: Callable[[Path, str]
         (tmp / "classes.txt").write_text("".join(c + "\n" for c in table.classes), encoding="utf-8")
 
 
-def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.PathLike | str,
-                      source_of: dict[str, str] | None = None) -> None:
-    """``table`` in the raw layout at ``out``, each image the bytes of ``<images>/<source_of[image_id]>`` (without
-    ``source_of``: ``<images>/<image_id>``); DataError naming a missing file."""
+def write_imagefolder(table: RawTable, *, images: os.PathLike | str, out: os.PathLike | str) -> None:
+    """``table`` in the raw layout at ``out``, each image the bytes of ``<images>/<image_id>``; DataError naming a
+    missing file."""
     def put(target: Path, image_id: str) -> None:
-        path = Path(images) / (image_id if source_of is None else source_of[image_id])
+        path = Path(images) / image_id
         if not path.is_file():
             raise DataError(path, "image file not found")
         shutil.copyfile(path, target)

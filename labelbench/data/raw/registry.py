@@ -31,11 +31,10 @@ class Source:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a dataset is built: ``convert(out=..., **{argument: path of its source}, [cifar10_raw=...])``."""
+    """How a dataset is built: ``convert(out=..., **{argument: path of its source}, [added=...])``."""
 
     convert: Callable[..., RawTable]
     sources: dict[str, Source] = field(default_factory=dict)
-    needs_cifar10: bool = False  # reuses the raw cifar-10 folder (raw.cifar10_raw)
     needs_added: bool = False  # reads the dataset's folder data/added/<name> (add-dataset --images)
 
 
@@ -50,9 +49,12 @@ FOOD101N_ZIP = Source("Food-101N_release.zip", FOOD101N_URL)
 #: Every dataset the raw stage builds, by name.
 DATASETS: dict[str, Recipe] = {
     "cifar-10": Recipe(convert_cifar10, {"archive": CIFAR10_TAR}),
-    "cifar-10n-agg": Recipe(partial(convert_cifar10n, variant="agg"), {"human_labels": CIFAR10N_NPZ}, True),
-    "cifar-10n-worst": Recipe(partial(convert_cifar10n, variant="worst"), {"human_labels": CIFAR10N_NPZ}, True),
-    "cifar-10s": Recipe(convert_cifar10s, {"noisy_csv": CIFAR10S_CSV}, True),
+    # CIFAR-10's images read from its archive, not from a raw cifar-10 folder: no raw stage reads another's output
+    "cifar-10n-agg": Recipe(partial(convert_cifar10n, variant="agg"),
+                            {"archive": CIFAR10_TAR, "human_labels": CIFAR10N_NPZ}),
+    "cifar-10n-worst": Recipe(partial(convert_cifar10n, variant="worst"),
+                              {"archive": CIFAR10_TAR, "human_labels": CIFAR10N_NPZ}),
+    "cifar-10s": Recipe(convert_cifar10s, {"archive": CIFAR10_TAR, "noisy_csv": CIFAR10S_CSV}),
     "roman-numeral": Recipe(convert_roman, {"bundle": ROMAN_ZIP, "review": ROMAN_XLSX}),
     "food-101n": Recipe(convert_food101n, {"archive": FOOD101N_ZIP}),
     "digits": Recipe(convert_digits),
@@ -79,19 +81,14 @@ def source_path(source: Source, sources_dir: os.PathLike | str, *, download: boo
 
 def build(
     dataset: str, *, out: os.PathLike | str, sources_dir: os.PathLike | str,
-    cifar10_raw: os.PathLike | str | None = None, download: bool = False, added: os.PathLike | str | None = None,
+    download: bool = False, added: os.PathLike | str | None = None,
 ) -> RawTable:
-    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir``
-    (``cifar10_raw``: the converted cifar-10 folder that cifar-10n-* and cifar-10s reuse; ``added``: the
+    """Write raw ``dataset`` (a key of :data:`DATASETS`) into ``out`` from ``sources_dir`` (``added``: the
     dataset's folder under data/added, for ``imagefolder``)."""
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     recipe = DATASETS[dataset]
-    if recipe.needs_cifar10 and cifar10_raw is None:
-        raise ValueError(f"{dataset} needs cifar10_raw, the raw cifar-10 folder")
     paths = {arg: source_path(source, sources_dir, download=download) for arg, source in recipe.sources.items()}
-    if recipe.needs_cifar10:
-        paths["cifar10_raw"] = Path(cifar10_raw)
     if recipe.needs_added:
         if added is None or not Path(added).is_dir():
             raise DataError(Path(added or "data/added"), f"{dataset} needs the dataset's folder, written by "
