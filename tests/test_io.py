@@ -1,6 +1,7 @@
 """Bad input is refused on load with one error naming the file and the problem."""
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -206,8 +207,11 @@ def test_missing_files(tmp_path):
     folder = make_dataset(tmp_path)
     (folder / "image_ids.txt").unlink()
     expect_error(tmp_path, "file not found", "image_ids.txt")
-    with pytest.raises(DataError, match="dataset folder not found"):
+    with pytest.raises(DataError, match=r"nope: dataset folder not found \(`dvc pull` brings"):
         load_dataset(tmp_path, "nope")
+    with pytest.raises(DataError, match=re.escape(f"{folder / 'pred_probs' / 'resnet.npy'}: file not found; "
+                                                  "pred_probs/ holds m1, m2: the models params.yaml lists for")):
+        load_dataset(tmp_path, folder.name, models=["m1", "resnet"])
     with pytest.raises(DataError, match="file not found"):
         load_npy(tmp_path / "absent.npy")
 

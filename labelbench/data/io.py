@@ -145,7 +145,8 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
     (:func:`labelbench.data.verify.verify`)."""
     folder = Path(root) / name
     if not folder.is_dir():
-        raise DataError(folder, "dataset folder not found")
+        raise DataError(folder, "dataset folder not found (`dvc pull` brings the published and trained ones, "
+                                "`dvc repro` writes the trained ones)")
     listing = checksums_path(root)
     if listing is not None:
         sums = read_checksums(listing)
@@ -162,6 +163,11 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
     models = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy")) if models is None else list(models)
     if not models:
         raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")
+    present = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy"))
+    if absent := [m for m in models if m not in present]:  # a model params.yaml lists for the dataset
+        raise DataError(folder / "pred_probs" / f"{absent[0]}.npy", f"file not found; pred_probs/ holds "
+                        f"{', '.join(present[:_SHOWN]) or 'no .npy file'}: the models params.yaml lists for "
+                        f"{name} must be among them")
     arrays = check_files(
         given_labels=folder / "given_labels.npy",
         pred_probs={m: folder / "pred_probs" / f"{m}.npy" for m in models},
