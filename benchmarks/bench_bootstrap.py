@@ -5,7 +5,7 @@ published datasets, every score variant × dataset × model, 6 ensembles × 5 cl
 ``find_label_issues`` filters per pair, then benchmark.csv / filters.csv / summary.json):
 
 (a) without intervals: ``run_benchmark(..., bootstrap=None)`` + ``write_outputs``;
-(b) with intervals: the same with ``bootstrap=BootstrapSettings(resamples=B, seed=0, level=0.95)``
+(b) with intervals: the same with ``bootstrap=Bootstrap(resamples=B, seed=0, level=0.95)``
     (the stage's default B = 1,000 resamples per dataset, every row).
 
 Interleaved runs (a burst of load hits both), best of N each; prints seconds, the ratio (target
@@ -28,9 +28,9 @@ from bench_benchmark_stage import DATASETS, MODELS, REPO, print_timings, timed_r
 RUNNER = """
 import pathlib, sys
 from labelbench.evaluation.benchmark import run_benchmark, write_outputs
-from labelbench.evaluation.bootstrap import BootstrapSettings
+from labelbench.evaluation.params import Bootstrap
 datasets, lift_k, workers, resamples, out = eval(sys.argv[1])
-bootstrap = BootstrapSettings(resamples=resamples, seed=0, level=0.95) if resamples else None
+bootstrap = Bootstrap(resamples=resamples, seed=0, level=0.95) if resamples else None
 table, filters = run_benchmark(datasets, lift_k=lift_k, workers=workers, bootstrap=bootstrap)
 write_outputs(table, filters, pathlib.Path(out), lift_k=lift_k, bootstrap=bootstrap)
 """

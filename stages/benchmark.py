@@ -16,7 +16,6 @@ from pathlib import Path
 from labelbench.evaluation import numerics  # first: pins numpy's and OpenBLAS's numerics before numpy loads
 from labelbench.config import load_params, load_runtime
 from labelbench.evaluation.benchmark import run_benchmark, trained_detector_scores, write_outputs
-from labelbench.evaluation.bootstrap import BootstrapSettings
 from labelbench.evaluation.params import BenchmarkParams
 from labelbench.data.files import stage_main
 
@@ -29,7 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     params = load_params(BenchmarkParams)
     workers = load_runtime().benchmark_workers
-    bootstrap = BootstrapSettings(**params.benchmark.bootstrap.model_dump())
+    bootstrap = params.benchmark.bootstrap
     numerics.check()
     table, filters = run_benchmark(
         params.roots(), lift_k=params.lift_k, ensembles=params.benchmark.ensembles, workers=workers,

@@ -214,10 +214,10 @@ def test_a_lift_k_beyond_a_dataset_is_refused_before_any_work(published):
 
 @pytest.fixture(scope="module")
 def bootstrapped(published):
-    from labelbench.evaluation.bootstrap import BootstrapSettings
+    from labelbench.evaluation.params import Bootstrap
 
     datasets = {"roman-numeral": (str(published), MODELS)}
-    settings = BootstrapSettings(resamples=200, seed=0, level=0.95)
+    settings = Bootstrap(resamples=200, seed=0, level=0.95)
     return datasets, settings, run_benchmark(datasets, workers=2, bootstrap=settings)
 
 

@@ -12,9 +12,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from conftest import MODELS
 from labelbench.data.io import load_dataset
 from labelbench.evaluation.bootstrap import (
-    BootstrapSettings, interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
+    interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
 )
 from labelbench.evaluation.metrics import Ranking, ranking_metrics
+from labelbench.evaluation.params import Bootstrap
 from labelbench.evaluation.scores import all_variant_scores
 from reference import reference_lift_at_k
 
@@ -94,9 +95,9 @@ def test_weights_are_checked():
 
 def test_settings_are_validated():  # the params block's rules (benchmark.bootstrap)
     with pytest.raises(ValueError, match="resamples\n  Input should be greater than or equal to 1"):
-        BootstrapSettings(resamples=0, seed=0, level=0.95)
+        Bootstrap(resamples=0, seed=0, level=0.95)
     with pytest.raises(ValueError, match="level\n  Input should be less than 1"):
-        BootstrapSettings(resamples=1, seed=0, level=1.0)
+        Bootstrap(resamples=1, seed=0, level=1.0)
     assert interval_names(100) == ["auroc", "auprc", "lift_at_100", "lift_at_num_errors"]
 
 

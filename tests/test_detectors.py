@@ -198,13 +198,13 @@ def test_detector_rows_sit_beside_the_pred_probs_variants_and_are_judged_with_th
     variant tables' marks, over the pred_probs variants, stay as without it."""
     from labelbench.data.io import load_dataset
     from labelbench.evaluation.benchmark import run_benchmark, summarize
-    from labelbench.evaluation.bootstrap import BootstrapSettings
+    from labelbench.evaluation.params import Bootstrap
     from labelbench.evaluation.report import family_section, variant_tables
 
     data = load_dataset(published, "roman-numeral", models=["resnet18"])
     perfect = 1.0 - data.label_errors.astype(float)
     datasets = {"roman-numeral": (str(published), ["resnet18"])}
-    settings = BootstrapSettings(resamples=50, seed=0, level=0.95)
+    settings = Bootstrap(resamples=50, seed=0, level=0.95)
     table, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[],
                              detectors=lambda loaded: {"roman-numeral": {"resnet18": {"aum": perfect}}})
     plain, _ = run_benchmark(datasets, workers=1, bootstrap=settings, ensembles=[])

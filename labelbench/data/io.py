@@ -160,10 +160,10 @@ def load_dataset(root: os.PathLike | str, name: str, models: list[str] | None = 
                                       f"{root}`)")
     elif verify:
         verify_recorded(folder)
-    models = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy")) if models is None else list(models)
+    present = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy"))
+    models = present if models is None else list(models)
     if not models:
         raise DataError(folder / "pred_probs", "no pred_probs/<model>.npy files")
-    present = sorted(p.stem for p in (folder / "pred_probs").glob("*.npy"))
     if absent := [m for m in models if m not in present]:  # a model params.yaml lists for the dataset
         raise DataError(folder / "pred_probs" / f"{absent[0]}.npy", f"file not found; pred_probs/ holds "
                         f"{', '.join(present[:_SHOWN]) or 'no .npy file'}: the models params.yaml lists for "

@@ -39,11 +39,12 @@ from labelbench.evaluation.ensembles import (ENSEMBLE_PREFIX, ENSEMBLE_SCHEMES, 
                                              ensemble_weights)
 from labelbench.data.io import Dataset, load_dataset
 from labelbench.evaluation.bootstrap import (
-    BootstrapSettings, compiled_pass, difference_intervals, interval_names, paired_verdicts, percentile_interval,
+    compiled_pass, difference_intervals, interval_names, paired_verdicts, percentile_interval,
     resample_weights, weighted_metrics,
 )
 from labelbench.evaluation.detectors import family_of
 from labelbench.evaluation.metrics import Ranking, check_lift_k, filter_metrics, metric_names, metrics_of
+from labelbench.evaluation.params import Bootstrap
 from labelbench.evaluation.scores import ALL_VARIANTS, CLEANLAB_VARIANTS, all_variant_scores
 
 FILTER_BY = ("prune_by_class", "prune_by_noise_rate", "both", "confident_learning", "predicted_neq_given",
@@ -152,7 +153,7 @@ def run_benchmark(
     lift_k: int = 100,
     ensembles: Iterable[str] = tuple(ENSEMBLE_SCHEMES),
     workers: int | None = None,
-    bootstrap: BootstrapSettings | None = None,
+    bootstrap: Bootstrap | None = None,
     detectors: Callable[[dict[str, Dataset]], dict[str, dict[str, dict[str, np.ndarray]]]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every task; returns (benchmark table, filter table) in a stable order. With
@@ -291,7 +292,7 @@ def summarize(table: pd.DataFrame, *, lift_k: int) -> dict:
 
 
 def write_outputs(table: pd.DataFrame, filters: pd.DataFrame, out_dir: Path, *, lift_k: int,
-                  bootstrap: BootstrapSettings | None = None) -> None:
+                  bootstrap: Bootstrap | None = None) -> None:
     """benchmark.csv, filters.csv, summary.json (with the bootstrap's settings when it ran), all or none."""
     from labelbench.data.io import atomic_outputs, write_csv, write_json
 

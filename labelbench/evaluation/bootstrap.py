@@ -25,7 +25,6 @@ import hashlib
 import numpy as np
 
 from labelbench.evaluation.metrics import Ranking, metric_names
-from labelbench.evaluation.params import Bootstrap as BootstrapSettings  # noqa: F401  resamples B >= 1, seed, level
 
 #: Resamples drawn at once (bounds the int64 draws and their counts: 2 x 8 x CHUNK x N bytes).
 CHUNK = 250
