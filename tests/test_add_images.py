@@ -144,3 +144,19 @@ def test_one_class_is_not_a_classification_task(tmp_path):
         (images / name).rmdir()
     with pytest.raises(DataError, match=r"needs at least 2 classes, has \['circle'\]"):
         read_imagefolder(images=images)
+
+
+def test_the_raw_stage_names_an_added_image_gone_from_the_workspace(tmp_path):
+    from labelbench.data.io import DataError
+    from labelbench.data.raw.imagefolder import convert_imagefolder, read_imagefolder, write_imagefolder
+
+    images = make_images(tmp_path / "pictures", per_class=3)
+    added = tmp_path / "data" / "added" / "shapes"
+    write_imagefolder(read_imagefolder(images=images), images=images, out=added)
+    (added / "images" / "square" / "001.png").unlink()
+    with pytest.raises(DataError) as info:
+        convert_imagefolder(out=tmp_path / "raw", added=added)
+    assert info.value.path == str(added / "images")
+    assert str(info.value).endswith(f"no file for 1 image id(s) listed in {added / 'labels.csv'}: 'square/001.png'; "
+                                    f"restore them: dvc checkout {added.as_posix()}")
+    assert not (tmp_path / "raw").exists()

@@ -237,7 +237,9 @@ def test_bootstrap_leaves_the_point_estimates_alone_and_is_deterministic(bootstr
 def test_bootstrap_intervals_are_those_of_the_datasets_resamples(bootstrapped, published):
     """A row's interval recomputed from the dataset's resample weights, and each group's verdicts
     from the paired differences, equal the table's."""
-    from labelbench.evaluation.bootstrap import paired_verdicts, percentile_interval, resample_weights, weighted_metrics
+    from labelbench.evaluation.bootstrap import (
+        difference_intervals, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
+    )
     from labelbench.evaluation.metrics import Ranking
     from labelbench.evaluation.scores import all_variant_scores
 
@@ -257,7 +259,8 @@ def test_bootstrap_intervals_are_those_of_the_datasets_resamples(bootstrapped, p
         points.append(row["auroc"].item())
         expected.append(row["auroc_vs_best"].item())
         rows.append(row)
-    assert paired_verdicts(np.array(points), np.stack([v["auroc"] for v in replicates]), level=settings.level) == expected
+    stacked = np.stack([v["auroc"] for v in replicates])
+    assert paired_verdicts(points, difference_intervals(points, stacked, level=settings.level)) == expected
     for metric in METRICS:  # each variant's paired difference to the group's first best, variant minus best
         best = next(i for i, row in enumerate(rows) if row[metric].item() == max(r[metric].item() for r in rows))
         for values, row in zip(replicates, rows):

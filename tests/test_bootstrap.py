@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from conftest import MODELS
 from labelbench.data.io import load_dataset
 from labelbench.evaluation.bootstrap import (
-    interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
+    difference_intervals, interval_names, paired_verdicts, percentile_interval, resample_weights, weighted_metrics,
 )
 from labelbench.evaluation.metrics import Ranking, ranking_metrics
 from labelbench.evaluation.params import Bootstrap
@@ -106,9 +106,11 @@ def test_paired_verdicts():
     base = rng.normal(size=1000)
     replicates = np.stack([base, base - 0.01 + rng.normal(scale=0.001, size=1000),
                            base - 0.001 + rng.normal(scale=0.01, size=1000), base.copy()])
-    assert paired_verdicts(np.array([1.0, 0.99, 0.999, 1.0]), replicates, level=0.95) == ["tied", "worse", "tied", "tied"]
-    # one variant alone at the top: the only ``best``
-    assert paired_verdicts(np.array([1.0, 0.99, 0.999, 0.5]), replicates, level=0.95)[0] == "best"
+    for points, expected in [([1.0, 0.99, 0.999, 1.0], ["tied", "worse", "tied", "tied"]),
+                             ([1.0, 0.99, 0.999, 0.5], ["best", "worse", "tied", "tied"])]:  # one alone at the top
+        # (the last's replicates are the first's: tied whatever its point estimate)
+        points = np.array(points)
+        assert paired_verdicts(points, difference_intervals(points, replicates, level=0.95)) == expected
 
 
 def _scipy_interval(statistic, data, *, resamples, seed):

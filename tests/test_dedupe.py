@@ -96,7 +96,8 @@ def test_missing_image_names_it(tmp_path):
     (raw / "images" / "train/b/0004.png").unlink()
     with pytest.raises(DataError, match=r"train/b/0004\.png") as info:
         dedupe(raw_dir=raw)
-    assert info.value.path == str(raw / "labels.csv")
+    assert info.value.path == str(raw / "images")
+    assert str(info.value).endswith(f"listed in {raw / 'labels.csv'}: 'train/b/0004.png'")
     with pytest.raises(DataError, match="0004"):
         find_duplicates(image_dir=raw / "images", image_ids=list(IMAGES))
 
@@ -139,7 +140,7 @@ def test_sort_key_is_imagefolder_order():
         ("image_id,given_label,true_label,label_error\nx.png,0,cat,\n", "true_label must be integers"),
         ("image_id,given_label,true_label,label_error\nx.png,0,,2\n", "label_error must be 0, 1 or empty"),
         ("image_id,given_label,true_label,label_error\nx.png,0,1,0\n", "label_error disagrees"),
-        ("image_id,given_label,true_label,label_error\nx.png,0,,\nx.png,1,,\n", "repeated image_id"),
+        ("image_id,given_label,true_label,label_error\nx.png,0,,\nx.png,1,,\n", "repeated image id"),
         ("image_id,given_label,true_label,label_error\n,0,,\n", "empty image_id"),
         ("image_id,given_label,true_label,label_error\n../x.png,0,,\n", "relative path"),
     ],

@@ -69,7 +69,7 @@ def test_bad_pred_probs_values(tmp_path, corrupt, match):
 def test_labels_of_more_than_one_dimension_are_refused(tmp_path):
     folder = make_dataset(tmp_path)
     np.save(folder / "given_labels.npy", np.load(folder / "given_labels.npy").reshape(-1, 1))
-    expect_error(tmp_path, r"expected a 1-D label array, got shape \(12, 1\)", "given_labels.npy")
+    expect_error(tmp_path, r"labels must be a non-empty 1-D array, got shape \(12, 1\)", "given_labels.npy")
 
 
 def test_row_sums_within_1e_4_accepted_and_beyond_it_refused(tmp_path):
@@ -130,7 +130,7 @@ def test_float_labels_refused(tmp_path):
 def test_empty_arrays(tmp_path):
     folder = make_dataset(tmp_path)
     np.save(folder / "given_labels.npy", np.array([], dtype=np.int64))
-    expect_error(tmp_path, "is empty", "given_labels.npy")
+    expect_error(tmp_path, r"labels must be a non-empty 1-D array, got shape \(0,\)", "given_labels.npy")
 
 
 def test_pickled_npy_refused(tmp_path):
@@ -248,10 +248,14 @@ def test_a_byte_order_mark_is_no_part_of_the_first_line_and_a_folder_is_no_file(
     expect_error(tmp_path, "m2.npy: is a folder, not a file", "m2.npy")
 
 
-def test_an_image_id_listed_twice_is_refused_by_the_loader(tmp_path):
+def test_an_image_id_listed_twice_or_outside_images_is_refused_by_the_loader(tmp_path):
     """Every dataset loaded (published, trained, added by hand without add-dataset): a repeated id would make
-    two rows of every ranked list the same example."""
+    two rows of every ranked list the same example, and an id outside images/ would have the issues stage draw a
+    file from elsewhere."""
     folder = make_dataset(tmp_path)
     ids = (folder / "image_ids.txt").read_text().splitlines()
     (folder / "image_ids.txt").write_text("\n".join([*ids[:-1], ids[0]]) + "\n")
-    expect_error(tmp_path, rf"1 repeated id\(s\), e.g. \['{ids[0]}'\]", "image_ids.txt")
+    expect_error(tmp_path, rf"1 repeated image id\(s\), e.g. \['{ids[0]}'\]", "image_ids.txt")
+    (folder / "image_ids.txt").write_text("\n".join(["../../etc/passwd", *ids[1:]]) + "\n")
+    expect_error(tmp_path, r"image ids must be relative paths of plain names inside images/, got \['../../etc/passwd'\]",
+                 "image_ids.txt")

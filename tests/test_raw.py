@@ -498,9 +498,10 @@ def test_source_path_checks_hash_and_says_where_to_put_files(tmp_path):
 
 
 def test_one_image_id_rule_for_every_reader_and_writer(tmp_path):
-    """files.is_safe_image_id is the rule of labels.csv, the raw layout's writers and add-dataset's --image-ids."""
+    """files.is_safe_image_id is the rule of labels.csv, the raw layout's tables and writers, the image_ids.txt of
+    every dataset loaded, and add-dataset's --image-ids."""
     from labelbench.data.files import is_safe_image_id, read_labels_csv
-    from labelbench.data.raw.layout import check_image_id
+    from labelbench.data.raw.layout import RawTable, check_image_id
 
     for good in ["train/ix/aec04e56-ce5d-11eb.png", "0", "a_b/c+d-1.JPG", "_x/y.png"]:
         assert is_safe_image_id(good) and check_image_id(good, "src") == good
@@ -511,8 +512,11 @@ def test_one_image_id_rule_for_every_reader_and_writer(tmp_path):
             check_image_id(bad, "src")
     path = tmp_path / "labels.csv"
     path.write_text("image_id,given_label,true_label,label_error\na/1.png,0,,\na/../2.png,1,,\n")
-    with pytest.raises(DataError, match=r"relative path of plain names inside images/, got \['a/../2.png'\]"):
+    message = r"image ids must be relative paths of plain names inside images/, got \['a/../2.png'\]"
+    with pytest.raises(DataError, match=message):
         read_labels_csv(path)
+    with pytest.raises(DataError, match=message):
+        RawTable(image_ids=["a/1.png", "a/../2.png"], given_labels=np.array([0, 1]), classes=["x", "y"]).check("src")
 
 
 def test_a_labels_row_with_an_extra_field_is_one_line_naming_it(tmp_path):
@@ -524,3 +528,20 @@ def test_a_labels_row_with_an_extra_field_is_one_line_naming_it(tmp_path):
         read_labels_csv(path)
     assert str(refused.value) == (f"{path}: not a readable CSV file (Error tokenizing data. C error: Expected 4 fields "
                                   "in line 3, saw 5)")
+
+
+@pytest.mark.parametrize("given, true, match", [
+    ([0, 1], None, r"given labels must be a non-empty 1-D array of 3, got shape \(2,\)"),
+    ([0, 1, 2], None, r"given labels outside \[0, 2\): min 0, max 2"),
+    ([0, 1, 1], [0.0, 1.0, 1.0], "true labels must be integers, got dtype float64"),
+    (np.array([0, 1, 1], dtype="m8[s]"), None, "given labels must be integers, got dtype timedelta64"),
+])
+def test_a_raw_table_checks_its_labels_as_the_data_contract_does(given, true, match):
+    """The raw layout's label check is files.check_labels, the one the published datasets' label files go through."""
+    from labelbench.data.raw.layout import RawTable
+
+    table = RawTable(image_ids=["a.png", "b.png", "c.png"], given_labels=np.asarray(given), classes=["x", "y"],
+                     true_labels=None if true is None else np.asarray(true))
+    with pytest.raises(DataError, match=match) as info:
+        table.check("source.zip")
+    assert info.value.path == "source.zip"

@@ -220,7 +220,7 @@ def test_corrupt_png_names_the_file(tmp_path):
 def test_missing_image_and_mismatched_tables(tmp_path):
     data = make_dataset(tmp_path)
     (data["images_root"] / "train/2/0002.png").unlink()
-    with pytest.raises(DataError, match=r"1 image\(s\) listed in .*labels.csv are missing: \['train/2/0002.png'\]"):
+    with pytest.raises(DataError, match=r"no file for 1 image id\(s\) listed in .*labels.csv: 'train/2/0002.png'$"):
         train_fold(**data, fold=0, config=config(), runtime=runtime(), out_dir=tmp_path / "out")
     folds = pd.read_csv(data["folds_csv"])
     folds.iloc[:-1].to_csv(data["folds_csv"], index=False)

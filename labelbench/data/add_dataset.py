@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from labelbench.config import FoldsParams, NoiseParams, ParamsError, Positive, load_params
-from labelbench.data.files import _SHOWN, atomic_dir, is_safe_image_id, parse_yaml, read_text
+from labelbench.data.files import _SHOWN, atomic_dir, check_images_present, parse_yaml, read_text
 from labelbench.data.io import DataError, check_both_kinds, check_files, load_dataset, read_class_names, write_text
 from labelbench.data.raw.imagefolder import read_imagefolder, write_imagefolder
 from labelbench.data.raw.layout import check_image_file
@@ -186,12 +186,7 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
         images = Path(images)
         if not images.is_dir():
             raise DataError(images, "not a folder")
-        bad = [i for i in ids if not is_safe_image_id(i)]
-        if bad:
-            raise DataError(image_ids, f"ids must be relative paths of plain names inside --images, got {bad[:_SHOWN]}")
-        missing = [i for i in ids if not (images / i).is_file()]
-        if missing:
-            raise DataError(images, f"no image file for {len(missing)} id(s) of {image_ids}, e.g. {missing[:_SHOWN]}")
+        check_images_present(images, ids, listed_in=image_ids)
         for image_id in ids:  # the issues stage draws them: a file that is no image is refused here, not there
             check_image_file(images / image_id)
     return arrays, [f.stem for f in files]

@@ -8,6 +8,7 @@ CSV-of-strings readers. The pred_probs data contract is :mod:`labelbench.data.io
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import errno
@@ -314,6 +315,34 @@ def image_id_sort_key(image_id: str) -> tuple[tuple[str, ...], str]:
     return tuple(parts[:-1]), parts[-1]
 
 
+def check_labels(labels, path, *, num_classes: int | None = None, size: int | None = None,
+                 what: str = "labels") -> np.ndarray:
+    """``labels`` as int64 (N,) if they are a non-empty 1-D integer array (of ``size`` entries when given) in
+    ``[0, num_classes)``; else DataError naming ``path`` and ``what`` they are."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0 or size not in (None, labels.size):
+        raise DataError(path, f"{what} must be a non-empty 1-D array" + ("" if size is None else f" of {size}")
+                        + f", got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":  # not np.integer: numpy counts timedelta64 as one
+        raise DataError(path, f"{what} must be integers, got dtype {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        raise DataError(path, f"{what} outside [0, {num_classes or 'K'}): min {low}, max {high}")
+    return labels.astype(np.int64, copy=False)
+
+
+def check_images_present(images: os.PathLike | str, image_ids: Sequence[str], *, listed_in=None,
+                          restore: str = "") -> None:
+    """DataError naming the folder ``images`` unless it holds a file for each of ``image_ids``: how many have none,
+    the first few, ``listed_in`` (the file that lists them) and ``restore`` (how to bring them back)."""
+    missing = [i for i in image_ids if not (Path(images) / i).is_file()]
+    if missing:
+        where = f" listed in {listed_in}" if listed_in is not None else ""
+        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
+        raise DataError(images, f"no file for {len(missing)} image id(s){where}: "
+                                f"{', '.join(map(repr, missing[:_SHOWN]))}{more}{restore}")
+
+
 def sorted_order(image_ids: Sequence[str]) -> np.ndarray:
     """Permutation (N,) int64 that puts ``image_ids`` in ImageFolder order (stable)."""
     keys = [image_id_sort_key(i) for i in image_ids]
@@ -338,12 +367,7 @@ def read_labels_csv(path: os.PathLike | str) -> pd.DataFrame:
     blank = ids == ""
     if blank.any():
         raise DataError(path, f"{int(blank.sum())} row(s) with an empty image_id (first at row {_row(blank)})")
-    bad_ids = [i for i in ids if not is_safe_image_id(i)]
-    if bad_ids:
-        raise DataError(path, f"image_id must be a relative path of plain names inside images/, got {bad_ids[:_SHOWN]}")
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise DataError(path, f"{len(dup)} repeated image_id(s), e.g. {list(dup.iloc[:_SHOWN])}")
+    check_image_ids(ids.tolist(), path)
 
     frame = raw.copy()
     frame["image_id"] = ids
@@ -374,6 +398,15 @@ def is_safe_image_id(image_id: str) -> bool:
     """An image id names a file under ``images/``: a relative POSIX path of plain components (no ``..``, no hidden
     files, no spaces, no backslashes)."""
     return bool(image_id) and all(_ID_COMPONENT.fullmatch(part) for part in image_id.split("/"))
+
+
+def check_image_ids(ids: Sequence[str], path, *, inside: str = "images/") -> None:
+    """DataError naming ``path`` unless each of ``ids`` names a file inside ``inside`` (:func:`is_safe_image_id`),
+    and only once (a repeated id is ambiguous in every list)."""
+    if bad := [i for i in ids if not is_safe_image_id(i)]:
+        raise DataError(path, f"image ids must be relative paths of plain names inside {inside}, got {bad[:_SHOWN]}")
+    if repeated := [i for i, count in collections.Counter(ids).items() if count > 1]:
+        raise DataError(path, f"{len(repeated)} repeated image id(s), e.g. {repeated[:_SHOWN]}")
 
 
 def int_column(values: pd.Series, path, name: str, *, allow_empty: bool) -> pd.Series:

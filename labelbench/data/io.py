@@ -16,7 +16,6 @@ is loaded with pickles enabled. Atomic writers and the labels table: :mod:`label
 
 from __future__ import annotations
 
-import collections
 import math
 import os
 import tokenize
@@ -30,9 +29,9 @@ from labelbench.data.verify import verify as verify_recorded
 
 # The file helpers, re-exported: the evaluation half imports its files from here.
 from labelbench.data.files import (  # noqa: F401
-    _SHOWN, DataError, atomic_dir, atomic_outputs, atomic_path, existing_file, image_id_sort_key, open_image,
-    read_classes, read_csv_strings, read_labels_csv, read_lines, read_text, write_csv, write_json, write_npy,
-    write_text,
+    _SHOWN, DataError, atomic_dir, atomic_outputs, atomic_path, check_image_ids, check_labels, existing_file,
+    image_id_sort_key, open_image, read_classes, read_csv_strings, read_labels_csv, read_lines, read_text, write_csv,
+    write_json, write_npy, write_text,
 )
 
 ROW_SUM_TOLERANCE = 1e-4
@@ -75,20 +74,6 @@ def load_npy(path: os.PathLike | str) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(path, f"not a readable .npy array ({exc})") from None
-
-
-def check_labels(labels: np.ndarray, path, *, num_classes: int | None = None) -> np.ndarray:
-    """Labels must be a non-empty 1-D integer array in ``[0, num_classes)``."""
-    if labels.ndim != 1:
-        raise DataError(path, f"expected a 1-D label array, got shape {labels.shape}")
-    if labels.size == 0:
-        raise DataError(path, "is empty")
-    if labels.dtype.kind not in "iu":  # not np.integer: numpy counts timedelta64 as one
-        raise DataError(path, f"labels must be integers, got dtype {labels.dtype}")
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or (num_classes is not None and high >= num_classes):
-        raise DataError(path, f"labels outside [0, {num_classes or 'K'}): min {low}, max {high}")
-    return labels.astype(np.int64, copy=False)
 
 
 def check_pred_probs(pred_probs: np.ndarray, path) -> np.ndarray:
@@ -203,8 +188,7 @@ def check_files(*, given_labels: Path, pred_probs: dict[str, Path], label_errors
         ids = read_lines(image_ids)
         if len(ids) != n:
             raise DataError(image_ids, f"has {len(ids)} lines but {given_labels.name} has {n} labels")
-        if repeated := [i for i, count in collections.Counter(ids).items() if count > 1]:  # ambiguous in every list
-            raise DataError(image_ids, f"{len(repeated)} repeated id(s), e.g. {repeated[:_SHOWN]}")
+        check_image_ids(ids, image_ids)
 
     probs = {}
     for model, path in pred_probs.items():

@@ -218,11 +218,13 @@ def interval_columns(table: pd.DataFrame, replicates: list[dict], *, lift_k: int
         for _, group in table.groupby(["dataset", "model"], sort=False):
             stacked = np.stack([replicates[i][metric] for i in group.index])
             points = group[metric].to_numpy()
-            verdicts[group.index] = paired_verdicts(points, stacked, level=level)
-            low[group.index], high[group.index] = zip(*difference_intervals(points, stacked, level=level))
+            intervals = difference_intervals(points, stacked, level=level)
+            verdicts[group.index] = paired_verdicts(points, intervals)
+            low[group.index], high[group.index] = zip(*intervals)
             for _, rows in group.groupby(families[group.index], sort=False):
-                in_family[rows.index] = paired_verdicts(rows[metric].to_numpy(), stacked[group.index.get_indexer(
-                    rows.index)], level=level)
+                family_points = rows[metric].to_numpy()
+                in_family[rows.index] = paired_verdicts(family_points, difference_intervals(
+                    family_points, stacked[group.index.get_indexer(rows.index)], level=level))
         out[f"{metric}_vs_best"] = verdicts
         out[f"{metric}_diff_lo"], out[f"{metric}_diff_hi"] = low, high
         out[f"{metric}_vs_best_in_family"] = in_family

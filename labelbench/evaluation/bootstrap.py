@@ -139,10 +139,8 @@ def weighted_metrics(ranking: Ranking, weights: np.ndarray, *, lift_k: int) -> d
         weights = weights.astype(np.uint8)
     if not 0 < int(lift_k) <= n:
         raise ValueError(f"lift_k must be in [1, {n}], got {lift_k}")
-    descending = ranking.order[::-1]
-    values = ranking.errorness[descending]
+    descending, group_start = ranking.ties()
     is_error = ranking.is_error[descending]
-    group_start = np.r_[True, values[1:] != values[:-1]]
     group_end = np.r_[group_start[1:], True]
     group = np.cumsum(group_start) - 1
     group_error = np.bincount(group, weights=is_error)[group] > 0
@@ -180,15 +178,12 @@ def difference_intervals(points: np.ndarray, replicates: np.ndarray, *, level: f
     return [percentile_interval(r - replicates[best], level=level) for r in replicates]
 
 
-def paired_verdicts(points: np.ndarray, replicates: np.ndarray, *, level: float) -> list[str]:
-    """For V variants measured on the same resamples: ``points`` (V,) point estimates,
-    ``replicates`` (V, B). The best is the largest point estimate: ``best`` when one variant alone has it, and
-    ``tied`` for each when several share it (a shared first place is a tie, not a win for each). Any other variant
-    whose paired difference to the best, ``replicates[v] - replicates[best]``, has a percentile interval containing
-    0 is ``tied``; else ``worse``."""
+def paired_verdicts(points: np.ndarray, intervals: list[tuple[float, float]]) -> list[str]:
+    """For V variants measured on the same resamples: ``points`` (V,) point estimates and ``intervals``, their
+    :func:`difference_intervals`. The best is the largest point estimate: ``best`` when one variant alone has it,
+    and ``tied`` for each when several share it (a shared first place is a tie, not a win for each). Any other
+    variant whose paired difference to the best has an interval containing 0 is ``tied``; else ``worse``."""
     points = np.asarray(points, dtype=np.float64)
-    best = int(np.argmax(points))
-    top = points >= points[best]
-    intervals = difference_intervals(points, replicates, level=level)
+    top = points >= points.max()
     return [("best" if top.sum() == 1 else "tied") if is_top else ("tied" if lo <= 0 <= hi else "worse")
             for is_top, (lo, hi) in zip(top, intervals)]

@@ -53,13 +53,17 @@ class Ranking:
             raise ValueError(f"k must be in [1, {self.order.shape[0]}], got {k}")
         return float(self.is_error[self.order[-k:]].mean() / self.is_error.mean())
 
-    def _curve(self):
-        """Cumulative true/false positives at each distinct threshold, highest error-ness first."""
+    def ties(self) -> tuple[np.ndarray, np.ndarray]:
+        """``order`` reversed (N,), highest error-ness first, and (N,) bool: where a run of equal error-ness starts."""
         descending = self.order[::-1]
         values = self.errorness[descending]
-        hits = self.is_error[descending]
-        last_of_tie = np.r_[np.flatnonzero(np.diff(values)), values.shape[0] - 1]
-        tps = np.cumsum(hits, dtype=np.float64)[last_of_tie]
+        return descending, np.r_[True, values[1:] != values[:-1]]
+
+    def _curve(self):
+        """Cumulative true/false positives at each distinct threshold, highest error-ness first."""
+        descending, tie_start = self.ties()
+        last_of_tie = np.flatnonzero(np.r_[tie_start[1:], True])
+        tps = np.cumsum(self.is_error[descending], dtype=np.float64)[last_of_tie]
         return tps, (last_of_tie + 1) - tps
 
     def pr_curve(self) -> tuple[np.ndarray, np.ndarray]:

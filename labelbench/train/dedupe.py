@@ -17,7 +17,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from labelbench.data.files import _SHOWN, DataError, file_hash, image_id_sort_key, read_labels_csv
+from labelbench.data.files import check_images_present, file_hash, image_id_sort_key, read_labels_csv
 
 
 @dataclass
@@ -35,11 +35,7 @@ def find_duplicates(*, image_dir: os.PathLike | str, image_ids: Sequence[str], l
     removed image, ImageFolder order). DataError naming the missing files (and ``listed_in``, the
     file that lists them) if any listed image does not exist."""
     image_dir = Path(image_dir)
-    missing = [i for i in image_ids if not (image_dir / i).is_file()]
-    if missing:
-        more = f" and {len(missing) - _SHOWN} more" if len(missing) > _SHOWN else ""
-        raise DataError(listed_in or image_dir, f"{len(missing)} listed image(s) are missing from {image_dir}: "
-                                                f"{', '.join(map(repr, missing[:_SHOWN]))}{more}")
+    check_images_present(image_dir, image_ids, listed_in=listed_in)
     kept_by_hash: dict[str, str] = {}
     removed: list[tuple[str, str]] = []
     for image_id in sorted(image_ids, key=image_id_sort_key):

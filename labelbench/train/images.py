@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from labelbench.data.files import _SHOWN, DataError, open_image, rgb_image
+from labelbench.data.files import DataError, check_images_present, open_image, rgb_image
 
 #: keep the uint8 training images on the GPU when under this share of its free memory
 RESIDENT_FRACTION = 0.25
@@ -77,11 +77,7 @@ def open_images(
     if not images_root.is_dir():
         raise DataError(images_root, "images folder not found")
     paths = [images_root / i for i in image_ids]
-    missing = [i for i, p in zip(image_ids, paths) if not p.is_file()]
-    if missing:
-        where = f" in {listed_in}" if listed_in is not None else ""
-        more = " ..." if len(missing) > _SHOWN else ""
-        raise DataError(images_root, f"{len(missing)} image(s) listed{where} are missing: {missing[:_SHOWN]}{more}")
+    check_images_present(images_root, image_ids, listed_in=listed_in)
 
     def largest_side(path: Path) -> int:
         with open_image(path) as image:  # reads the header only

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labelbench.data.files import read_lines
+from labelbench.data.files import check_images_present, read_lines
 from labelbench.data.raw.layout import (
     _SHOWN, DataError, RawTable, check_image_file, check_image_id, read_classes, read_raw, write_imagefolder,
 )
@@ -104,9 +104,7 @@ def convert_imagefolder(*, out: os.PathLike | str, added: os.PathLike | str) -> 
     """The raw stage's ``imagefolder`` source: ``added`` (``data/added/<name>``, as add-dataset wrote it) checked
     again and copied to ``out``."""
     table = read_raw(added)
-    missing = [i for i in table.image_ids if not (Path(added) / "images" / i).is_file()]
-    if missing:
-        raise DataError(Path(added) / "images", f"no file for {len(missing)} image(s), e.g. {missing[:_SHOWN]}; "
-                                                "restore it: dvc checkout " + Path(added).as_posix())
+    check_images_present(Path(added) / "images", table.image_ids, listed_in=Path(added) / "labels.csv",
+                         restore=f"; restore them: dvc checkout {Path(added).as_posix()}")
     write_imagefolder(table, images=Path(added) / "images", out=out)
     return table

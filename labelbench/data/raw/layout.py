@@ -10,7 +10,6 @@ whole dataset). The folder is built beside ``<out>`` and renamed into place when
 
 from __future__ import annotations
 
-import collections
 import io
 import os
 import shutil
@@ -25,8 +24,8 @@ import pandas as pd
 from PIL import Image
 
 from labelbench.data.files import (  # noqa: F401 - atomic_dir and LABEL_COLUMNS are part of the layout
-    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, existing_file, is_safe_image_id, open_image, read_classes,
-    read_labels_csv, rgb_image, sorted_order, write_csv,
+    _SHOWN, LABEL_COLUMNS, DataError, atomic_dir, check_image_ids, check_labels, existing_file, is_safe_image_id,
+    open_image, read_classes, read_labels_csv, rgb_image, sorted_order, write_csv,
 )
 
 MAX_IMAGE_BYTES = 64 * 2**20  # refuse larger archive members before decoding them
@@ -65,14 +64,12 @@ class RawTable:
             raise DataError(source, f"class names must be non-empty and unique, got {self.classes[:10]}")
         if any(not c or "\n" in c or "\r" in c for c in self.classes):
             raise DataError(source, "class names must be non-empty single-line strings")
-        for i in self.image_ids:
-            check_image_id(i, source)
-        dup = [i for i, count in collections.Counter(self.image_ids).items() if count > 1]
-        if dup:
-            raise DataError(source, f"{len(dup)} repeated image id(s), e.g. {dup[:_SHOWN]}")
-        self.given_labels = _labels(self.given_labels, len(self), len(self.classes), source, "given labels")
+        check_image_ids(self.image_ids, source)
+        self.given_labels = check_labels(self.given_labels, source, num_classes=len(self.classes), size=len(self),
+                                         what="given labels")
         if self.true_labels is not None:
-            self.true_labels = _labels(self.true_labels, len(self), len(self.classes), source, "true labels")
+            self.true_labels = check_labels(self.true_labels, source, num_classes=len(self.classes), size=len(self),
+                                            what="true labels")
         if self.true_labels is not None and self.label_errors is not None:
             wrong = (self.given_labels != self.true_labels) != self.label_errors
             if wrong.any():
@@ -100,15 +97,6 @@ class RawTable:
             "true_label": unknown if self.true_labels is None else self.true_labels,
             "label_error": unknown if self.label_errors is None else self.label_errors.astype(np.int64),
         })
-
-
-def _labels(values, n: int, k: int, source, what: str) -> np.ndarray:
-    values = np.asarray(values)
-    if values.shape != (n,) or values.dtype.kind not in "iu":  # not np.integer, which holds timedelta64
-        raise DataError(source, f"{what} must be {n} integers, got {values.dtype} {values.shape}")
-    if values.min() < 0 or values.max() >= k:
-        raise DataError(source, f"{what} outside [0, {k}): min {values.min()}, max {values.max()}")
-    return values.astype(np.int64, copy=False)
 
 
 # --- writing ------------------------------------------------------------------------------
