@@ -22,7 +22,7 @@ from labelbench.data.files import DataError, load_yaml, parse_yaml
 
 #: Every top-level key of params.yaml (a test keeps it equal to the union of the schemas).
 TOP_LEVEL_KEYS = (
-    "score", "adjust_pred_probs", "ensemble", "lift_k", "published", "added",
+    "score", "adjust_pred_probs", "ensemble", "lift_k", "added", "published",
     "evaluate", "benchmark", "report", "issues", "multiannotator", "raw", "crossval", "train", "runtime", "distribute",
 )
 
@@ -307,7 +307,10 @@ def _validate(schema: type[Schema], data, path, prefix: str = "") -> Schema:
                 continue
             value = "(missing)" if error["type"] == "missing" else repr(error.get("input"))
             allowed = _keys_at(schema, error["loc"][:-1]) if error["type"] == "extra_forbidden" else []
-            problems.append(f"{key} = {value}: {error['msg']}" + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
+            hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+            if error["type"] == "dict_type" and value == "None":  # `added:` with nothing under it is null to YAML
+                hint = "; an empty mapping is written {}"
+            problems.append(f"{key} = {value}: {error['msg']}{hint}")
         raise ParamsError(f"{path}: " + "; ".join(problems)) from None
 
 

@@ -456,7 +456,8 @@ def test_a_dvc_lock_or_params_yaml_that_is_not_utf8_is_one_error_naming_it(tmp_p
 
     (tmp_path / "dvc.lock").write_bytes(b"schema: '2.0'\nstages: {}\n# caf\xe9\n")  # Latin-1, not UTF-8
     for read in (read_lock, lambda root: lock_without(root, []), lock_outputs):
-        with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'dvc.lock'}: not UTF-8 text")):
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'dvc.lock'}: not UTF-8 text (line 3: byte 0xe9 "
+                                                      "invalid continuation byte); save it as UTF-8")):
             read(tmp_path)
     (tmp_path / "params.yaml").write_bytes(b"score: caf\xe9\n")
     with pytest.raises(ParamsError, match=re.escape(f"{tmp_path / 'params.yaml'}: not UTF-8 text")):

@@ -203,6 +203,45 @@ def test_params_are_read_as_dvc_reads_them(tmp_path):
         load_params(CrossvalParams, tmp_path / "params.yaml")
 
 
+def test_a_mapping_left_empty_is_named_with_how_to_write_it(tmp_path):
+    """`added:` with nothing under it (the last added dataset deleted by hand) is null to YAML."""
+    from labelbench.config import ParamsError, load_params
+    from labelbench.evaluation.params import EvaluateParams
+
+    text = (REPO_ROOT / "params.yaml").read_text()
+    assert "\nadded: {}\n" in text
+    (tmp_path / "params.yaml").write_text(text.replace("\nadded: {}\n", "\nadded:\n"))
+    with pytest.raises(ParamsError, match=re.escape("params.yaml: added = None: Input should be a valid dictionary; "
+                                                    "an empty mapping is written {}")):
+        load_params(EvaluateParams, tmp_path / "params.yaml")
+
+
+def _changed_lines(repo: Path) -> list[str]:
+    diff = run(["git", "diff", "-U0", "params.yaml"], repo).stdout.splitlines()
+    return [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def test_an_experiment_changes_only_the_lines_of_the_params_it_sets(tmp_path):
+    """`dvc exp run -S` writes params.yaml back in DVC's style (block lists) and drops a comment or blank line that
+    follows a list: the committed params.yaml is in that style, and so is what add-dataset registers, so an
+    experiment's diff of params.yaml is the keys it set and nothing else."""
+    from labelbench.data.add_dataset import registered_params
+
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  echo:\n    cmd: cp params.yaml out.yaml\n"
+                                       "    params: [score, crossval.folds, added]\n    outs: [out.yaml]\n")
+    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm base", tmp_path)
+    run(["dvc", "exp", "run", "-S", "score=margin", "-S", "crossval.folds=[0,1,2]"], tmp_path)
+    assert _changed_lines(tmp_path) == ["-score: self_confidence", "+score: margin", "-  - 3", "-  - 4"]
+    (tmp_path / "params.yaml").write_text(registered_params(tmp_path / "params.yaml", "mine", models=["m1", "m2"],
+                                                            label_errors=True))
+    run("git add -A && git -c user.name=t -c user.email=t@t commit -qm registered", tmp_path)
+    run(["dvc", "exp", "run", "-S", "score=entropy"], tmp_path)
+    assert _changed_lines(tmp_path) == ["-score: margin", "+score: entropy"]
+
+
 @pytest.mark.parametrize("schema, old, new, message", [
     ("EvaluateParams", "  curve_points: 101", "  curve_points: 101\n  curve_pionts: 5",
      "evaluate.curve_pionts = 5: Extra inputs are not permitted; allowed: curve_points"),

@@ -134,7 +134,7 @@ def add_image_dataset(*, name: str, images: Path, labels: Path | None = None, cl
              **({"sparsity": sparsity if sparsity is not None else 0.0} if noise == "uniform" else {}),
              "noise_seed": noise_seed}
     params_text = registered(repo / "params.yaml", ("crossval", "datasets"), name, entry,
-                             schemas=(NoiseParams, *EVALUATION_SCHEMAS), flow=False)
+                             schemas=(NoiseParams, *EVALUATION_SCHEMAS))
     folds = len(load_params(FoldsParams, repo / "params.yaml").crossval.folds)
     table = read_imagefolder(images=images, labels=labels, classes=classes, errors=errors, min_per_class=folds)
     if len(table) < params.lift_k:
@@ -194,12 +194,12 @@ def check_inputs(*, pred_probs: Path, labels: Path, errors: Path | None, true_la
 
 def registered_params(path: Path, name: str, *, models: list[str], label_errors: bool) -> str:
     return registered(path, ("added",), name, {"models": list(models), "label_errors": label_errors},
-                      schemas=EVALUATION_SCHEMAS, flow=None)
+                      schemas=EVALUATION_SCHEMAS)
 
 
-def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, schemas, flow: bool | None) -> str:
-    """``path``'s text with ``<keys>.<name>: entry`` appended to that block mapping (as DVC's ruamel.yaml dumps it,
-    with ``default_flow_style=flow``, after the mapping's last indented line; ``: {}`` becomes ``:``), every other
+def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, schemas) -> str:
+    """``path``'s text with ``<keys>.<name>: entry`` appended to that block mapping (in block style, as `dvc exp run
+    -S` writes params.yaml back, after the mapping's last indented line; ``: {}`` becomes ``:``), every other
     line kept byte for byte; the result must parse to the old params plus that entry and satisfy every one of
     ``schemas``."""
     from ruamel.yaml import YAML
@@ -220,7 +220,7 @@ def registered(path: Path, keys: tuple[str, ...], name: str, entry: dict, *, sch
         if lines[i].startswith(indent):
             end = i
     dumper, block = YAML(), io.StringIO()
-    dumper.default_flow_style, dumper.width = flow, 1000
+    dumper.default_flow_style, dumper.width = False, 1000
     dumper.dump({name: entry}, block)
     new = "".join(lines[:end + 1] + [indent + line + "\n" for line in block.getvalue().splitlines()] + lines[end + 1:])
     expected = parent = copy.deepcopy(old)

@@ -198,8 +198,10 @@ def read_text(path: os.PathLike | str) -> str:
     path = existing_file(path)
     try:
         return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc})") from None
+    except UnicodeDecodeError as exc:  # the line, as an editor shows it: the byte offset alone finds nothing
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 text (line {line}: byte {exc.object[exc.start]:#04x} {exc.reason}); "
+                              "save it as UTF-8") from None
     except OSError as exc:
         raise DataError(path, f"not readable ({exc.strerror or exc})") from None
 
