@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce publish test test-fast benchmark check-remote pull sweep storage storage-stop push pull-storage distribute clean-venv
+.PHONY: setup reproduce publish test test-fast benchmark check-params check-remote pull sweep storage storage-stop push pull-storage distribute clean-venv
 
 setup: $(STAMP)
 	@$(BIN)/python -m labelbench.ops.plots_template --if-needed --out .dvc/plots_template.html \
@@ -20,6 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Every block of params.yaml, before anything runs: each stage checks only the blocks it reads, when it runs.
+check-params: setup
+	@$(BIN)/python -m labelbench check-params
 
 check-remote:
 	@$(BIN)/python -m labelbench.ops.remote_check
@@ -46,7 +50,7 @@ publish:
 	differ from the committed dvc.lock; run \`make reproduce\` (it must leave \`git status\` clean) first." >&2; exit 1; }
 	dvc push -r published
 
-reproduce: pull
+reproduce: check-params pull
 	dvc repro
 	@$(BIN)/python stages/show.py
 

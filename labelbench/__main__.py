@@ -1,8 +1,9 @@
-"""Add a dataset of your own to the benchmark: checked, written to data/added/NAME, tracked with DVC and
-registered in params.yaml; the next `dvc repro` puts it in every table, plot and report.
+"""add-dataset: a dataset of your own, checked, written to data/added/NAME, tracked with DVC and registered in
+params.yaml; the next `dvc repro` puts it in every table, plot and report. check-params: params.yaml, every block.
 
   add-dataset NAME --pred-probs DIR --labels given_labels.npy [--errors label_errors.npy]   pred_probs of yours
   add-dataset NAME --images DIR [--labels labels.csv] [--errors mislabeled.txt]             images, trained here
+  check-params            every block at once (make reproduce runs it before anything else)
 
 To rank label issues of your own data with no benchmark around it, use cleanlab directly:
 cleanlab.filter.find_label_issues or cleanlab.Datalab (https://docs.cleanlab.ai/).
@@ -51,7 +52,21 @@ def main(argv=None) -> int:
                                                         "when there is no --errors (default 0)")
     add.add_argument("--sparsity", type=float, help="--noise uniform: cleanlab's frac_zero_noise_rates (0)")
     add.add_argument("--noise-seed", type=int, help="--images alone: seed of the injected noise (default 0)")
+    commands.add_parser("check-params", help="check every block of params.yaml at once",
+                        description="Check every block of params.yaml as the stage reading it would (a stage checks "
+                                    "only the blocks it reads); make reproduce and the Ray driver run it first.")
     args = parser.parse_args(argv)
+    if args.command == "check-params":
+        from labelbench.evaluation.params import check_params
+
+        try:
+            check_params()
+        except ParamsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print("params.yaml: every block is valid")
+        return 0
+
     def given(*flags: str) -> list[str]:  # the defaults below: None tells a flag given from one left out
         return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
 

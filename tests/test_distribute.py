@@ -25,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import run, small_clone, stages_run, venv_env
+from conftest import REPO_ROOT, run, small_clone, stages_run, venv_env
 from labelbench.ops import storage
 from labelbench.ops.distribute import LEASES, NAMESPACE, TASK_DIR_PREFIX
 
@@ -406,6 +406,20 @@ def test_jobs_must_be_positive(capsys):
         main(["--jobs", "0"])
     assert exit_info.value.code == 2
     assert "--jobs 0: must be >= 1" in capsys.readouterr().err
+
+
+def test_a_bad_key_in_a_block_the_tasks_or_the_last_repro_read_stops_the_driver_first(tmp_path):
+    """`train` (read by every task's fold) and `report` (by the final `dvc repro`) are checked before the workspace,
+    the remote or the cluster: one error line, exit code 2, nothing reproduced, pushed or submitted."""
+    text = (REPO_ROOT / "params.yaml").read_text()
+    run(["git", "init", "-q"], tmp_path)
+    for old, new, bad in (("\n  lr: 0.01\n", "\n  lr: -1\n", "train.lr = -1: Input should be greater than 0"),
+                          ("\n  top_n: 20 ", "\n  top_n: abc ", "report.top_n = 'abc': Input should be a valid integer")):
+        assert old in text
+        (tmp_path / "params.yaml").write_text(text.replace(old, new, 1))
+        result = run(DRIVER, tmp_path, check=False, env=venv_env())
+        assert result.returncode == 2
+        assert result.stderr == f"error: {tmp_path / 'params.yaml'}: {bad}\n"
 
 
 def test_dvc_is_used_through_its_public_interfaces_only():

@@ -152,14 +152,50 @@ def test_params_yaml_has_exactly_the_known_top_level_keys():
     """params.yaml's blocks are TOP_LEVEL_KEYS, in order, and each is read by some stage's schema (or is runtime)."""
     from labelbench import config
     from labelbench.evaluation import params as evaluation
-    from labelbench.ops import distribute
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert list(params) == list(TOP_LEVEL_KEYS)
-    schemas = [value for module in (config, evaluation, distribute) for name, value in vars(module).items()
-               if name.endswith("Params") and isinstance(value, type)]
-    assert len(schemas) >= 11
-    assert {key for schema in schemas for key in schema.model_fields} | {"runtime"} == set(TOP_LEVEL_KEYS)
+    stage_schemas = {value for module in (config, evaluation) for name, value in vars(module).items()
+                     if name.endswith("Params") and isinstance(value, type)}
+    assert len(stage_schemas) == 10 and stage_schemas < set(evaluation.SCHEMAS)  # check_params checks each one
+    assert {key for schema in evaluation.SCHEMAS for key in schema.model_fields} == set(TOP_LEVEL_KEYS)
+
+
+@pytest.mark.parametrize("key", TOP_LEVEL_KEYS)
+def test_check_params_refuses_a_bad_key_in_every_block(tmp_path, key):
+    """`python -m labelbench check-params` (make reproduce and the Ray driver run it first): each block as the stage
+    that reads it would check it, the blocks no stage reads too; an unknown key in a block, a wrong type at the top."""
+    from labelbench.config import ParamsError
+    from labelbench.evaluation.params import check_params
+
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    check_params(REPO_ROOT / "params.yaml")
+    if key == "added":  # a mapping of datasets: the key inside one
+        params[key], bad = {"mine": {"models": ["m"], "label_errors": True, "typo": 1}}, "added.mine.typo = 1"
+    elif isinstance(params[key], dict):
+        params[key]["typo"], bad = 1, f"{key}.typo = 1"
+    else:
+        params[key], bad = ["a list"], f"{key} = ['a list']"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ParamsError, match=re.escape(f"{tmp_path / 'params.yaml'}: {bad}: ")):
+        check_params(tmp_path / "params.yaml")
+
+
+def test_make_reproduce_stops_at_a_bad_key_read_last_before_anything_runs(tmp_path):
+    """A stage checks only the blocks it reads, when it runs: `report.top_n` alone would stop `dvc repro` after
+    every other stage. `make reproduce` checks every block first: one error line, no dvc command run."""
+    from conftest import make
+
+    shutil.copy(REPO_ROOT / "Makefile", tmp_path)
+    text = (REPO_ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("\n  top_n: 20 ", "\n  top_n: abc ", 1))
+    result = make("reproduce", tmp_path, check=False)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == ("error: params.yaml: report.top_n = 'abc': Input should be a valid "
+                                             "integer"), result.stderr
+    assert "dvc" not in result.stdout + result.stderr and not (tmp_path / ".dvc").exists()
+    (tmp_path / "params.yaml").write_text(text)
+    assert make("check-params", tmp_path).stdout == "params.yaml: every block is valid\n"
 
 
 def test_a_stage_reading_part_of_a_block_has_the_whole_block_checked(tmp_path):

@@ -1,14 +1,19 @@
 """The evaluation half's params blocks (see :mod:`labelbench.config`): score and ensemble names
-are checked against their registries, published datasets and models against the authors' files."""
+are checked against their registries, published datasets and models against the authors' files; and
+:func:`check_params`, every block of both halves at once."""
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AfterValidator, Field, RootModel, model_validator
+from pydantic import AfterValidator, Field, RootModel, create_model, model_validator
 
-from labelbench.config import Block, Crossval, Count, Names, Part, Positive, _unique, check_name, part_of
+from labelbench.config import (
+    AssembleParams, Block, Crossval, CrossvalParams, Count, Distribute, FoldsParams, Names, NoiseParams, Part, Positive,
+    RawParams, Runtime, _unique, check_name, load_params, part_of,
+)
 from labelbench.evaluation.ensembles import check_scheme
 from labelbench.evaluation.scores import resolve_method
 
@@ -200,3 +205,17 @@ class MultiannotatorParams(Part):
     lift_k: Positive
     published: Published
     multiannotator: Multiannotator
+
+
+#: The schema of every stage script, and of the blocks no stage reads (the machine's runtime, the Ray driver's).
+SCHEMAS = (RawParams, NoiseParams, FoldsParams, CrossvalParams, AssembleParams, EvaluateParams, BenchmarkParams,
+           IssuesParams, ReportParams, MultiannotatorParams,
+           create_model("UnstagedParams", runtime=Runtime, distribute=Distribute))
+
+
+def check_params(path: str | Path = "params.yaml") -> None:
+    """Every block of params.yaml, as the stage reading it would check it: ParamsError for the first bad one. A stage
+    checks only the blocks it reads, when it runs; this is for a command that runs many stages (make reproduce, the
+    Ray driver), so that a bad key read last stops it before anything is pulled or trained."""
+    for schema in SCHEMAS:
+        load_params(schema, path)

@@ -337,6 +337,9 @@ class Leases:
 
 
 def distribute(root: Path, *, address: str | None, remote: str, jobs: int | None = None, console) -> int:
+    from labelbench.evaluation.params import check_params  # the driver's only: its tasks need none of it
+
+    check_params(root / "params.yaml")  # every block: the stages that read them run on the tasks or at the end
     settings = load_params(DistributeParams, root / "params.yaml").distribute
     commit = check_workspace(root)
     options = remote_options(root, remote)
