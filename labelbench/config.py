@@ -168,6 +168,19 @@ class Train(Block):
                              "learning rate would never reach lr")
         return self
 
+    @model_validator(mode="after")
+    def _optimizer_takes_the_settings(self):  # here, not when a fold builds it after reading every image
+        import torch
+        from timm.optim import create_optimizer_v2
+
+        try:
+            create_optimizer_v2([torch.zeros(1, requires_grad=True)], opt=self.opt, lr=self.lr,
+                                weight_decay=self.weight_decay, momentum=self.momentum)
+        except ValueError as exc:  # e.g. sgd's Nesterov momentum with momentum 0
+            raise ValueError(f"opt {self.opt!r} refuses lr {self.lr}, weight_decay {self.weight_decay}, momentum "
+                             f"{self.momentum}: {exc}") from None
+        return self
+
 
 class Runtime(Block):
     """How this machine runs the stages, not what they compute: no stage declares these keys, so changing them

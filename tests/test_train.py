@@ -389,14 +389,22 @@ def test_a_fold_that_is_no_int64_is_one_error_naming_the_file(tmp_path, fold):
     assert read_folds_csv(tmp_path / "folds.csv", ["a.png", "b.png"]).tolist() == [10**18 - 1, 1]
 
 
-def test_an_optimizer_refusing_its_settings_names_the_params():
-    from labelbench.config import ParamsError
-    from labelbench.train.crossval import _optimizer_and_schedule
-
-    model = create_model("test_resnet", num_classes=3)
-    with pytest.raises(ParamsError, match=r"train.opt 'sgd' refuses lr 0.01, weight_decay .*, momentum 0.0: "
-                                          r"Nesterov momentum requires a momentum"):
-        _optimizer_and_schedule(model, config=config(opt="sgd", momentum=0.0), steps=10)
+def test_an_optimizer_refusing_its_settings_is_a_params_error_before_any_image_is_read(tmp_path, monkeypatch, capsys):
+    """timm's sgd is Nesterov's, which refuses momentum 0: the train block's check builds the optimizer (on one
+    parameter), so the crossval stage and check-params refuse it before a fold reads its images, not after."""
+    text = (REPO / "params.yaml").read_text()
+    assert "\n  opt: adamw " in text and "\n  momentum: 0.9 " in text
+    sgd = text.replace("\n  opt: adamw ", "\n  opt: sgd   ")
+    (tmp_path / "params.yaml").write_text(sgd.replace("\n  momentum: 0.9 ", "\n  momentum: 0.0 "))
+    monkeypatch.chdir(tmp_path)  # no images, labels or folds here: what is read first fails first
+    argv = ["--dataset", "d", "--model", "test_resnet", "--fold", "0", "--images", "images", "--labels", "labels.csv",
+            "--folds", "folds.csv", "--out", "out"]
+    assert load_stage("crossval").main(argv) == 1
+    assert capsys.readouterr().err == ("error: params.yaml: train: Value error, opt 'sgd' refuses lr 0.01, weight_decay "
+                                       "0.01, momentum 0.0: Nesterov momentum requires a momentum and zero dampening\n")
+    (tmp_path / "params.yaml").write_text(sgd)  # with momentum, the stage goes on to read its inputs
+    assert load_stage("crossval").main(argv) == 1
+    assert capsys.readouterr().err == "error: labels.csv: file not found\n" and not (tmp_path / "out").exists()
 
 
 def test_a_worker_process_that_cannot_decode_an_image_names_it(tmp_path):

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from labelbench.config import ParamsError, Runtime, Train
+from labelbench.config import Runtime, Train
 from labelbench.data.files import _SHOWN, DataError, StageError, atomic_dir, int_column, read_classes, read_csv_strings
 from labelbench.data.files import read_labels_csv, read_text, write_npy, write_text
 from labelbench.data.verify import verify
@@ -180,12 +180,8 @@ def _optimizer_and_schedule(model: torch.nn.Module, *, config: TrainConfig, step
     from timm.scheduler import create_scheduler_v2
 
     fused = fused and "fused" in inspect.signature(get_optimizer_info(config.opt).opt_class).parameters
-    try:
-        optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
-                                        momentum=config.momentum, **({"fused": True} if fused else {}))
-    except ValueError as exc:  # e.g. sgd's Nesterov momentum with momentum 0
-        raise ParamsError(f"params.yaml: train.opt {config.opt!r} refuses lr {config.lr}, weight_decay "
-                          f"{config.weight_decay}, momentum {config.momentum}: {exc}") from None
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay,
+                                    momentum=config.momentum, **({"fused": True} if fused else {}))
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=config.sched, num_epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         min_lr=config.min_lr, step_on_epochs=False, updates_per_epoch=steps,
